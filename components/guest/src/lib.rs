@@ -1,0 +1,43 @@
+//! Plumbing shared by replog's components.
+//!
+//! Both roles speak HTTP through `wasi:http`, answer in JSON and read the same host-held log;
+//! this crate keeps what is the same for both (bounded request bodies, responses, settings from
+//! the environment, `GET /messages`, the master↔secondary wire format) so that each role's crate
+//! holds only its own logic.
+
+pub mod about;
+pub mod http;
+pub mod log;
+pub mod settings;
+pub mod wire;
+
+/// Generates a role's bindings for its world in `wit/`, taking the WASI types from `wasip2` and
+/// the shared `log` interface from this crate, so that a role's code and this crate work with
+/// the same types. `$with` maps (or `generate`s) the role's own interfaces.
+#[macro_export]
+macro_rules! role_bindings {
+    ($world:literal, { $($with:tt)* }) => {
+        wit_bindgen::generate!({
+            path: "../../wit",
+            world: $world,
+            with: {
+                "wasi:io/poll@0.2.12": wasip2::io::poll,
+                "wasi:io/error@0.2.12": wasip2::io::error,
+                "wasi:io/streams@0.2.12": wasip2::io::streams,
+                "wasi:clocks/monotonic-clock@0.2.12": wasip2::clocks::monotonic_clock,
+                "wasi:clocks/wall-clock@0.2.12": wasip2::clocks::wall_clock,
+                "wasi:random/random@0.2.12": wasip2::random::random,
+                "wasi:cli/stdout@0.2.12": wasip2::cli::stdout,
+                "wasi:cli/stderr@0.2.12": wasip2::cli::stderr,
+                "wasi:cli/stdin@0.2.12": wasip2::cli::stdin,
+                "wasi:http/types@0.2.12": wasip2::http::types,
+                "wasi:http/outgoing-handler@0.2.12": wasip2::http::outgoing_handler,
+                "replog:node/log@0.3.0": replog_guest::log::host,
+                "replog:node/host-info@0.3.0": replog_guest::log::host_info,
+                "replog:node/types@0.3.0": generate,
+                $($with)*
+            },
+            pub_export_macro: false,
+        });
+    };
+}

@@ -1,0 +1,51 @@
+//! Node settings, which the host hands to components as environment variables.
+
+use std::time::Duration;
+
+/// A setting that is present but not usable. The host validates settings before it starts a
+/// node, so seeing this means the component runs under a host that did not.
+#[derive(Debug)]
+pub struct BadSetting(pub String);
+
+impl std::fmt::Display for BadSetting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Environment variable `name` as a whole number, `default` when unset or empty.
+pub fn number(name: &str, default: u64) -> Result<u64, BadSetting> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => {
+            v.trim().parse().map_err(|_| BadSetting(format!("{name}={v:?} is not a whole number")))
+        }
+        _ => Ok(default),
+    }
+}
+
+/// Environment variable `name` as a fraction from 0 to 1, 0 when unset or empty.
+pub fn fraction(name: &str) -> Result<f64, BadSetting> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => match v.trim().parse::<f64>() {
+            Ok(f) if (0.0..=1.0).contains(&f) => Ok(f),
+            _ => Err(BadSetting(format!("{name}={v:?} is not a number from 0 to 1"))),
+        },
+        _ => Ok(0.0),
+    }
+}
+
+/// Environment variable `name` as milliseconds.
+pub fn millis(name: &str, default: u64) -> Result<Duration, BadSetting> {
+    number(name, default).map(Duration::from_millis)
+}
+
+/// Environment variable `name` as a comma-separated list, empty items dropped.
+pub fn list(name: &str) -> Vec<String> {
+    std::env::var(name)
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}

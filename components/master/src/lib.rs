@@ -1,0 +1,106 @@
+//! The replog master: numbers client writes, and replicates them to every secondary through
+//! the host's replication streams (one per secondary, each calling `replicator.step`).
+//!
+//! Runs once per HTTP request or replication step; the log and what is known of each
+//! secondary live in the host (`replog:node/sequencer`, `log` and `peers`), settings come from
+//! the environment.
+
+mod bindings;
+mod messages;
+mod peer_http;
+mod quorum;
+mod replicator;
+mod settings;
+
+use replog_guest::http::{Request, Response};
+use replog_guest::{about, log};
+use serde::Serialize;
+use wasip2::http::types::{IncomingRequest, Method, ResponseOutparam};
+
+use crate::bindings::exports::replog::node::about::Description;
+use crate::bindings::exports::replog::node::replicator::Wake;
+use crate::bindings::replog::node::peers;
+use crate::settings::Settings;
+
+struct Master;
+
+impl bindings::exports::wasi::http::incoming_handler::Guest for Master {
+    fn handle(request: IncomingRequest, out: ResponseOutparam) {
+        let request = Request::new(request);
+        let settings = match Settings::from_env() {
+            Ok(settings) => settings,
+            Err(e) => return Response::error(500, &e.to_string()).send(out),
+        };
+        match (request.path.as_str(), &request.method) {
+            ("/messages", Method::Post) => messages::post(&request, out, &settings),
+            ("/messages", Method::Get) => log::get_messages(&request).send(out),
+            ("/messages", _) => Response::method_not_allowed("/messages", "GET, POST").send(out),
+            ("/health", Method::Get) => health(&settings).send(out),
+            ("/health", _) => Response::method_not_allowed("/health", "GET").send(out),
+            (path, _) => Response::not_found(path).send(out),
+        }
+    }
+}
+
+impl bindings::exports::replog::node::replicator::Guest for Master {
+    fn step(peer: String) -> Wake {
+        replicator::step(&peer)
+    }
+}
+
+impl bindings::exports::replog::node::about::Guest for Master {
+    fn describe() -> Description {
+        Description { name: "replog-master".into(), version: about::version() }
+    }
+}
+
+bindings::export!(Master with_types_in bindings);
+
+/// `GET /health`: liveness, the log's length, whether writes are taken, each secondary's
+/// state as the replicator judges it, and which component version answers.
+fn health(settings: &Settings) -> Response {
+    #[derive(Serialize)]
+    struct Health {
+        status: &'static str,
+        role: &'static str,
+        count: u64,
+        writable: bool,
+        secondaries: Vec<Secondary>,
+        component: about::Running,
+    }
+    #[derive(Serialize)]
+    struct Secondary {
+        url: String,
+        status: &'static str,
+        acked: u64,
+        lag: u64,
+        failures: u32,
+        last_contact_ms: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        last_error: Option<String>,
+    }
+    let count = log::host::len();
+    let secondaries = peers::all()
+        .into_iter()
+        .map(|p| Secondary {
+            status: quorum::status_name(p.status),
+            lag: count.saturating_sub(p.acked),
+            url: p.url,
+            acked: p.acked,
+            failures: p.failures,
+            last_contact_ms: p.last_contact_ms,
+            last_error: p.last_error,
+        })
+        .collect();
+    Response::json(
+        200,
+        &Health {
+            status: "ok",
+            role: "master",
+            count,
+            writable: quorum::check(settings.nodes()).is_ok(),
+            secondaries,
+            component: about::running(),
+        },
+    )
+}

@@ -1,0 +1,114 @@
+//! One request to a secondary, bounded in time: what each replication step sends.
+
+use std::io::Read;
+use std::time::Duration;
+
+use wasip2::clocks::monotonic_clock;
+use wasip2::http::outgoing_handler;
+use wasip2::http::types::{
+    ErrorCode, Fields, IncomingResponse, Method, OutgoingBody, OutgoingRequest, RequestOptions,
+};
+use wasip2::io::poll;
+
+use crate::settings::Peer;
+
+/// Connecting is bounded on its own, so that a peer that swallows connection attempts is
+/// retried rather than waited on for the whole `timeout`.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// A secondary's answers are short; anything much longer is not an answer.
+const MAX_ANSWER_BYTES: u64 = 64 * 1024;
+
+/// Sends `method path` with `body` to `peer` and returns the status and body of its answer,
+/// or why there is none, within `timeout`.
+pub fn request(
+    peer: &Peer,
+    method: Method,
+    endpoint: &str,
+    body: Option<&[u8]>,
+    timeout: Duration,
+) -> Result<(u16, Vec<u8>), String> {
+    let mut headers = vec![("content-type".to_owned(), b"application/json".to_vec())];
+    if let Some(body) = body {
+        headers.push(("content-length".to_owned(), body.len().to_string().into_bytes()));
+    }
+    let headers = Fields::from_list(&headers).map_err(|e| format!("bad headers: {e:?}"))?;
+    let request = OutgoingRequest::new(headers);
+    let invalid = |what: &str| format!("invalid {what} in {}", peer.url);
+    request.set_method(&method).map_err(|()| invalid("method"))?;
+    request.set_scheme(Some(&peer.scheme)).map_err(|()| invalid("scheme"))?;
+    request.set_authority(Some(&peer.authority)).map_err(|()| invalid("authority"))?;
+    request.set_path_with_query(Some(&peer.path(endpoint))).map_err(|()| invalid("path"))?;
+    let outgoing = request.body().map_err(|()| "request body already taken".to_owned())?;
+
+    let nanos = nanos(timeout);
+    let options = RequestOptions::new();
+    // A host may not support some timeouts; the deadline below bounds the wait regardless.
+    let _ = options.set_connect_timeout(Some(nanos.min(self::nanos(CONNECT_TIMEOUT))));
+    let _ = options.set_first_byte_timeout(Some(nanos));
+    let _ = options.set_between_bytes_timeout(Some(nanos));
+    let deadline = monotonic_clock::subscribe_duration(nanos);
+
+    let pending = outgoing_handler::handle(request, Some(options)).map_err(|e| describe(&e))?;
+    // When the connection fails, writing the body fails too; the answer's error then says
+    // why (connection refused, ...) better than the write's, so it is the one reported.
+    let sent = send_body(outgoing, body);
+
+    let answered = pending.subscribe();
+    let ready = poll::poll(&[&answered, &deadline]);
+    drop(answered);
+    if !ready.contains(&0) {
+        sent?;
+        return Err(format!("no answer within {} ms", timeout.as_millis()));
+    }
+    match pending.get() {
+        Some(Ok(Ok(answer))) => {
+            sent?;
+            let status = answer.status();
+            read_answer(answer).map(|body| (status, body))
+        }
+        Some(Ok(Err(code))) => Err(describe(&code)),
+        Some(Err(())) | None => Err("the answer was lost".to_owned()),
+    }
+}
+
+fn send_body(outgoing: OutgoingBody, body: Option<&[u8]>) -> Result<(), String> {
+    if let Some(body) = body {
+        let mut stream =
+            outgoing.write().map_err(|()| "request stream already taken".to_owned())?;
+        let written = std::io::Write::write_all(&mut stream, body);
+        drop(stream);
+        written.map_err(|e| format!("could not send: {e}"))?;
+    }
+    OutgoingBody::finish(outgoing, None).map_err(|e| describe(&e))
+}
+
+fn read_answer(answer: IncomingResponse) -> Result<Vec<u8>, String> {
+    let body = answer.consume().map_err(|()| "body already taken".to_owned())?;
+    let mut stream = body.stream().map_err(|()| "body stream already taken".to_owned())?;
+    let mut bytes = Vec::new();
+    let read = (&mut stream).take(MAX_ANSWER_BYTES).read_to_end(&mut bytes);
+    drop(stream);
+    drop(body);
+    read.map_err(|e| format!("the answer broke off: {e}"))?;
+    Ok(bytes)
+}
+
+/// Words for an HTTP error, for the peer's `last_error` and the client's `502`.
+fn describe(code: &ErrorCode) -> String {
+    match code {
+        ErrorCode::ConnectionRefused => "connection refused".into(),
+        ErrorCode::ConnectionTimeout => "timed out connecting".into(),
+        ErrorCode::ConnectionReadTimeout | ErrorCode::HttpResponseTimeout => {
+            "timed out waiting for the answer".into()
+        }
+        ErrorCode::ConnectionTerminated => "connection closed before the answer".into(),
+        ErrorCode::DnsError(_) | ErrorCode::DestinationNotFound => "host name not found".into(),
+        ErrorCode::HttpRequestDenied => "refused by the host: not one of this node's peers".into(),
+        ErrorCode::InternalError(Some(why)) => format!("internal error: {why}"),
+        other => format!("{other:?}"),
+    }
+}
+
+pub fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}

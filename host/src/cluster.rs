@@ -1,0 +1,109 @@
+//! Several nodes in one process: the embedded cluster (`replog cluster`) and a single node
+//! (`replog serve`) are both a set of nodes, each on its own port, sharing one runtime.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::config::NodeConfig;
+use crate::node::{CompiledComponent, LoadError, Node};
+use crate::runtime::Runtime;
+use crate::server::{self, BindError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error(transparent)]
+    Node(#[from] crate::node::NodeError),
+    #[error(transparent)]
+    Bind(#[from] BindError),
+}
+
+/// Nodes that are up and serving.
+pub struct Running {
+    nodes: Vec<(Arc<Node>, SocketAddr)>,
+    stop: watch::Sender<bool>,
+    servers: JoinSet<()>,
+}
+
+/// Compiles each distinct component once, binds every port (so that a busy port fails the
+/// start before anything serves), then serves.
+pub async fn start(runtime: &Runtime, configs: Vec<NodeConfig>) -> Result<Running, StartError> {
+    let mut compiled: HashMap<PathBuf, CompiledComponent> = HashMap::new();
+    let mut nodes = Vec::new();
+    for config in configs {
+        let component = match compiled.get(&config.component) {
+            Some(component) => component.clone(),
+            None => {
+                let component = CompiledComponent::load(runtime.engine(), &config.component)?;
+                compiled.insert(config.component.clone(), component.clone());
+                component
+            }
+        };
+        nodes.push(Node::new(runtime, config, component).await?);
+    }
+    serve_nodes(nodes).await
+}
+
+/// Binds every node's port, then serves them all until `Running::shutdown`.
+pub async fn serve_nodes(nodes: Vec<Node>) -> Result<Running, StartError> {
+    let mut listeners = Vec::new();
+    for node in &nodes {
+        listeners.push(server::bind(node.name(), node.config().listen).await?);
+    }
+    let (stop, stopped) = watch::channel(false);
+    let mut servers = JoinSet::new();
+    let mut running = Vec::new();
+    for (node, listener) in nodes.into_iter().zip(listeners) {
+        let node = Arc::new(node);
+        let addr = listener.local_addr().map_err(|error| BindError::Other {
+            node: node.name().to_owned(),
+            addr: node.config().listen,
+            error,
+        })?;
+        let current = node.current();
+        let (info, compile_time) = (&current.info, current.component().compile_time);
+        tracing::info!(
+            node = node.name(),
+            role = %node.role(),
+            component = %info.path.display(),
+            sha256 = %info.sha256,
+            version = %info.version,
+            compile_ms = compile_time.as_millis() as u64,
+            "listening on http://{addr}"
+        );
+        let mut stopped = stopped.clone();
+        servers.spawn(server::serve(node.clone(), listener, async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        }));
+        running.push((node, addr));
+    }
+    // Every node listens by now, so the masters' first contacts find their secondaries up.
+    for (node, _) in &running {
+        node.start_replication();
+    }
+    Ok(Running { nodes: running, stop, servers })
+}
+
+impl Running {
+    /// The nodes and the addresses they actually listen on (a port of 0 is resolved).
+    pub fn nodes(&self) -> &[(Arc<Node>, SocketAddr)] {
+        &self.nodes
+    }
+
+    /// The node called `name`.
+    pub fn node(&self, name: &str) -> Option<&Arc<Node>> {
+        self.nodes.iter().map(|(node, _)| node).find(|node| node.name() == name)
+    }
+
+    /// Stops accepting, lets requests in flight finish (within `server::DRAIN_TIMEOUT`).
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        while self.servers.join_next().await.is_some() {}
+    }
+}

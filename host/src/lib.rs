@@ -1,0 +1,28 @@
+//! replog's host: a small wasmtime runtime whose nodes run the replicated log's logic as
+//! WebAssembly components, while the log itself lives here, in the host.
+//!
+//! - [`config`]: what a node is told to be, checked once.
+//! - [`runtime`]: the shared engine and the limits on each request.
+//! - [`node`]: one component serving requests over state that outlives them.
+//! - [`state`]: that state, the log and the master's view of its peers.
+//! - [`outbound`]: components' outgoing HTTP, allowed to the node's peers only.
+//! - [`server`], [`cluster`]: listening, and running several nodes in one process.
+//! - [`reload`]: swapping in new component versions while nodes serve.
+//! - [`components`]: where the built `.wasm` files are found.
+//! - [`command`]: running plain WASI command components (`replog run`).
+//! - [`compose`], [`probe`]: the Compose file generator and the containers' health check.
+//! - [`cli`]: the `replog` command line.
+
+pub mod cli;
+pub mod cluster;
+pub mod command;
+pub mod components;
+pub mod compose;
+pub mod config;
+pub mod node;
+pub mod outbound;
+pub mod probe;
+pub mod reload;
+pub mod runtime;
+pub mod server;
+pub mod state;

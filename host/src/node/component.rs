@@ -1,0 +1,122 @@
+//! Loading a component file: read, fingerprint, compile, and check it fits a role.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use wasmtime::Engine;
+use wasmtime::component::{Component, Linker};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+
+use super::bindings::described::DescribedPre;
+use super::bindings::replicating::ReplicatingPre;
+use super::bindings::replog::node::{host_info, log, peers, replica, sequencer};
+use super::ctx::{ReplogNode, RequestCtx, node_view};
+use crate::config::Role;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read component {path}: {error}")]
+    Read { path: PathBuf, error: std::io::Error },
+    #[error("{path} is not a valid WebAssembly component: {reason}")]
+    Compile { path: PathBuf, reason: String },
+    #[error("{path} does not fit the {role} role: {reason}")]
+    WrongWorld { path: PathBuf, role: Role, reason: String },
+    #[error("could not set up the host interfaces: {0}")]
+    Linker(String),
+    #[error("{path} failed to describe itself: {reason}")]
+    Describe { path: PathBuf, reason: String },
+}
+
+/// A component compiled for this process's engine, with what identifies it in logs.
+#[derive(Clone)]
+pub struct CompiledComponent {
+    pub path: PathBuf,
+    /// Hex sha256 of the file's bytes.
+    pub sha256: String,
+    pub component: Component,
+    /// How long reading and compiling took.
+    pub compile_time: Duration,
+}
+
+impl CompiledComponent {
+    /// Reads and compiles `path`. Compiling takes a moment: do it once per file, not per node.
+    pub fn load(engine: &Engine, path: &Path) -> Result<Self, LoadError> {
+        Self::compile(engine, path, &read(path)?)
+    }
+
+    /// Compiles `bytes`, read from `path`.
+    pub fn compile(engine: &Engine, path: &Path, bytes: &[u8]) -> Result<Self, LoadError> {
+        let started = Instant::now();
+        let component = Component::new(engine, bytes).map_err(|e| LoadError::Compile {
+            path: path.to_owned(),
+            reason: one_line(&format!("{e:#}")),
+        })?;
+        Ok(Self {
+            path: path.to_owned(),
+            sha256: sha256(bytes),
+            component,
+            compile_time: started.elapsed(),
+        })
+    }
+
+    /// Links the component against what `role` offers (WASI, `wasi:http`, and that role's
+    /// `replog:node` interfaces only) and checks it exports `wasi:http/incoming-handler`.
+    pub fn prepare(&self, role: Role) -> Result<Prepared, LoadError> {
+        let linker = role_linker(self.component.engine(), role)?;
+        let wrong = |e: wasmtime::Error| LoadError::WrongWorld {
+            path: self.path.clone(),
+            role,
+            reason: format!("{e:#}"),
+        };
+        let instance = linker.instantiate_pre(&self.component).map_err(wrong)?;
+        // `about` is optional: any wasi:http component can be served, only replog's describe
+        // themselves.
+        let described = DescribedPre::new(instance.clone()).ok();
+        let replicator = ReplicatingPre::new(instance.clone()).ok();
+        Ok(Prepared { proxy: ProxyPre::new(instance).map_err(wrong)?, described, replicator })
+    }
+}
+
+/// Parser errors can spread over many lines (byte dumps); a log line wants one.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The bytes of the component file at `path`.
+pub fn read(path: &Path) -> Result<Vec<u8>, LoadError> {
+    std::fs::read(path).map_err(|error| LoadError::Read { path: path.to_owned(), error })
+}
+
+/// Hex sha256 of `bytes`: how logs and `/health` name a component version.
+pub fn sha256(bytes: &[u8]) -> String {
+    format!("{:x}", Sha256::digest(bytes))
+}
+
+/// A component linked for a role, ready to instantiate.
+pub struct Prepared {
+    pub proxy: ProxyPre<RequestCtx>,
+    pub described: Option<DescribedPre<RequestCtx>>,
+    /// The master's `replicator`, which the replication streams call.
+    pub replicator: Option<ReplicatingPre<RequestCtx>>,
+}
+
+fn role_linker(engine: &Engine, role: Role) -> Result<Linker<RequestCtx>, LoadError> {
+    let failed = |e: wasmtime::Error| LoadError::Linker(format!("{e:#}"));
+    let mut linker = Linker::new(engine);
+    // Rust's standard library imports wasi:cli and friends even in a proxy world.
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(failed)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(failed)?;
+    log::add_to_linker::<_, ReplogNode>(&mut linker, node_view).map_err(failed)?;
+    host_info::add_to_linker::<_, ReplogNode>(&mut linker, node_view).map_err(failed)?;
+    match role {
+        Role::Master => {
+            sequencer::add_to_linker::<_, ReplogNode>(&mut linker, node_view).map_err(failed)?;
+            peers::add_to_linker::<_, ReplogNode>(&mut linker, node_view).map_err(failed)?;
+        }
+        Role::Secondary => {
+            replica::add_to_linker::<_, ReplogNode>(&mut linker, node_view).map_err(failed)?;
+        }
+    }
+    Ok(linker)
+}

@@ -1,0 +1,47 @@
+//! The data of one request's store: WASI, `wasi:http`, the node's state and the limits.
+
+use std::sync::Arc;
+
+use wasmtime::component::{HasData, ResourceTable};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use super::ComponentInfo;
+use super::bindings::NodeView;
+use crate::outbound::Outbound;
+use crate::runtime::RequestLimits;
+use crate::state::NodeState;
+
+pub struct RequestCtx {
+    pub(super) table: ResourceTable,
+    pub(super) wasi: WasiCtx,
+    pub(super) http: WasiHttpCtx,
+    pub(super) outbound: Outbound,
+    pub(super) state: Arc<NodeState>,
+    pub(super) limits: RequestLimits,
+    /// The component version this request runs on, for `host-info`.
+    pub(super) component: Arc<ComponentInfo>,
+}
+
+impl WasiView for RequestCtx {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl WasiHttpView for RequestCtx {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.outbound }
+    }
+}
+
+/// Marks `NodeView` as what the `replog:node` imports borrow from a `RequestCtx`.
+pub struct ReplogNode;
+
+impl HasData for ReplogNode {
+    type Data<'a> = NodeView<'a>;
+}
+
+pub fn node_view(ctx: &mut RequestCtx) -> NodeView<'_> {
+    NodeView { state: &ctx.state, component: &ctx.component, table: &mut ctx.table }
+}

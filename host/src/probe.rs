@@ -1,0 +1,43 @@
+//! `replog probe`: one GET, for health checks in an image that has no curl.
+
+use std::time::Duration;
+
+use http_body_util::Empty;
+use hyper_util::rt::TokioIo;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("not an http:// URL with a host")]
+    BadUrl,
+    #[error("no answer within {} ms", .0.as_millis())]
+    Timeout(Duration),
+    #[error("cannot connect: {0}")]
+    Connect(std::io::Error),
+    #[error("HTTP error: {0}")]
+    Http(#[from] hyper::Error),
+}
+
+/// GETs `url` and returns the status.
+pub async fn get(url: &str, timeout: Duration) -> Result<u16, ProbeError> {
+    let uri: http::Uri = url.parse().map_err(|_| ProbeError::BadUrl)?;
+    if uri.scheme_str() != Some("http") {
+        return Err(ProbeError::BadUrl);
+    }
+    let host = uri.host().ok_or(ProbeError::BadUrl)?.to_owned();
+    let port = uri.port_u16().unwrap_or(80);
+    let attempt = async {
+        let stream = tokio::net::TcpStream::connect((host.as_str(), port))
+            .await
+            .map_err(ProbeError::Connect)?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(connection);
+        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+        let request = http::Request::get(path)
+            .header(http::header::HOST, format!("{host}:{port}"))
+            .body(Empty::<bytes::Bytes>::new())
+            .expect("a GET of a parsed path is a valid request");
+        Ok(sender.send_request(request).await?.status().as_u16())
+    };
+    tokio::time::timeout(timeout, attempt).await.map_err(|_| ProbeError::Timeout(timeout))?
+}

@@ -1,0 +1,120 @@
+//! The wasmtime engine every node of this process shares, and the per-request limits.
+//!
+//! One engine means each component is compiled once however many nodes run it, one pool of
+//! instance slots, and one thread advancing the epoch that bounds guest execution.
+
+mod cache;
+mod limits;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use self::cache::FunctionCache;
+pub use self::limits::{LimitExceeded, RequestLimits};
+use crate::outbound::Client;
+
+/// How often the epoch advances: the resolution of the CPU budget.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Bound on Cranelift's incremental cache: a few versions of our components' functions.
+const FUNCTION_CACHE_BYTES: usize = 64 << 20;
+
+/// Bytes of each linear memory kept mapped between instances (see `Runtime::new`).
+const KEEP_RESIDENT: usize = 8 << 20;
+
+/// Process-wide runtime settings.
+#[derive(Debug, Clone, Copy)]
+pub struct RuntimeConfig {
+    /// Instances that may run at once across all nodes of this process; a request beyond that
+    /// is answered `503` rather than queued without bound.
+    pub max_instances: u32,
+    /// Largest linear memory any instance may have (each node's limit is at most this).
+    pub memory_bytes: usize,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self { max_instances: 1000, memory_bytes: crate::config::Limits::default().memory_bytes }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("could not set up the WebAssembly engine: {0}")]
+pub struct RuntimeError(String);
+
+/// The shared engine and outbound HTTP client. Cheap to clone.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Engine,
+    client: Client,
+    config: RuntimeConfig,
+}
+
+impl Runtime {
+    pub fn new(config: RuntimeConfig) -> Result<Self, RuntimeError> {
+        let n = config.max_instances;
+        let mut pool = PoolingAllocationConfig::new();
+        // A component built from Rust has one memory, a few core instances (its module plus
+        // the shims wit-component adds) and a couple of tables; the totals leave room for that.
+        pool.total_component_instances(n)
+            .total_core_instances(n.saturating_mul(8))
+            .total_memories(n)
+            .total_tables(n.saturating_mul(4))
+            .total_stacks(n)
+            .max_memory_size(config.memory_bytes)
+            // A request touches little memory and instances come and go thousands of times a
+            // second: resetting the touched pages in place (found with PAGEMAP_SCAN where the
+            // kernel has it) beats unmapping them and faulting them back in on the next
+            // request, and batching what is still decommitted saves TLB shootdowns.
+            .pagemap_scan(Enabled::Auto)
+            .linear_memory_keep_resident(KEEP_RESIDENT)
+            .table_keep_resident(KEEP_RESIDENT / 16)
+            .decommit_batch_size(32);
+
+        let mut wasm = Config::new();
+        // A new build of a component mostly repeats the last one's functions: with Cranelift's
+        // incremental cache only the changed ones are compiled again, which shortens the time
+        // from a new file landing to it serving (see `reload`).
+        wasm.enable_incremental_compilation(Arc::new(FunctionCache::new(FUNCTION_CACHE_BYTES)))
+            .map_err(|e| RuntimeError(format!("{e:#}")))?;
+        wasm.wasm_component_model(true)
+            .epoch_interruption(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&wasm).map_err(|e| RuntimeError(format!("{e:#}")))?;
+        spawn_epoch_ticker(&engine);
+        Ok(Self { inner: Arc::new(Inner { engine, client: Client::new(), config }) })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.inner.client
+    }
+
+    pub fn config(&self) -> RuntimeConfig {
+        self.inner.config
+    }
+}
+
+/// Advances the engine's epoch every `EPOCH_TICK` until the engine is dropped.
+fn spawn_epoch_ticker(engine: &Engine) {
+    let engine = engine.weak();
+    std::thread::Builder::new()
+        .name("replog-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = engine.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .expect("spawning a thread at startup");
+}

@@ -1,0 +1,335 @@
+//! The log on disk: append-only segment files of checksummed records.
+//!
+//! A segment is `NNNNNNNNNNNN.seg` (its number, counting from 1) and starts with a 16-byte
+//! header: the magic `REPLOG\0\0` and the format version (u32, little-endian), then four
+//! reserved bytes. Records follow, each
+//!
+//! ```text
+//! length: u32 LE   -- of the payload
+//! crc32:  u32 LE   -- CRC-32 (IEEE) of the payload
+//! payload: seq u64 LE, then the message's UTF-8 bytes
+//! ```
+//!
+//! Records are written in the order the node took them (for a secondary, not always in `seq`
+//! order). A crash can leave the last record of the last segment half-written: on start it is
+//! found, cut off and reported. A bad record anywhere else means the data was damaged, and the
+//! node refuses to start rather than silently drop what follows.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+pub const MAGIC: &[u8; 8] = b"REPLOG\0\0";
+pub const FORMAT_VERSION: u32 = 1;
+pub const HEADER_LEN: usize = 16;
+const RECORD_HEADER_LEN: usize = 8;
+/// A new segment is started once the current one holds this much.
+pub const SEGMENT_BYTES: u64 = 64 << 20;
+/// No record is larger: messages are bounded by the nodes' request limits well below this.
+const MAX_RECORD_LEN: usize = 64 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("cannot use data directory {dir}: {error}")]
+    Dir { dir: PathBuf, error: io::Error },
+    #[error("{file}: {error}")]
+    Io { file: PathBuf, error: io::Error },
+    #[error("{file} is not a replog log segment (bad header)")]
+    NotASegment { file: PathBuf },
+    #[error("{file} has format version {found}; this replog reads version {FORMAT_VERSION}")]
+    Version { file: PathBuf, found: u32 },
+    #[error(
+        "{file} is damaged at byte {offset} ({why}) and valid records follow: refusing to start \
+         rather than drop them. Restore the data directory from a replica or a backup, or move \
+         it aside to start empty"
+    )]
+    Corrupt { file: PathBuf, offset: u64, why: String },
+}
+
+/// One message as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub seq: u64,
+    pub msg: String,
+}
+
+/// What was found on disk at start.
+#[derive(Debug, Default)]
+pub struct Replayed {
+    pub records: Vec<Record>,
+    /// A torn tail that was cut off: the file, where, and how many bytes went.
+    pub truncated: Option<(PathBuf, u64, u64)>,
+}
+
+/// The segment files of one data directory, open for appending.
+pub struct Segments {
+    dir: PathBuf,
+    file: File,
+    path: PathBuf,
+    number: u64,
+    len: u64,
+}
+
+impl Segments {
+    /// Reads every record in `dir` (creating it if needed), cuts off a torn tail, and opens
+    /// the last segment for appending.
+    pub fn open(dir: &Path) -> Result<(Self, Replayed), StorageError> {
+        let dir_error = |error| StorageError::Dir { dir: dir.to_owned(), error };
+        std::fs::create_dir_all(dir).map_err(dir_error)?;
+        let mut numbers = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(dir_error)? {
+            let name = entry.map_err(dir_error)?.file_name();
+            let name = name.to_string_lossy();
+            if let Some(number) = name.strip_suffix(".seg").and_then(|n| n.parse::<u64>().ok()) {
+                numbers.push(number);
+            }
+        }
+        numbers.sort_unstable();
+        let mut replayed = Replayed::default();
+        for (i, number) in numbers.iter().enumerate() {
+            let last = i + 1 == numbers.len();
+            read_segment(&segment_path(dir, *number), last, &mut replayed)?;
+        }
+        let number = numbers.last().copied().unwrap_or(1);
+        let segments = if !segment_path(dir, number).exists() {
+            Self::create(dir, number)?
+        } else {
+            let path = segment_path(dir, number);
+            let io_error = |error| StorageError::Io { file: path.clone(), error };
+            let file = OpenOptions::new().append(true).open(&path).map_err(io_error)?;
+            let len = file.metadata().map_err(io_error)?.len();
+            Self { dir: dir.to_owned(), file, path, number, len }
+        };
+        Ok((segments, replayed))
+    }
+
+    fn create(dir: &Path, number: u64) -> Result<Self, StorageError> {
+        let path = segment_path(dir, number);
+        let io_error = |error| StorageError::Io { file: path.clone(), error };
+        let mut file =
+            OpenOptions::new().create_new(true).append(true).open(&path).map_err(io_error)?;
+        let mut header = [0u8; HEADER_LEN];
+        header[..8].copy_from_slice(MAGIC);
+        header[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        file.write_all(&header).and_then(|()| file.sync_all()).map_err(io_error)?;
+        // The new file's name must be durable too.
+        File::open(dir).and_then(|d| d.sync_all()).map_err(io_error)?;
+        Ok(Self { dir: dir.to_owned(), file, path, number, len: HEADER_LEN as u64 })
+    }
+
+    /// Writes `records` and waits until they are on disk (one write, one fdatasync), starting
+    /// a new segment first when the current one is full.
+    pub fn append(&mut self, records: &[Record]) -> Result<(), StorageError> {
+        let mut buf = Vec::with_capacity(records.iter().map(|r| r.msg.len() + 16).sum());
+        for record in records {
+            encode(record, &mut buf);
+        }
+        if self.len + buf.len() as u64 > SEGMENT_BYTES && self.len > HEADER_LEN as u64 {
+            *self = Self::create(&self.dir, self.number + 1)?;
+        }
+        let io_error = |error| StorageError::Io { file: self.path.clone(), error };
+        self.file.write_all(&buf).and_then(|()| self.file.sync_data()).map_err(io_error)?;
+        self.len += buf.len() as u64;
+        Ok(())
+    }
+}
+
+fn segment_path(dir: &Path, number: u64) -> PathBuf {
+    dir.join(format!("{number:012}.seg"))
+}
+
+pub fn encode(record: &Record, buf: &mut Vec<u8>) {
+    let payload_len = 8 + record.msg.len();
+    let start = buf.len();
+    buf.extend_from_slice(&(payload_len as u32).to_le_bytes());
+    buf.extend_from_slice(&[0; 4]);
+    buf.extend_from_slice(&record.seq.to_le_bytes());
+    buf.extend_from_slice(record.msg.as_bytes());
+    let crc = crc32fast::hash(&buf[start + RECORD_HEADER_LEN..]);
+    buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// The record at the start of `bytes`, with its total length, or why there is none.
+fn decode(bytes: &[u8]) -> Result<(Record, usize), &'static str> {
+    if bytes.len() < RECORD_HEADER_LEN {
+        return Err("record header cut short");
+    }
+    let len = u32::from_le_bytes(bytes[..4].try_into().expect("4 bytes")) as usize;
+    let crc = u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes"));
+    if !(8..=MAX_RECORD_LEN).contains(&len) {
+        return Err("impossible record length");
+    }
+    let Some(payload) = bytes.get(RECORD_HEADER_LEN..RECORD_HEADER_LEN + len) else {
+        return Err("record cut short");
+    };
+    if crc32fast::hash(payload) != crc {
+        return Err("checksum mismatch");
+    }
+    let seq = u64::from_le_bytes(payload[..8].try_into().expect("8 bytes"));
+    let msg = std::str::from_utf8(&payload[8..]).map_err(|_| "message is not UTF-8")?;
+    Ok((Record { seq, msg: msg.to_owned() }, RECORD_HEADER_LEN + len))
+}
+
+fn read_segment(path: &Path, last: bool, replayed: &mut Replayed) -> Result<(), StorageError> {
+    let io_error = |error| StorageError::Io { file: path.to_owned(), error };
+    let bytes = std::fs::read(path).map_err(io_error)?;
+    if bytes.len() < HEADER_LEN || &bytes[..8] != MAGIC {
+        // A segment whose header was never completely written can only be the newest, cut
+        // off while being created: it holds nothing.
+        if last && bytes.len() < HEADER_LEN && MAGIC.starts_with(&bytes[..bytes.len().min(8)]) {
+            truncate(path, 0, bytes.len() as u64, replayed)?;
+            std::fs::remove_file(path).map_err(io_error)?;
+            return Ok(());
+        }
+        return Err(StorageError::NotASegment { file: path.to_owned() });
+    }
+    let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
+    if version != FORMAT_VERSION {
+        return Err(StorageError::Version { file: path.to_owned(), found: version });
+    }
+    let mut offset = HEADER_LEN;
+    while offset < bytes.len() {
+        match decode(&bytes[offset..]) {
+            Ok((record, len)) => {
+                replayed.records.push(record);
+                offset += len;
+            }
+            Err(why) => {
+                if !last || valid_record_after(&bytes, offset) {
+                    return Err(StorageError::Corrupt {
+                        file: path.to_owned(),
+                        offset: offset as u64,
+                        why: why.to_owned(),
+                    });
+                }
+                return truncate(path, offset as u64, (bytes.len() - offset) as u64, replayed);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether a whole, valid record starts anywhere after `offset`: then the bad bytes at
+/// `offset` are damage in the middle of the log, not a write the crash cut short.
+fn valid_record_after(bytes: &[u8], offset: usize) -> bool {
+    (offset + 1..bytes.len()).any(|at| decode(&bytes[at..]).is_ok())
+}
+
+fn truncate(path: &Path, at: u64, cut: u64, replayed: &mut Replayed) -> Result<(), StorageError> {
+    let io_error = |error| StorageError::Io { file: path.to_owned(), error };
+    let file = OpenOptions::new().write(true).open(path).map_err(io_error)?;
+    file.set_len(at).and_then(|()| file.sync_all()).map_err(io_error)?;
+    replayed.truncated = Some((path.to_owned(), at, cut));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("replog-segments-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    fn record(seq: u64, msg: &str) -> Record {
+        Record { seq, msg: msg.to_owned() }
+    }
+
+    fn only_segment(dir: &Path) -> PathBuf {
+        segment_path(dir, 1)
+    }
+
+    #[test]
+    fn what_is_appended_is_replayed_in_order() {
+        let dir = dir("roundtrip");
+        let (mut segments, replayed) = Segments::open(&dir).unwrap();
+        assert!(replayed.records.is_empty());
+        segments.append(&[record(1, "a"), record(2, "bé")]).unwrap();
+        segments.append(&[record(4, "d"), record(3, "")]).unwrap();
+        drop(segments);
+        let (_, replayed) = Segments::open(&dir).unwrap();
+        assert_eq!(
+            replayed.records,
+            [record(1, "a"), record(2, "bé"), record(4, "d"), record(3, "")]
+        );
+        assert!(replayed.truncated.is_none());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_torn_last_record_is_cut_off_and_reported() {
+        let dir = dir("torn");
+        let (mut segments, _) = Segments::open(&dir).unwrap();
+        segments.append(&[record(1, "kept"), record(2, "torn in half")]).unwrap();
+        drop(segments);
+        let file = only_segment(&dir);
+        let len = std::fs::metadata(&file).unwrap().len();
+        OpenOptions::new().write(true).open(&file).unwrap().set_len(len - 5).unwrap();
+
+        let (mut segments, replayed) = Segments::open(&dir).unwrap();
+        assert_eq!(replayed.records, [record(1, "kept")]);
+        let (path, at, cut) = replayed.truncated.unwrap();
+        assert_eq!(path, file);
+        assert_eq!(at + cut, len - 5);
+        segments.append(&[record(2, "again")]).unwrap();
+        drop(segments);
+        let (_, replayed) = Segments::open(&dir).unwrap();
+        assert_eq!(
+            replayed.records,
+            [record(1, "kept"), record(2, "again")],
+            "appends resume after the cut"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn damage_in_the_middle_stops_the_start_with_the_place_named() {
+        let dir = dir("flipped");
+        let (mut segments, _) = Segments::open(&dir).unwrap();
+        segments.append(&[record(1, "first"), record(2, "second"), record(3, "third")]).unwrap();
+        drop(segments);
+        let file = only_segment(&dir);
+        let mut bytes = std::fs::read(&file).unwrap();
+        let second = HEADER_LEN + RECORD_HEADER_LEN + 8 + "first".len();
+        bytes[second + RECORD_HEADER_LEN + 9] ^= 0x40;
+        std::fs::write(&file, &bytes).unwrap();
+
+        let error = Segments::open(&dir).err().expect("refused").to_string();
+        assert!(error.contains(&file.display().to_string()), "{error}");
+        assert!(
+            error.contains(&format!("byte {second}")) && error.contains("checksum mismatch"),
+            "{error}"
+        );
+        assert_eq!(std::fs::read(&file).unwrap(), bytes, "nothing was cut");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn another_format_version_is_refused() {
+        let dir = dir("version");
+        drop(Segments::open(&dir).unwrap());
+        let file = only_segment(&dir);
+        let mut bytes = std::fs::read(&file).unwrap();
+        bytes[8] = 9;
+        std::fs::write(&file, &bytes).unwrap();
+        let error = Segments::open(&dir).err().unwrap().to_string();
+        assert!(error.contains("format version 9"), "{error}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_full_segment_continues_in_the_next() {
+        let dir = dir("rotate");
+        let (mut segments, _) = Segments::open(&dir).unwrap();
+        segments.len = SEGMENT_BYTES - 10;
+        segments.append(&[record(1, "in the second segment")]).unwrap();
+        assert_eq!(segments.number, 2);
+        drop(segments);
+        let (_, replayed) = Segments::open(&dir).unwrap();
+        assert_eq!(replayed.records, [record(1, "in the second segment")]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -1,0 +1,293 @@
+//! The containers: one `replog` per container, from a `FROM scratch` image holding only the
+//! static binary, wired by the Compose file `replog compose` writes. Runs where a Docker engine
+//! answers (`docker info`); elsewhere it says it was skipped, and why.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use support::variant;
+use support::*;
+
+/// `docker compose` (v2) where there is one, else `docker-compose` (v1, what Debian 12 ships).
+fn compose_program() -> Option<Vec<&'static str>> {
+    let works = |program: &[&str]| {
+        let mut command = Command::new(program[0]);
+        command.args(&program[1..]).arg("version");
+        command.output().is_ok_and(|out| out.status.success())
+    };
+    [&["docker", "compose"][..], &["docker-compose"][..]]
+        .into_iter()
+        .find(|program| works(program))
+        .map(<[&str]>::to_vec)
+}
+
+/// A Compose project of this test's own, taken down (containers, network, image) on drop,
+/// also when a check fails.
+struct Project {
+    program: Vec<&'static str>,
+    name: String,
+    file: PathBuf,
+    image: String,
+}
+
+impl Project {
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(self.program[0]);
+        command.args(&self.program[1..]).arg("-p").arg(&self.name).arg("-f").arg(&self.file);
+        command.arg("--project-directory").arg(repo_root()).args(args);
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let output = self.command(args).output().expect("running compose");
+        assert!(
+            output.status.success(),
+            "compose {args:?} failed:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
+    }
+}
+
+impl Drop for Project {
+    fn drop(&mut self) {
+        if std::thread::panicking()
+            && let Ok(out) = self.command(&["logs", "--no-color"]).output()
+        {
+            eprintln!("--- compose logs ---\n{}", String::from_utf8_lossy(&out.stdout));
+        }
+        let _ = self.command(&["down", "-v", "--rmi", "all", "--remove-orphans"]).output();
+        // Compose v2 builds the image once per service and labels each build with the project;
+        // the untagged leftovers go too.
+        let _ = Command::new("docker")
+            .args(["image", "prune", "--all", "--force", "--filter"])
+            .arg(format!("label=com.docker.compose.project={}", self.name))
+            .output();
+        let _ = std::fs::remove_file(&self.file);
+    }
+}
+
+/// Builds what the image and the volume hold: the static host (its build script builds the
+/// components too).
+fn build_static_host() {
+    let cargo = option_env!("CARGO").unwrap_or("cargo");
+    let output = Command::new(cargo)
+        .current_dir(repo_root())
+        .args(["build", "--release", "--target", "x86_64-unknown-linux-musl", "-p", "replog"])
+        .output()
+        .expect("running cargo");
+    assert!(
+        output.status.success(),
+        "the static build failed (it needs Debian's musl-tools: apt-get install musl-tools):\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn wait_healthy(url: &str, within: Duration) {
+    let deadline = Instant::now() + within;
+    while blocking_get(url).is_none_or(|(status, _)| status != 200) {
+        assert!(Instant::now() < deadline, "{url} not healthy within {within:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containers_replicate_fail_over_catch_up_and_swap_components() {
+    let docker = Command::new("docker").args(["info", "--format", "{{.ServerVersion}}"]).output();
+    match &docker {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => {
+            eprintln!(
+                "skipped: no Docker engine answers (docker info: {})",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+            return;
+        }
+        Err(e) => {
+            eprintln!("skipped: no docker command ({e})");
+            return;
+        }
+    }
+    let Some(program) = compose_program() else {
+        eprintln!(
+            "skipped: the Docker engine answers but neither `docker compose` nor `docker-compose` runs"
+        );
+        return;
+    };
+    build_static_host();
+
+    let base = free_ports(3);
+    let id = format!("{}-{base}", std::process::id());
+    let project = Project {
+        program,
+        name: format!("replogtest{}", id.replace('-', "")),
+        file: std::env::temp_dir().join(format!("replog-compose-{id}.yml")),
+        image: format!("replog-test-{id}:latest"),
+    };
+    // The containers mount a components folder of the test's own, so that installing a new
+    // version there touches no one else's build.
+    let components = std::env::temp_dir().join(format!("replog-docker-components-{id}"));
+    std::fs::create_dir_all(&components).unwrap();
+    for file in ["replog_master.wasm", "replog_secondary.wasm"] {
+        let built = repo_root().join("target/components/wasm32-wasip2/release").join(file);
+        std::fs::copy(built, components.join(file)).unwrap();
+    }
+    let generated = replog()
+        .args(["compose", "--master-port", &base.to_string(), "--image", &project.image])
+        .args(["--replication-timeout-ms", "15000"])
+        .arg("--components-dir")
+        .arg(&components)
+        .arg("-o")
+        .arg(&project.file)
+        .output()
+        .unwrap();
+    assert!(generated.status.success(), "{}", String::from_utf8_lossy(&generated.stderr));
+    project.run(&["up", "--build", "-d"]);
+
+    let size: u64 = String::from_utf8(
+        Command::new("docker")
+            .args(["image", "inspect", "--format", "{{.Size}}", &project.image])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .parse()
+    .unwrap();
+    eprintln!("image {} is {:.1} MB", project.image, size as f64 / 1e6);
+    assert!(size < 25_000_000, "the image should stay under 25 MB, is {size} bytes");
+
+    let urls: Vec<String> = (0..3).map(|i| format!("http://127.0.0.1:{}", base + i)).collect();
+    for url in &urls {
+        wait_healthy(&format!("{url}/health"), Duration::from_secs(60));
+    }
+    let client = client();
+    for (url, role) in urls.iter().zip(["master", "secondary", "secondary"]) {
+        let (status, health) = get_json(&client, &format!("{url}/health")).await;
+        assert_eq!((status, health["role"].as_str()), (200, Some(role)), "{health}");
+    }
+
+    let master = &urls[0];
+    let (status, json, _) =
+        post_json(&client, &format!("{master}/messages"), r#"{"msg":"test"}"#).await;
+    assert_eq!(status, 201, "{json}");
+    let (status, _, took) =
+        post_json(&client, &format!("{master}/messages"), r#"{"msg":"blocking test"}"#).await;
+    assert_eq!(status, 201);
+    assert!(
+        took >= Duration::from_millis(1500),
+        "secondary2's delay makes the write block: {took:?}"
+    );
+    for url in &urls {
+        assert_eq!(messages(&client, url).await, ["test", "blocking test"], "{url}");
+    }
+
+    project.run(&["stop", "secondary2"]);
+    // A write that needs every node gets the documented 502 after the bounded wait...
+    let (status, json, took) =
+        post_json(&client, &format!("{master}/messages"), r#"{"msg":"while down"}"#).await;
+    assert_eq!(status, 502, "{json}");
+    assert_eq!(json["missing"][0]["secondary"], "http://secondary2:8001", "{json}");
+    assert!(
+        took >= Duration::from_secs(15) && took < Duration::from_secs(25),
+        "bounded wait: {took:?}"
+    );
+    assert!(json["kept"].as_str().unwrap().contains("will still be delivered"), "{json}");
+
+    // ... while the original acceptance scenario plays out: w=1 and w=2 go through, w=3 waits
+    // for secondary2 and completes once it is back.
+    let write = |msg: &str, w: u64| {
+        let (client, url, body) = (
+            client.clone(),
+            format!("{master}/messages?log=false"),
+            format!(r#"{{"msg":"{msg}","w":{w}}}"#),
+        );
+        async move { post_json(&client, &url, &body).await }
+    };
+    assert_eq!(write("Msg1", 1).await.0, 201);
+    assert_eq!(write("Msg2", 2).await.0, 201);
+    let msg3 = tokio::spawn(write("Msg3", 3));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (status, _, took) = write("Msg4", 1).await;
+    assert_eq!(status, 201);
+    assert!(
+        took < Duration::from_millis(500) && !msg3.is_finished(),
+        "Msg4 answers while Msg3 waits"
+    );
+    project.run(&["start", "secondary2"]);
+    let (status, json, _) =
+        tokio::time::timeout(Duration::from_secs(20), msg3).await.unwrap().unwrap();
+    assert_eq!(status, 201, "{json}");
+    wait_healthy(&format!("{}/health", urls[2]), Duration::from_secs(60));
+    let expected = ["test", "blocking test", "while down", "Msg1", "Msg2", "Msg3", "Msg4"];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for url in &urls {
+        // secondary2 came back empty: it catches up on everything, in order.
+        while messages(&client, url).await != expected {
+            assert!(Instant::now() < deadline, "{url}: {:?}", messages(&client, url).await);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    // A new master version dropped into the mounted folder goes live in the running container:
+    // no new image, no restart, the log carries on.
+    let container = String::from_utf8(project.run(&["ps", "-q", "master"]).stdout).unwrap();
+    let started = |id: &str| {
+        let out = Command::new("docker")
+            .args(["inspect", "--format", "{{.State.StartedAt}} {{.RestartCount}}", id.trim()])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let before = started(&container);
+    let (_, health) = get_json(&client, &format!("{master}/health")).await;
+    let regular = health["component"]["version"].as_str().unwrap().to_owned();
+    let swapped = variant::variant_version(&regular);
+    let new = std::fs::read(variant::variant_dir().join("replog_master.wasm")).unwrap();
+    let staging = components.join(".replog_master.wasm.incoming");
+    std::fs::write(&staging, new).unwrap();
+    std::fs::rename(&staging, components.join("replog_master.wasm")).unwrap();
+    let landed = Instant::now();
+    loop {
+        let (_, health) = get_json(&client, &format!("{master}/health")).await;
+        if health["component"]["version"] == swapped.as_str() {
+            break;
+        }
+        assert!(
+            landed.elapsed() < Duration::from_secs(20),
+            "the container never swapped: {health}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    eprintln!(
+        "container swap: file landing to first request on the new version {} ms",
+        landed.elapsed().as_millis()
+    );
+    assert_eq!(started(&container), before, "the container was not restarted");
+    let (status, _, _) =
+        post_json(&client, &format!("{master}/messages"), r#"{"msg":"swapped"}"#).await;
+    assert_eq!(status, 201);
+    let now: Vec<String> =
+        [&expected[..], &["swapped"]].concat().iter().map(|m| m.to_string()).collect();
+    assert_eq!(messages(&client, &urls[2]).await, now);
+
+    // The master's log outlives its container: killed, then started again on its volume, it
+    // reads it back and numbering goes on.
+    project.run(&["kill", "master"]);
+    project.run(&["up", "-d", "master"]);
+    wait_healthy(&format!("{master}/health"), Duration::from_secs(60));
+    assert_eq!(messages(&client, master).await, now, "the log survived the kill");
+    let (status, json, _) =
+        post_json(&client, &format!("{master}/messages"), r#"{"msg":"after the kill"}"#).await;
+    assert_eq!((status, json["seq"].as_u64()), (201, Some(now.len() as u64 + 1)), "{json}");
+    let _ = std::fs::remove_dir_all(&components);
+
+    let logs = project.run(&["logs", "--no-color", "master"]);
+    let logs = String::from_utf8_lossy(&logs.stdout);
+    assert!(logs.contains("listening on http://0.0.0.0:8000") && logs.contains("sha256"), "{logs}");
+}
