@@ -18,7 +18,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use replog::cluster::{self, Running};
-use replog::config::{Limits, NodeConfig, Replication, Role};
+use replog::config::{NodeConfig, Role};
 use replog::node::{CompiledComponent, Node};
 use replog::runtime::{Runtime, RuntimeConfig};
 
@@ -60,6 +60,17 @@ struct Target {
     expect: u16,
 }
 
+impl Target {
+    fn read(addr: SocketAddr, path: &'static str) -> Self {
+        Target { addr, method: hyper::Method::GET, path, body: "", expect: 200 }
+    }
+
+    /// A `POST /messages` that leaves the log out of the answer, as a busy client would.
+    fn write(addr: SocketAddr, body: &'static str) -> Self {
+        Target { addr, method: hyper::Method::POST, path: "/messages?log=false", body, expect: 201 }
+    }
+}
+
 fn main() {
     let load = Load {
         connections: setting("BENCH_CONNECTIONS", 32),
@@ -83,7 +94,7 @@ fn main() {
     println!("{:<48} {:>10} {:>9} {:>9} {:>7}", "scenario", "req/s", "p50 ms", "p99 ms", "errors");
 
     let hello = servers.block_on(native_hello_world());
-    let get = |addr, path| Target { addr, method: hyper::Method::GET, path, body: "", expect: 200 };
+    let get = Target::read;
     report("native hyper hello-world GET", &clients.block_on(measure(&load, get(hello, "/"))));
 
     let runtime = Runtime::new(RuntimeConfig::default()).expect("runtime");
@@ -97,13 +108,7 @@ fn main() {
 
     let mut cluster = servers.block_on(Cluster::start(&runtime, None));
     let master = cluster.master_addr;
-    let post = |body| Target {
-        addr: master,
-        method: hyper::Method::POST,
-        path: "/messages?log=false",
-        body,
-        expect: 201,
-    };
+    let post = |body| Target::write(master, body);
     const WRITES: [(u64, &str); 3] = [
         (1, r#"{"msg": "a message of about forty bytes, like a log line", "w": 1}"#),
         (2, r#"{"msg": "a message of about forty bytes, like a log line", "w": 2}"#),
@@ -149,13 +154,7 @@ fn main() {
     let _ = std::fs::remove_dir_all(&data);
     let cluster = servers.block_on(Cluster::start(&runtime, Some(data.join("cluster"))));
     let master = cluster.master_addr;
-    let post = |body| Target {
-        addr: master,
-        method: hyper::Method::POST,
-        path: "/messages?log=false",
-        body,
-        expect: 201,
-    };
+    let post = |body| Target::write(master, body);
     println!();
     for (i, (w, body)) in WRITES.into_iter().enumerate().filter(|(_, (w, _))| *w != 2) {
         let name = format!("replog POST /messages?log=false w={w}, durable");
@@ -274,17 +273,13 @@ async fn native_hello_world() -> SocketAddr {
 
 fn node_config(name: &str, role: Role, file: &str, secondaries: Vec<String>) -> NodeConfig {
     NodeConfig {
-        name: name.to_owned(),
-        role,
-        listen: "127.0.0.1:0".parse().unwrap(),
-        component: Path::new(env!("REPLOG_BUILT_COMPONENTS")).join(file),
         secondaries: secondaries.iter().map(|s| s.parse().unwrap()).collect(),
-        delay: Duration::ZERO,
-        replication: Replication::default(),
-        fault_rate: 0.0,
-        max_body_bytes: None,
-        data_dir: None,
-        limits: Limits::default(),
+        ..NodeConfig::new(
+            name,
+            role,
+            "127.0.0.1:0".parse().unwrap(),
+            Path::new(env!("REPLOG_BUILT_COMPONENTS")).join(file),
+        )
     }
 }
 

@@ -286,16 +286,11 @@ impl ClusterArgs {
             if self.bind.is_unspecified() { IpAddr::from([127, 0, 0, 1]) } else { self.bind };
         let node = |name: String, role, port: u16, component: &PathBuf| NodeConfig {
             data_dir: (!self.in_memory).then(|| self.data_dir.join(&name)),
-            name,
-            role,
-            listen: SocketAddr::new(self.bind, port),
-            component: component.clone(),
-            secondaries: Vec::new(),
-            delay: Duration::ZERO,
             replication,
             fault_rate,
             max_body_bytes: self.node.max_body_bytes,
             limits,
+            ..NodeConfig::new(name, role, SocketAddr::new(self.bind, port), component.clone())
         };
         let mut nodes = vec![node("master".into(), Role::Master, topology.master_port, &master)];
         for (i, delay) in topology.delays.iter().enumerate() {
@@ -346,16 +341,13 @@ impl ServeArgs {
         };
         Ok(NodeConfig {
             data_dir,
-            name,
-            role,
-            listen: SocketAddr::new(self.bind, port),
-            component,
             secondaries,
             delay: Duration::from_millis(self.delay_ms),
             replication,
             fault_rate,
             max_body_bytes: self.node.max_body_bytes,
             limits: self.node.limits()?,
+            ..NodeConfig::new(name, role, SocketAddr::new(self.bind, port), component)
         })
     }
 }

@@ -184,6 +184,29 @@ pub struct NodeConfig {
 }
 
 impl NodeConfig {
+    /// A node with nothing but the defaults: no peers, no delay, no faults, default
+    /// replication and limits, and its log in memory. Callers set what differs.
+    pub fn new(
+        name: impl Into<String>,
+        role: Role,
+        listen: SocketAddr,
+        component: PathBuf,
+    ) -> Self {
+        NodeConfig {
+            name: name.into(),
+            role,
+            listen,
+            component,
+            secondaries: Vec::new(),
+            delay: Duration::ZERO,
+            replication: Replication::default(),
+            fault_rate: 0.0,
+            max_body_bytes: None,
+            data_dir: None,
+            limits: Limits::default(),
+        }
+    }
+
     /// The component's settings, as environment variables named as in the original project.
     pub fn component_env(&self) -> Vec<(String, String)> {
         let mut env = vec![
@@ -355,17 +378,14 @@ mod tests {
     #[test]
     fn components_get_their_role_settings_only() {
         let master = NodeConfig {
-            name: "master".into(),
-            role: Role::Master,
-            listen: "127.0.0.1:8000".parse().unwrap(),
-            component: "m.wasm".into(),
             secondaries: vec!["http://a:1".parse().unwrap(), "http://b:2".parse().unwrap()],
-            delay: Duration::ZERO,
             replication: Replication { timeout: Duration::from_secs(3), ..Replication::default() },
-            fault_rate: 0.0,
-            max_body_bytes: None,
-            data_dir: None,
-            limits: Limits::default(),
+            ..NodeConfig::new(
+                "master",
+                Role::Master,
+                "127.0.0.1:8000".parse().unwrap(),
+                "m.wasm".into(),
+            )
         };
         let env = master.component_env();
         assert!(env.contains(&("SECONDARIES".into(), "http://a:1,http://b:2".into())));

@@ -245,7 +245,7 @@ pub mod embedded {
     use std::time::Duration;
 
     use replog::cluster::{self, Running};
-    use replog::config::{Limits, NodeConfig, Replication, Role};
+    use replog::config::{NodeConfig, Replication, Role};
     use replog::node::{CompiledComponent, Node};
     use replog::runtime::{Runtime, RuntimeConfig};
 
@@ -284,19 +284,12 @@ pub mod embedded {
     }
 
     fn config(name: String, role: Role, port: u16, file: &str) -> NodeConfig {
-        NodeConfig {
+        NodeConfig::new(
             name,
             role,
-            listen: format!("127.0.0.1:{port}").parse().unwrap(),
-            component: Path::new(env!("REPLOG_BUILT_COMPONENTS")).join(file),
-            secondaries: Vec::new(),
-            delay: Duration::ZERO,
-            replication: Replication::default(),
-            fault_rate: 0.0,
-            max_body_bytes: None,
-            data_dir: None,
-            limits: Limits::default(),
-        }
+            format!("127.0.0.1:{port}").parse().unwrap(),
+            Path::new(env!("REPLOG_BUILT_COMPONENTS")).join(file),
+        )
     }
 
     impl Cluster {

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use replog::cluster::{self, Running};
-use replog::config::{Limits, NodeConfig, PeerUrl, Replication, Role};
+use replog::config::{NodeConfig, PeerUrl, Role};
 use replog::node::{CompiledComponent, Node};
 use replog::runtime::{Runtime, RuntimeConfig};
 use serde_json::Value;
@@ -67,19 +67,7 @@ pub fn compiled(file: &'static str) -> CompiledComponent {
 
 /// A node configuration with test-friendly defaults; adjust fields as a test needs.
 pub fn config(name: &str, role: Role) -> NodeConfig {
-    NodeConfig {
-        name: name.to_owned(),
-        role,
-        listen: "127.0.0.1:0".parse().unwrap(),
-        component: PathBuf::new(),
-        secondaries: Vec::new(),
-        delay: Duration::ZERO,
-        replication: Replication::default(),
-        fault_rate: 0.0,
-        max_body_bytes: None,
-        data_dir: None,
-        limits: Limits::default(),
-    }
+    NodeConfig::new(name, role, "127.0.0.1:0".parse().unwrap(), PathBuf::new())
 }
 
 /// A node running `file`, its replication streams started (a master's writes need them).
