@@ -98,7 +98,7 @@ impl Drop for Cluster {
 /// Writers sending `w`s in turn until stopped (or a bound is reached); each returns the
 /// writes that were acknowledged, with their sequence numbers.
 fn load(
-    client: &reqwest::Client,
+    client: &Client,
     master: &str,
     ws: &'static [u64],
     stop: &Arc<AtomicBool>,
@@ -115,10 +115,9 @@ fn load(
                     }
                     let msg = format!("w{writer}-{n}");
                     let body = format!(r#"{{"msg":"{msg}","w":{}}}"#, ws[n % ws.len()]);
-                    match client.post(&url).body(body).send().await {
-                        Ok(response) if response.status() == 201 => {
-                            let json: serde_json::Value = response.json().await.unwrap();
-                            acked.push((json["seq"].as_u64().unwrap(), msg));
+                    match client.post(&url, body).await {
+                        Ok(reply) if reply.status == 201 => {
+                            acked.push((reply.json()["seq"].as_u64().unwrap(), msg));
                         }
                         // Refused or cut off by the kill: not acknowledged, so not checked.
                         Ok(_) | Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
@@ -140,7 +139,7 @@ async fn collect(writers: Vec<tokio::task::JoinHandle<Vec<(u64, String)>>>) -> V
 
 /// Every acknowledged write is in the master's log at its sequence number, exactly once, and
 /// every secondary ends up with the master's log.
-async fn check(client: &reqwest::Client, cluster: &Cluster, acked: &[(u64, String)]) {
+async fn check(client: &Client, cluster: &Cluster, acked: &[(u64, String)]) {
     let master = messages(client, &cluster.master.url()).await;
     let distinct: std::collections::HashSet<&String> = master.iter().collect();
     assert_eq!(distinct.len(), master.len(), "no message twice");
@@ -244,7 +243,7 @@ async fn a_restarted_master_resumes_pending_replication() {
 }
 
 /// A master alone (no secondaries) holding `count` messages, then stopped.
-async fn lone_master_with(name: &str, count: usize) -> (Cluster, reqwest::Client) {
+async fn lone_master_with(name: &str, count: usize) -> (Cluster, Client) {
     let mut cluster = Cluster::new(name, &[]);
     cluster.master.args.retain(|a| !a.starts_with("http://"));
     if let Some(i) = cluster.master.args.iter().position(|a| a == "--secondaries") {

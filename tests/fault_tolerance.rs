@@ -16,7 +16,7 @@ fn log(node: &replog::node::Node) -> Vec<String> {
 }
 
 async fn write(
-    client: &reqwest::Client,
+    client: &Client,
     cluster: &Cluster,
     msg: &str,
     w: u64,

@@ -24,9 +24,9 @@ struct Tally {
     reads: usize,
 }
 
-async fn version(client: &reqwest::Client, node: &str) -> Option<String> {
-    let response = client.get(format!("{node}/health")).send().await.ok()?;
-    let health: serde_json::Value = response.json().await.ok()?;
+async fn version(client: &Client, node: &str) -> Option<String> {
+    let reply = client.get(&format!("{node}/health")).await.ok()?;
+    let health: serde_json::Value = serde_json::from_slice(&reply.body).ok()?;
     health["component"]["version"].as_str().map(str::to_owned)
 }
 
@@ -100,16 +100,13 @@ async fn components_swap_under_load_without_losing_a_request_or_a_message() {
                 let msg = format!("w{writer}-{n}");
                 let url = format!("{master}/messages?log=false");
                 let body = format!(r#"{{"msg":"{msg}"}}"#);
-                match client.post(&url).body(body).send().await {
-                    Ok(response) if response.status() == 201 => {
-                        let json: serde_json::Value = response.json().await.unwrap();
-                        tally.acked.push((json["seq"].as_u64().unwrap(), msg));
+                match client.post(&url, body).await {
+                    Ok(reply) if reply.status == 201 => {
+                        tally.acked.push((reply.json()["seq"].as_u64().unwrap(), msg));
                     }
-                    Ok(response) => tally.failed.push(format!(
-                        "POST {}: {}",
-                        response.status(),
-                        response.text().await.unwrap_or_default()
-                    )),
+                    Ok(reply) => {
+                        tally.failed.push(format!("POST {}: {}", reply.status, reply.text()))
+                    }
                     Err(e) => tally.failed.push(format!("POST: {e}")),
                 }
             }
@@ -125,9 +122,9 @@ async fn components_swap_under_load_without_losing_a_request_or_a_message() {
                 if stop.load(Ordering::Relaxed) || Instant::now() > deadline {
                     break;
                 }
-                match client.get(format!("{node}/messages?from=1&limit=50")).send().await {
-                    Ok(response) if response.status() == 200 => tally.reads += 1,
-                    Ok(response) => tally.failed.push(format!("GET {node}: {}", response.status())),
+                match client.get(&format!("{node}/messages?from=1&limit=50")).await {
+                    Ok(reply) if reply.status == 200 => tally.reads += 1,
+                    Ok(reply) => tally.failed.push(format!("GET {node}: {}", reply.status)),
                     Err(e) => tally.failed.push(format!("GET {node}: {e}")),
                 }
             }

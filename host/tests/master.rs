@@ -134,7 +134,7 @@ fn bad_input_gets_400_or_413_and_appends_nothing_anywhere() {
         }
 
         // Without Content-Length the limit holds while streaming.
-        let chunks = futures::stream::iter((0..10).map(|_| {
+        let chunks = futures_util::stream::iter((0..10).map(|_| {
             Ok::<_, std::convert::Infallible>(http_body::Frame::data(bytes::Bytes::from_static(
                 b"0123456789",
             )))

@@ -8,6 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::{self, connect::HttpConnector};
+use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
 pub mod variant;
@@ -206,31 +210,79 @@ pub fn blocking_get(url: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
-pub fn client() -> reqwest::Client {
-    reqwest::Client::builder().pool_max_idle_per_host(128).build().unwrap()
+/// An HTTP/1 client on the hyper stack the host is built on. A second HTTP library for the
+/// tests alone would switch on features in crates wasmtime shares with it, and `cargo test`
+/// and `cargo run` would each build their own copy of wasmtime.
+#[derive(Clone)]
+pub struct Client(legacy::Client<HttpConnector, Full<Bytes>>);
+
+/// A whole answer: its status and its body.
+pub struct Reply {
+    pub status: u16,
+    pub body: Bytes,
 }
 
-pub async fn get_json(client: &reqwest::Client, url: &str) -> (u16, Value) {
-    let response = client.get(url).send().await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap())
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("answer {} is not JSON ({e}): {}", self.status, self.text()))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
 }
 
-pub async fn post_json(client: &reqwest::Client, url: &str, body: &str) -> (u16, Value, Duration) {
+pub type ClientError = Box<dyn std::error::Error + Send + Sync>;
+
+impl Client {
+    pub async fn get(&self, url: &str) -> Result<Reply, ClientError> {
+        self.send(http::Method::GET, url, Bytes::new()).await
+    }
+
+    pub async fn post(&self, url: &str, body: impl Into<Bytes>) -> Result<Reply, ClientError> {
+        self.send(http::Method::POST, url, body.into()).await
+    }
+
+    async fn send(
+        &self,
+        method: http::Method,
+        url: &str,
+        body: Bytes,
+    ) -> Result<Reply, ClientError> {
+        let request = http::Request::builder()
+            .method(method)
+            .uri(url)
+            .header("content-type", "application/json")
+            .body(Full::new(body))?;
+        let response = self.0.request(request).await?;
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await?.to_bytes();
+        Ok(Reply { status, body })
+    }
+}
+
+pub fn client() -> Client {
+    Client(
+        legacy::Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(128)
+            .build(HttpConnector::new()),
+    )
+}
+
+pub async fn get_json(client: &Client, url: &str) -> (u16, Value) {
+    let reply = client.get(url).await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    (reply.status, reply.json())
+}
+
+pub async fn post_json(client: &Client, url: &str, body: &str) -> (u16, Value, Duration) {
     let started = Instant::now();
-    let response = client
-        .post(url)
-        .header("content-type", "application/json")
-        .body(body.to_owned())
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("POST {url}: {e}"));
-    let status = response.status().as_u16();
-    let json = response.json().await.unwrap();
-    (status, json, started.elapsed())
+    let reply =
+        client.post(url, body.to_owned()).await.unwrap_or_else(|e| panic!("POST {url}: {e}"));
+    (reply.status, reply.json(), started.elapsed())
 }
 
-pub async fn messages(client: &reqwest::Client, node: &str) -> Vec<String> {
+pub async fn messages(client: &Client, node: &str) -> Vec<String> {
     let (status, json) = get_json(client, &format!("{node}/messages")).await;
     assert_eq!(status, 200, "{json}");
     json["messages"].as_array().unwrap().iter().map(|m| m.as_str().unwrap().to_owned()).collect()
