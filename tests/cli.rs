@@ -133,3 +133,146 @@ fn probe_exits_zero_only_for_a_200() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("cannot connect"));
 }
+
+/// Waits (bounded) for `process` to exit, and returns whether it succeeded and its output.
+fn exit_of(mut process: Process) -> (bool, String) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Some(status) = process.try_wait() {
+            return (status.success(), process.output());
+        }
+        assert!(std::time::Instant::now() < deadline, "still running:\n{}", process.output());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_node_of_a_cluster_without_a_secret_refuses_to_start_unless_told_insecure() {
+    let port = free_ports(1).to_string();
+    let serve = |args: &[&str]| {
+        let mut command = replog();
+        command.env_remove("CLUSTER_SECRET").args([
+            "serve",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            &port,
+        ]);
+        command.args(args);
+        command
+    };
+    for args in
+        [&["--role", "secondary"][..], &["--role", "master", "--secondaries", "http://127.0.0.1:1"]]
+    {
+        let output = serve(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{args:?} started without a secret");
+        assert!(
+            stderr.contains("no cluster secret") && stderr.contains("CLUSTER_SECRET_FILE"),
+            "{stderr}"
+        );
+    }
+    let mut insecure = Process::spawn("insecure", serve(&["--role", "secondary", "--insecure"]));
+    insecure.wait_healthy(&format!("http://127.0.0.1:{port}/health"));
+    assert!(insecure.output().contains("INSECURE"), "a warning says so:\n{}", insecure.output());
+}
+
+#[test]
+fn the_secret_is_checked_and_never_shown() {
+    let missing = replog()
+        .env_remove("CLUSTER_SECRET")
+        .args(["cluster", "--cluster-secret-file", "/nonexistent/secret"])
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/secret"));
+    let short = replog().env("CLUSTER_SECRET", "short").args(["cluster"]).output().unwrap();
+    assert!(!short.status.success());
+    assert!(String::from_utf8_lossy(&short.stderr).contains("at least 16"));
+    let file = std::env::temp_dir().join(format!("replog-secret-{}", std::process::id()));
+    std::fs::write(&file, format!("{SECRET}\n")).unwrap();
+    let both = replog().args(["cluster", "--cluster-secret-file"]).arg(&file).output().unwrap();
+    assert!(String::from_utf8_lossy(&both.stderr).contains("give one of them"));
+    std::fs::remove_file(file).unwrap();
+
+    for command in [&["serve", "--help"][..], &["cluster", "--help"]] {
+        let help = replog().args(command).output().unwrap();
+        let help = String::from_utf8_lossy(&help.stdout);
+        assert!(help.contains("CLUSTER_SECRET_FILE") && help.contains("CLUSTER_SECRET"), "{help}");
+        assert!(!help.contains(SECRET), "{command:?} shows the secret:\n{help}");
+    }
+}
+
+#[test]
+fn a_data_directory_in_use_is_refused_with_the_owner_named() {
+    let dir = std::env::temp_dir().join(format!("replog-cli-lock-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let base = free_ports(2);
+    let serve = |port: u16| {
+        let mut command = replog();
+        command.env_remove("IN_MEMORY").arg("serve").args([
+            "--role",
+            "secondary",
+            "--bind",
+            "127.0.0.1",
+        ]);
+        command.args(["--port", &port.to_string()]).arg("--data-dir").arg(&dir);
+        command
+    };
+    let mut first = Process::spawn("first", serve(base));
+    first.wait_healthy(&format!("http://127.0.0.1:{base}/health"));
+    let (ok, output) = exit_of(Process::spawn("second", serve(base + 1)));
+    assert!(!ok, "a second node started on the same data directory:\n{output}");
+    let pid = first.id();
+    assert!(
+        output.contains(&format!("data directory {} is in use by pid {pid}", dir.display())),
+        "{output}"
+    );
+    first.kill();
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn nodes_started_from_one_folder_get_data_directories_of_their_own() {
+    let folder =
+        std::env::temp_dir().join(format!("replog-cli-default-dirs-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&folder);
+    std::fs::create_dir_all(&folder).unwrap();
+    let base = free_ports(2);
+    let mut nodes = Vec::new();
+    for port in [base, base + 1] {
+        let mut command = replog();
+        command.current_dir(&folder).env_remove("IN_MEMORY");
+        command.args([
+            "serve",
+            "--role",
+            "secondary",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+        ]);
+        command.arg("--components").arg(env!("REPLOG_BUILT_COMPONENTS"));
+        let mut node = Process::spawn(&format!("secondary-{port}"), command);
+        node.wait_healthy(&format!("http://127.0.0.1:{port}/health"));
+        nodes.push(node);
+    }
+    for port in [base, base + 1] {
+        assert!(
+            folder.join(format!("data/secondary-{port}/LOCK")).exists(),
+            "data/secondary-{port}"
+        );
+    }
+    drop(nodes);
+    std::fs::remove_dir_all(folder).unwrap();
+}
+
+#[test]
+fn a_delay_that_cannot_fit_the_peer_timeout_is_refused() {
+    fails_with(
+        &["cluster", "--secondary-delays", "0,6000"],
+        "secondary2's delay of 6000 ms does not fit in PEER_TIMEOUT_MS=5000",
+    );
+    let cluster = Cluster::start(&[0, 6000], &["--peer-timeout-ms", "6500"]);
+    assert_eq!(cluster.secondaries.len(), 2, "accepted once the timeout leaves it room");
+}

@@ -124,7 +124,7 @@ async fn a_stopped_node_fails_writes_with_502_naming_it() {
         .args(["--replication-timeout-ms", "1000"]);
     let mut master = Process::spawn("master", master);
     let master_url = format!("http://127.0.0.1:{base}");
-    master.wait_healthy(&format!("{master_url}/health"));
+    master.wait_writable(&master_url);
 
     let (status, json, took) =
         post_json(&client(), &format!("{master_url}/messages"), r#"{"msg":"lonely"}"#).await;

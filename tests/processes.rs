@@ -28,7 +28,7 @@ async fn separate_processes_configured_by_environment_replicate() {
         .env("SECONDARIES", format!("http://127.0.0.1:{},http://localhost:{}", base + 1, base + 2));
     let mut master = Process::spawn("master", command);
     let master_url = format!("http://127.0.0.1:{base}");
-    master.wait_healthy(&format!("{master_url}/health"));
+    master.wait_writable(&master_url);
 
     let client = client();
     let (status, json, took) =
@@ -44,4 +44,7 @@ async fn separate_processes_configured_by_environment_replicate() {
         "startup names the component:\n{out}"
     );
     assert!(out.contains(&format!("listening on http://0.0.0.0:{base}")), "{out}");
+    for node in nodes.iter().chain([&master]) {
+        assert!(!node.output().contains(SECRET), "the cluster secret is never logged");
+    }
 }

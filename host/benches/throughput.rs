@@ -21,6 +21,7 @@ use replog::cluster::{self, Running};
 use replog::config::{NodeConfig, Role};
 use replog::node::{CompiledComponent, Node};
 use replog::runtime::{Runtime, RuntimeConfig};
+use replog::secret::ClusterSecret;
 
 // The same allocator as the `replog` binary, so that the host is measured as it ships.
 #[global_allocator]
@@ -193,14 +194,21 @@ async fn restart_with(dir: &Path, messages: u64) -> (u64, Duration) {
         let (log, _) = replog::state::Log::open(&dir.join("log"), "restart").unwrap();
         let mut seq = 1;
         while seq <= messages {
-            let batch: Vec<_> = (seq..(seq + 10_000).min(messages + 1))
+            let entries: Vec<_> = (seq..(seq + 10_000).min(messages + 1))
                 .map(|s| replog::state::Entry {
                     seq: s,
+                    epoch: 1,
                     msg: format!("message number {s:07} of the restart test"),
                 })
                 .collect();
-            seq += batch.len() as u64;
-            log.store(batch).await.unwrap();
+            seq += entries.len() as u64;
+            let change = replog::state::Change {
+                version: log.version(),
+                epoch: 1,
+                entries,
+                ..Default::default()
+            };
+            log.write(change).await.unwrap();
         }
     }
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -213,6 +221,7 @@ async fn restart_with(dir: &Path, messages: u64) -> (u64, Duration) {
         .arg(dir)
         .arg("--components")
         .arg(env!("REPLOG_BUILT_COMPONENTS"))
+        .env("CLUSTER_SECRET", ClusterSecret::random_text())
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
@@ -271,9 +280,13 @@ async fn native_hello_world() -> SocketAddr {
     addr
 }
 
+/// The cluster secret of this run's nodes.
+static SECRET: std::sync::LazyLock<ClusterSecret> = std::sync::LazyLock::new(ClusterSecret::random);
+
 fn node_config(name: &str, role: Role, file: &str, secondaries: Vec<String>) -> NodeConfig {
     NodeConfig {
         secondaries: secondaries.iter().map(|s| s.parse().unwrap()).collect(),
+        secret: Some(SECRET.clone()),
         ..NodeConfig::new(
             name,
             role,
@@ -318,6 +331,7 @@ impl Cluster {
         let mut master = node_config("master", Role::Master, "replog_master.wasm", urls);
         master.data_dir = data.map(|d| d.join("master"));
         let master = cluster::start(runtime, vec![master]).await.unwrap();
+        master.nodes()[0].0.settled().await;
         let master_addr = master.nodes()[0].1;
         Self { runtime: runtime.clone(), secondary, master, master_addr, secondaries }
     }
@@ -362,8 +376,9 @@ impl Cluster {
     /// Fills the log to at least `messages`, restarts secondary2 empty, and times its catch-up.
     async fn catch_up(&mut self, messages: u64) -> (u64, Duration) {
         let log = &self.master().state().log;
+        let epoch = log.epoch();
         for i in log.len()..messages {
-            log.append(format!("catch-up filler message number {i:06}")).await.unwrap();
+            log.append(format!("catch-up filler message number {i:06}"), epoch).await.unwrap();
         }
         self.settled(Duration::from_secs(60)).await;
         let (running, addr) = self.secondaries.pop().unwrap();

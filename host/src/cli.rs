@@ -19,8 +19,10 @@ use crate::cluster;
 use crate::components;
 use crate::compose;
 use crate::config::{self, Limits, NodeConfig, PeerUrl, Replication, Role, Topology};
+use crate::privileges::RunAs;
 use crate::reload::Reloader;
 use crate::runtime::{Runtime, RuntimeConfig};
+use crate::secret::ClusterSecret;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -73,7 +75,41 @@ struct ClusterArgs {
     #[arg(long, env = "IN_MEMORY", conflicts_with = "data_dir")]
     in_memory: bool,
     #[command(flatten)]
+    secret: SecretArgs,
+    #[command(flatten)]
     node: NodeArgs,
+}
+
+/// How nodes prove to each other that they belong to the cluster.
+#[derive(Debug, Args)]
+#[command(after_help = "The cluster secret can also be given as its value in the environment \
+    variable CLUSTER_SECRET (never as a flag, so that it does not show in the process list). \
+    Every node of a cluster needs the same one; at least 16 characters.")]
+struct SecretArgs {
+    /// File holding the cluster secret (the Docker and Kubernetes secret form); surrounding
+    /// whitespace is ignored.
+    #[arg(long, env = "CLUSTER_SECRET_FILE", value_name = "PATH")]
+    cluster_secret_file: Option<PathBuf>,
+}
+
+impl SecretArgs {
+    /// The secret from CLUSTER_SECRET or the file, if either is given.
+    fn secret(&self) -> anyhow::Result<Option<ClusterSecret>> {
+        let value = std::env::var_os("CLUSTER_SECRET");
+        match (value, &self.cluster_secret_file) {
+            (Some(_), Some(_)) => {
+                bail!("both CLUSTER_SECRET and CLUSTER_SECRET_FILE are set: give one of them")
+            }
+            (Some(value), None) => {
+                let value = value
+                    .into_string()
+                    .map_err(|_| anyhow::anyhow!("CLUSTER_SECRET is not valid UTF-8"))?;
+                Ok(Some(ClusterSecret::new(&value).context("CLUSTER_SECRET")?))
+            }
+            (None, Some(path)) => Ok(Some(ClusterSecret::from_file(path)?)),
+            (None, None) => Ok(None),
+        }
+    }
 }
 
 /// The cluster's shape, as `replog cluster` runs it and `replog compose` writes it.
@@ -101,8 +137,9 @@ impl TopologyArgs {
 struct ComposeArgs {
     #[command(flatten)]
     topology: TopologyArgs,
-    /// Where to write the Compose file (`-` for standard output). Nothing is written when a
-    /// setting is wrong.
+    /// Where to write the Compose file (`-` for standard output). Beside it, the cluster
+    /// secret the file refers to is made once (.cluster-secret, mode 0600), and never
+    /// replaced. Nothing is written when a setting is wrong.
     #[arg(long, short, default_value = "docker-compose.yml", value_name = "FILE")]
     output: PathBuf,
     /// Image the services run.
@@ -155,12 +192,24 @@ struct ServeArgs {
     /// Name in logs [default: the role].
     #[arg(long)]
     name: Option<String>,
-    /// Where the node keeps its log [default: data/NAME].
+    /// Where the node keeps its log; one process per directory [default: data/NAME with
+    /// --name, data/ROLE-PORT without].
     #[arg(long, env = "DATA_DIR", value_name = "DIR")]
     data_dir: Option<PathBuf>,
     /// Keep the log in memory only: it is lost when the node stops.
     #[arg(long, env = "IN_MEMORY", conflicts_with = "data_dir")]
     in_memory: bool,
+    #[command(flatten)]
+    secret: SecretArgs,
+    /// Run without a cluster secret: the node signs nothing and a secondary takes
+    /// replication from anyone who can reach it. Only on a network no one else reaches.
+    #[arg(long)]
+    insecure: bool,
+    /// Started as root: read the cluster secret, then switch to this user and group
+    /// (UID:GID) before doing anything else. The containers use it to read a Compose secret
+    /// and serve unprivileged.
+    #[arg(long, env = "RUN_AS", value_name = "UID:GID")]
+    run_as: Option<String>,
     #[command(flatten)]
     node: NodeArgs,
 }
@@ -212,6 +261,12 @@ struct NodeArgs {
     /// answered 503.
     #[arg(long, env = "MAX_INSTANCES", default_value_t = 1000)]
     max_instances: u32,
+    /// A master that lost its log takes writes once the secondaries that answer have given it
+    /// theirs, without waiting for every secondary: writes acknowledged only by the missing
+    /// ones may be dropped when they come back. For one start, after a disk loss, when a
+    /// secondary is gone for good.
+    #[arg(long, env = "FORCE_RECOVERY")]
+    force_recovery: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -261,14 +316,11 @@ impl NodeArgs {
         Ok(self.fault_rate)
     }
 
-    fn runtime(&self, limits: Limits) -> anyhow::Result<Runtime> {
+    fn runtime(&self, limits: Limits) -> anyhow::Result<RuntimeConfig> {
         if self.max_instances == 0 {
             bail!("MAX_INSTANCES must be at least 1");
         }
-        Ok(Runtime::new(RuntimeConfig {
-            max_instances: self.max_instances,
-            memory_bytes: limits.memory_bytes,
-        })?)
+        Ok(RuntimeConfig { max_instances: self.max_instances, memory_bytes: limits.memory_bytes })
     }
 }
 
@@ -284,12 +336,19 @@ impl ClusterArgs {
         // Secondaries are reached over loopback when listening on every address.
         let peer_host =
             if self.bind.is_unspecified() { IpAddr::from([127, 0, 0, 1]) } else { self.bind };
+        // Every node of the cluster shares one secret: the one given, or one made for this run.
+        let secret = match self.secret.secret()? {
+            Some(secret) => secret,
+            None => ClusterSecret::random(),
+        };
         let node = |name: String, role, port: u16, component: &PathBuf| NodeConfig {
             data_dir: (!self.in_memory).then(|| self.data_dir.join(&name)),
             replication,
             fault_rate,
             max_body_bytes: self.node.max_body_bytes,
             limits,
+            secret: Some(secret.clone()),
+            force_recovery: self.node.force_recovery,
             ..NodeConfig::new(name, role, SocketAddr::new(self.bind, port), component.clone())
         };
         let mut nodes = vec![node("master".into(), Role::Master, topology.master_port, &master)];
@@ -297,8 +356,9 @@ impl ClusterArgs {
             let port = topology.secondary_port(i + 1);
             let url = format!("http://{}", SocketAddr::new(peer_host, port));
             nodes[0].secondaries.push(url.parse()?);
-            let mut secondary =
-                node(format!("secondary{}", i + 1), Role::Secondary, port, &secondary);
+            let name = format!("secondary{}", i + 1);
+            replication.check_delay(&name, *delay)?;
+            let mut secondary = node(name, Role::Secondary, port, &secondary);
             secondary.delay = *delay;
             nodes.push(secondary);
         }
@@ -334,11 +394,28 @@ impl ServeArgs {
         });
         let (replication, fault_rate) = (self.node.replication()?, self.node.fault_rate()?);
         let name = self.name.clone().unwrap_or_else(|| role.to_string());
-        let data_dir = match (&self.data_dir, self.in_memory) {
-            (_, true) => None,
-            (Some(dir), false) => Some(dir.clone()),
-            (None, false) => Some(PathBuf::from("data").join(&name)),
+        // Each node a directory of its own, also when several run from one folder.
+        let data_dir = match (&self.data_dir, self.in_memory, &self.name) {
+            (_, true, _) => None,
+            (Some(dir), false, _) => Some(dir.clone()),
+            (None, false, Some(name)) => Some(PathBuf::from("data").join(name)),
+            (None, false, None) => Some(PathBuf::from("data").join(format!("{role}-{port}"))),
         };
+        let secret = self.secret.secret()?;
+        let in_a_cluster = role == Role::Secondary || !secondaries.is_empty();
+        if secret.is_none() && in_a_cluster {
+            if !self.insecure {
+                bail!(
+                    "no cluster secret: set CLUSTER_SECRET or CLUSTER_SECRET_FILE (the same on \
+                     every node), so that secondaries take replication from their master only. \
+                     --insecure runs without one, for a network no one else can reach"
+                );
+            }
+            tracing::warn!(
+                "running INSECURE (--insecure): node-to-node requests are not authenticated, and \
+                 anyone who reaches a secondary can change its log"
+            );
+        }
         Ok(NodeConfig {
             data_dir,
             secondaries,
@@ -347,6 +424,8 @@ impl ServeArgs {
             fault_rate,
             max_body_bytes: self.node.max_body_bytes,
             limits: self.node.limits()?,
+            secret,
+            force_recovery: self.node.force_recovery,
             ..NodeConfig::new(name, role, SocketAddr::new(self.bind, port), component)
         })
     }
@@ -358,6 +437,15 @@ pub fn main() -> ExitCode {
     // `run` leaves standard output to the component it runs.
     let logs_to_stdout = !matches!(cli.command, Command::Run(_));
     init_tracing(logs_to_stdout);
+    // Reading the configuration reads the cluster secret, which may need privileges that
+    // `--run-as` gives up: all of it happens first, on this one thread.
+    let task = match Task::prepare(cli.command) {
+        Ok(task) => task,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -365,7 +453,7 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(execute(cli.command)) {
+    match runtime.block_on(task.run()) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -374,46 +462,88 @@ pub fn main() -> ExitCode {
     }
 }
 
-async fn execute(command: Command) -> anyhow::Result<ExitCode> {
-    match command {
-        Command::Cluster(args) => {
-            let nodes = args.nodes()?;
-            serve_until_stopped(args.node.runtime(nodes[0].limits)?, nodes).await
+/// A command with its configuration read and checked, ready to run.
+enum Task {
+    Serve { nodes: Vec<NodeConfig>, runtime: RuntimeConfig },
+    Run(RunArgs),
+    Compose(ComposeArgs),
+    Probe(ProbeArgs),
+}
+
+impl Task {
+    fn prepare(command: Command) -> anyhow::Result<Self> {
+        match command {
+            Command::Cluster(args) => {
+                let nodes = args.nodes()?;
+                let runtime = args.node.runtime(nodes[0].limits)?;
+                tracing::info!(
+                    "cluster secret: {}",
+                    if args.secret.cluster_secret_file.is_some() {
+                        "from CLUSTER_SECRET_FILE"
+                    } else if std::env::var_os("CLUSTER_SECRET").is_some() {
+                        "from CLUSTER_SECRET"
+                    } else {
+                        "made for this run (every node of it has it)"
+                    }
+                );
+                Ok(Task::Serve { nodes, runtime })
+            }
+            Command::Serve(args) => {
+                let node = args.node()?;
+                let runtime = args.node.runtime(node.limits)?;
+                if let Some(spec) = &args.run_as {
+                    let run_as: RunAs = spec.parse()?;
+                    run_as.switch()?;
+                    tracing::info!(%run_as, "switched user");
+                }
+                Ok(Task::Serve { nodes: vec![node], runtime })
+            }
+            Command::Run(args) => Ok(Task::Run(args)),
+            Command::Compose(args) => Ok(Task::Compose(args)),
+            Command::Probe(args) => Ok(Task::Probe(args)),
         }
-        Command::Serve(args) => {
-            let node = args.node()?;
-            serve_until_stopped(args.node.runtime(node.limits)?, vec![node]).await
-        }
-        Command::Run(args) => {
-            let code = crate::command::run(&args.component, &args.args).await?;
-            Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
-        }
-        Command::Compose(args) => {
-            let options = compose::Options {
-                image: &args.image,
-                components_dir: &args.components_dir,
-                replication_timeout_ms: args.replication_timeout_ms,
-            };
-            let text = compose::render(&args.topology.topology()?, &options);
-            if args.output.as_os_str() == "-" {
-                print!("{text}");
-            } else {
+    }
+
+    async fn run(self) -> anyhow::Result<ExitCode> {
+        match self {
+            Task::Serve { nodes, runtime } => {
+                serve_until_stopped(Runtime::new(runtime)?, nodes).await
+            }
+            Task::Run(args) => {
+                let code = crate::command::run(&args.component, &args.args).await?;
+                Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+            }
+            Task::Compose(args) => {
+                let options = compose::Options {
+                    image: &args.image,
+                    components_dir: &args.components_dir,
+                    replication_timeout_ms: args.replication_timeout_ms,
+                };
+                let text = compose::render(&args.topology.topology()?, &options);
+                if args.output.as_os_str() == "-" {
+                    print!("{text}");
+                    return Ok(ExitCode::SUCCESS);
+                }
                 compose::write(&args.output, &text)?;
                 eprintln!("wrote {}", args.output.display());
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Probe(args) => {
-            let timeout = Duration::from_millis(args.timeout_ms);
-            match crate::probe::get(&args.url, timeout).await {
-                Ok(200) => Ok(ExitCode::SUCCESS),
-                Ok(status) => {
-                    eprintln!("{} answered {status}", args.url);
-                    Ok(ExitCode::FAILURE)
+                let secret = compose::secret_path(&args.output);
+                if compose::ensure_secret(&secret)? {
+                    eprintln!("wrote a new cluster secret to {} (mode 0600)", secret.display());
                 }
-                Err(e) => {
-                    eprintln!("{}: {e}", args.url);
-                    Ok(ExitCode::FAILURE)
+                Ok(ExitCode::SUCCESS)
+            }
+            Task::Probe(args) => {
+                let timeout = Duration::from_millis(args.timeout_ms);
+                match crate::probe::get(&args.url, timeout).await {
+                    Ok(200) => Ok(ExitCode::SUCCESS),
+                    Ok(status) => {
+                        eprintln!("{} answered {status}", args.url);
+                        Ok(ExitCode::FAILURE)
+                    }
+                    Err(e) => {
+                        eprintln!("{}: {e}", args.url);
+                        Ok(ExitCode::FAILURE)
+                    }
                 }
             }
         }

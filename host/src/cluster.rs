@@ -101,9 +101,13 @@ impl Running {
         self.nodes.iter().map(|(node, _)| node).find(|node| node.name() == name)
     }
 
-    /// Stops accepting, lets requests in flight finish (within `server::DRAIN_TIMEOUT`).
+    /// Stops accepting, lets requests in flight finish (within `server::DRAIN_TIMEOUT`), and
+    /// stops the masters' replication.
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
         while self.servers.join_next().await.is_some() {}
+        for (node, _) in &self.nodes {
+            node.stop_replication().await;
+        }
     }
 }

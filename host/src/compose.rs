@@ -3,10 +3,18 @@
 //! The text is written by hand rather than through a YAML library so that it is stable to the
 //! byte (the committed `docker-compose.yml` must equal the default output) and reads like a
 //! file a person would write.
+//!
+//! The nodes share a cluster secret, wired as a Compose secret from a file beside the Compose
+//! file that `replog compose` creates once (mode 0600, never overwritten; `.gitignore` keeps
+//! it out of the repository). Compose mounts it with the file's owner and mode, so the
+//! containers start as root, read it, and switch to an unprivileged user (`RUN_AS`).
 
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::path::Path;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
+
+use crate::secret::ClusterSecret;
 
 use crate::config::Topology;
 
@@ -21,6 +29,12 @@ pub const COMPONENTS_MOUNT: &str = "/components";
 pub const DATA_MOUNT: &str = "/data";
 /// The build output the containers run, relative to the Compose file.
 pub const DEFAULT_COMPONENTS_DIR: &str = "./target/components/wasm32-wasip2/release";
+/// The cluster secret's file, beside the Compose file.
+pub const SECRET_FILE: &str = ".cluster-secret";
+/// Its name as a Compose secret, and so its file in the containers, under /run/secrets.
+const SECRET_NAME: &str = "cluster-secret";
+/// The unprivileged user and group the containers serve as, once they have read the secret.
+const RUN_AS: &str = "65534:65534";
 
 /// What the Compose file runs, beyond the cluster's shape.
 #[derive(Debug, Clone)]
@@ -46,9 +60,15 @@ pub fn render(topology: &Topology, options: &Options) -> String {
 #
 # The image holds only the static replog binary. Each container runs the components mounted
 # read-only from {components_dir}:
-# a new component build needs no new image. Build both first, then start:
+# a new component build needs no new image. Build both first, make the cluster secret
+# (`replog compose` writes {SECRET_FILE} once, beside this file), then start:
 #   cargo build --release --target x86_64-unknown-linux-musl
+#   ./target/x86_64-unknown-linux-musl/release/replog compose
 #   docker compose up --build -d
+
+secrets:
+  {SECRET_NAME}:
+    file: ./{SECRET_FILE}
 
 services:
 ",
@@ -110,6 +130,8 @@ impl Service<'_> {
     build: .
     image: {image}
     command: [\"serve\", \"--role\", \"{role}\", \"--name\", \"{name}\"]
+    # Root only to read the secret: the node switches to RUN_AS before it serves.
+    user: \"0:0\"
     environment:
 "
         );
@@ -120,6 +142,10 @@ impl Service<'_> {
             out,
             "      REPLOG_COMPONENTS: \"{COMPONENTS_MOUNT}\"
       DATA_DIR: \"{DATA_MOUNT}\"
+      CLUSTER_SECRET_FILE: \"/run/secrets/{SECRET_NAME}\"
+      RUN_AS: \"{RUN_AS}\"
+    secrets:
+      - {SECRET_NAME}
     ports:
       - \"{host_port}:{port}\"
     volumes:
@@ -153,6 +179,34 @@ pub fn write(path: &Path, text: &str) -> std::io::Result<()> {
     }
 }
 
+/// Where the cluster secret goes for a Compose file written to `output` (`-`: standard
+/// output, so the current directory).
+pub fn secret_path(output: &Path) -> PathBuf {
+    let dir = match output.parent() {
+        Some(dir) if output.as_os_str() != "-" && !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    dir.join(SECRET_FILE)
+}
+
+/// Makes a new random cluster secret at `path`, readable by its owner only, unless a file is
+/// there already: an existing secret is never replaced (nodes already use it). Returns whether
+/// it made one.
+pub fn ensure_secret(path: &Path) -> std::io::Result<bool> {
+    let file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path);
+    let mut file = match file {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    let written = writeln!(file, "{}", ClusterSecret::random_text()).and_then(|()| file.sync_all());
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(path);
+        return Err(e);
+    }
+    Ok(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,8 +232,29 @@ mod tests {
             "      - /srv/components:/components:ro\n      - secondary3-data:/data\n",
             "\nvolumes:\n  secondary1-data:\n  secondary2-data:\n  secondary3-data:\n  master-data:\n",
             "      REPLICATION_TIMEOUT_MS: \"15000\"\n",
+            "secrets:\n  cluster-secret:\n    file: ./.cluster-secret\n",
+            "      CLUSTER_SECRET_FILE: \"/run/secrets/cluster-secret\"\n      RUN_AS: \"65534:65534\"\n    secrets:\n      - cluster-secret\n",
         ] {
             assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
         }
+        assert_eq!(text.matches("- cluster-secret\n").count(), 4, "every node has the secret");
+    }
+
+    #[test]
+    fn the_secret_is_made_once_owner_only_and_never_replaced() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = std::env::temp_dir().join(format!("replog-compose-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = secret_path(&dir.join("docker-compose.yml"));
+        assert_eq!(path, dir.join(".cluster-secret"));
+        assert_eq!(secret_path(Path::new("-")), Path::new("./.cluster-secret"));
+        assert_eq!(secret_path(Path::new("docker-compose.yml")), Path::new("./.cluster-secret"));
+        assert!(ensure_secret(&path).unwrap());
+        let first = std::fs::read_to_string(&path).unwrap();
+        assert!(ClusterSecret::new(&first).is_ok());
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert!(!ensure_secret(&path).unwrap());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), first, "never overwritten");
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::secret::ClusterSecret;
+
 /// Extra time a request may take beyond the longest wait its role legitimately has (the
 /// replication timeout on the master, the delay on a secondary) before the host gives up on it.
 pub const REQUEST_TIMEOUT_MARGIN: Duration = Duration::from_secs(30);
@@ -140,7 +142,29 @@ impl Default for Replication {
     }
 }
 
+/// What a secondary needs of `PEER_TIMEOUT_MS` beyond its `DELAY_MS` to store a batch and
+/// answer. The master component warns on `/health` by the same rule when it cannot be checked
+/// at start (nodes started apart).
+pub const DELAY_MARGIN: Duration = Duration::from_millis(500);
+
 impl Replication {
+    /// Refuses a secondary whose delay leaves it no time to answer within `peer_timeout`: the
+    /// master would give up on every replication to it, and it would never catch up.
+    pub fn check_delay(&self, secondary: &str, delay: Duration) -> Result<(), ConfigError> {
+        if delay + DELAY_MARGIN > self.peer_timeout {
+            return Err(ConfigError::Invalid(format!(
+                "{secondary}'s delay of {} ms does not fit in PEER_TIMEOUT_MS={}: the master \
+                 would give up on every replication to it. Raise PEER_TIMEOUT_MS to at least {} \
+                 (the delay plus {} ms to store and answer)",
+                delay.as_millis(),
+                self.peer_timeout.as_millis(),
+                (delay + DELAY_MARGIN).as_millis(),
+                DELAY_MARGIN.as_millis()
+            )));
+        }
+        Ok(())
+    }
+
     pub fn check(&self) -> Result<(), ConfigError> {
         let invalid = |why: &str| Err(ConfigError::Invalid(why.to_owned()));
         if self.suspect_after == 0 {
@@ -181,6 +205,11 @@ pub struct NodeConfig {
     /// Where the node keeps its log; in memory only when `None`.
     pub data_dir: Option<PathBuf>,
     pub limits: Limits,
+    /// The key the cluster's nodes prove themselves with; `None` runs insecure.
+    pub secret: Option<ClusterSecret>,
+    /// A master that lost its log takes writes after hearing from whichever secondaries
+    /// answer, rather than waiting for those that may hold acknowledged writes.
+    pub force_recovery: bool,
 }
 
 impl NodeConfig {
@@ -204,6 +233,8 @@ impl NodeConfig {
             max_body_bytes: None,
             data_dir: None,
             limits: Limits::default(),
+            secret: None,
+            force_recovery: false,
         }
     }
 
@@ -225,6 +256,9 @@ impl NodeConfig {
                     ("UNHEALTHY_AFTER".to_owned(), r.unhealthy_after.to_string()),
                     ("PEER_TIMEOUT_MS".to_owned(), r.peer_timeout.as_millis().to_string()),
                 ]);
+                if self.force_recovery {
+                    env.push(("FORCE_RECOVERY".to_owned(), "true".to_owned()));
+                }
             }
             Role::Secondary => {
                 env.push(("DELAY_MS".to_owned(), self.delay.as_millis().to_string()));

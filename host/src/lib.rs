@@ -6,6 +6,8 @@
 //! - [`node`]: one component serving requests over state that outlives them.
 //! - [`state`]: that state, the log and the master's view of its peers.
 //! - [`outbound`]: components' outgoing HTTP, allowed to the node's peers only.
+//! - [`secret`]: the cluster secret nodes prove themselves with.
+//! - [`privileges`]: giving up root once the secret is read (containers).
 //! - [`server`], [`cluster`]: listening, and running several nodes in one process.
 //! - [`reload`]: swapping in new component versions while nodes serve.
 //! - [`components`]: where the built `.wasm` files are found.
@@ -21,8 +23,10 @@ pub mod compose;
 pub mod config;
 pub mod node;
 pub mod outbound;
+pub mod privileges;
 pub mod probe;
 pub mod reload;
 pub mod runtime;
+pub mod secret;
 pub mod server;
 pub mod state;

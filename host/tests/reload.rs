@@ -39,6 +39,7 @@ impl Swappable {
         let compiled = CompiledComponent::load(runtime().engine(), &config.component).unwrap();
         let master = Arc::new(Node::new(runtime(), config, compiled).await.unwrap());
         master.start_replication();
+        settled(&master).await;
         let reloader = Reloader::start(runtime(), std::slice::from_ref(&master)).unwrap();
         let reports = reloader.subscribe();
         let regular_version = master.current().info.version.clone();

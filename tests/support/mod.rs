@@ -24,8 +24,11 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
 }
 
+/// The cluster secret every node a test starts shares (tests of the refusal remove it).
+pub const SECRET: &str = "the cluster secret of the whole-system tests";
+
 /// Settings a developer's shell might hold that would change what a test starts.
-const INHERITED: [&str; 20] = [
+const INHERITED: [&str; 26] = [
     "PORT",
     "SECONDARIES",
     "DELAY_MS",
@@ -46,17 +49,24 @@ const INHERITED: [&str; 20] = [
     "MEMORY_LIMIT_MB",
     "DATA_DIR",
     "IN_MEMORY",
+    "CLUSTER_SECRET",
+    "CLUSTER_SECRET_FILE",
+    "RUN_AS",
+    "FORCE_RECOVERY",
+    "MAX_INSTANCES",
+    "RUST_LOG",
 ];
 
 /// `replog` with a clean environment, run from the repository root, keeping its logs in
-/// memory (tests of durability give it a data directory of their own).
+/// memory (tests of durability give it a data directory of their own) and holding the tests'
+/// cluster secret.
 pub fn replog() -> Command {
     let mut command = Command::new(REPLOG);
     command.current_dir(repo_root());
     for name in INHERITED {
         command.env_remove(name);
     }
-    command.env("IN_MEMORY", "true");
+    command.env("IN_MEMORY", "true").env("CLUSTER_SECRET", SECRET);
     command
 }
 
@@ -123,6 +133,30 @@ impl Process {
 }
 
 impl Process {
+    /// Waits until the master at `base` takes writes (it has recovered and has a majority).
+    pub fn wait_writable(&mut self, base: &str) {
+        let url = format!("{base}/health");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("{} exited ({status}) before taking writes:\n{}", self.name, self.output());
+            }
+            let health = blocking_get(&url).filter(|(status, _)| *status == 200);
+            let writable = health.and_then(|(_, body)| serde_json::from_str::<Value>(&body).ok());
+            if writable.is_some_and(|h| h["writable"] == true) {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!("{} did not take writes within 30 s:\n{}", self.name, self.output());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL, at once.
     pub fn kill(mut self) {
         let _ = self.child.kill();
@@ -180,9 +214,10 @@ impl Cluster {
         let master = format!("http://127.0.0.1:{base}");
         let secondaries: Vec<String> =
             (1..=count).map(|i| format!("http://127.0.0.1:{}", base + i)).collect();
-        for url in std::iter::once(&master).chain(&secondaries) {
+        for url in &secondaries {
             process.wait_healthy(&format!("{url}/health"));
         }
+        process.wait_writable(&master);
         Self { process, master, secondaries }
     }
 
@@ -300,6 +335,7 @@ pub mod embedded {
     use replog::config::{NodeConfig, Replication, Role};
     use replog::node::{CompiledComponent, Node};
     use replog::runtime::{Runtime, RuntimeConfig};
+    use replog::secret::ClusterSecret;
 
     static RUNTIME: LazyLock<Runtime> =
         LazyLock::new(|| Runtime::new(RuntimeConfig::default()).expect("wasmtime runtime"));
@@ -336,12 +372,15 @@ pub mod embedded {
     }
 
     fn config(name: String, role: Role, port: u16, file: &str) -> NodeConfig {
-        NodeConfig::new(
-            name,
-            role,
-            format!("127.0.0.1:{port}").parse().unwrap(),
-            Path::new(env!("REPLOG_BUILT_COMPONENTS")).join(file),
-        )
+        NodeConfig {
+            secret: Some(ClusterSecret::new(super::SECRET).unwrap()),
+            ..NodeConfig::new(
+                name,
+                role,
+                format!("127.0.0.1:{port}").parse().unwrap(),
+                Path::new(env!("REPLOG_BUILT_COMPONENTS")).join(file),
+            )
+        }
     }
 
     impl Cluster {
@@ -386,7 +425,15 @@ pub mod embedded {
             master.replication = replication;
             let node = Node::new(&RUNTIME, master, compiled("replog_master.wasm")).await.unwrap();
             cluster.master = Some(cluster::serve_nodes(vec![node]).await.unwrap());
+            cluster.settled().await;
             cluster
+        }
+
+        /// Waits until the master has recovered (it may still lack a majority to write).
+        pub async fn settled(&self) {
+            tokio::time::timeout(Duration::from_secs(20), self.master().settled())
+                .await
+                .unwrap_or_else(|_| panic!("recovery: {:?}", self.master().state().gate.mode()));
         }
 
         /// Starts secondary `i` (0-based), with an empty log.

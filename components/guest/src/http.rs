@@ -15,6 +15,22 @@ pub struct Request {
     query: String,
 }
 
+/// The name of a method as it goes on the wire (and into a signature).
+pub fn method_name(method: &Method) -> &str {
+    match method {
+        Method::Get => "GET",
+        Method::Head => "HEAD",
+        Method::Post => "POST",
+        Method::Put => "PUT",
+        Method::Delete => "DELETE",
+        Method::Connect => "CONNECT",
+        Method::Options => "OPTIONS",
+        Method::Trace => "TRACE",
+        Method::Patch => "PATCH",
+        Method::Other(other) => other,
+    }
+}
+
 /// Why a request body could not be read.
 #[derive(Debug)]
 pub enum BodyError {
@@ -33,6 +49,20 @@ impl Request {
             None => (path_with_query, String::new()),
         };
         Self { inner, method, path, query }
+    }
+
+    /// The path and query as the client sent them, as a signature covers them.
+    pub fn path_with_query(&self) -> String {
+        match self.query.is_empty() {
+            true => self.path.clone(),
+            false => format!("{}?{}", self.path, self.query),
+        }
+    }
+
+    /// The first value of header `name`, if it is there and is text.
+    pub fn header(&self, name: &str) -> Option<String> {
+        let values = self.inner.headers().get(name);
+        values.first().and_then(|v| String::from_utf8(v.clone()).ok())
     }
 
     /// The first value of query parameter `name`, if present (`?name` alone gives `""`).
@@ -80,16 +110,38 @@ impl Request {
 pub struct Response {
     pub status: u16,
     body: Vec<u8>,
-    allow: Option<&'static str>,
+    headers: Vec<(&'static str, String)>,
 }
 
 impl Response {
     /// `status` with `value` serialized as the JSON body.
     pub fn json(status: u16, value: &impl Serialize) -> Self {
         match serde_json::to_vec(value) {
-            Ok(body) => Self { status, body, allow: None },
+            Ok(body) => Self { status, body, headers: Vec::new() },
             Err(e) => Self::error(500, &format!("could not encode the response: {e}")),
         }
+    }
+
+    /// The answer to a body that could not be read: `413` over the limit, `400` otherwise.
+    pub fn body_error(error: BodyError) -> Self {
+        match error {
+            BodyError::TooLarge(limit) => Self::error(
+                413,
+                &format!("body is larger than {limit} bytes (the MAX_BODY_BYTES setting)"),
+            ),
+            BodyError::Io(e) => Self::error(400, &format!("could not read the body: {e}")),
+        }
+    }
+
+    /// `401` for a node-to-node request without a valid proof.
+    pub fn unauthorized(why: &impl std::fmt::Display) -> Self {
+        Self::error(401, &why.to_string()).with_header("www-authenticate", crate::auth::SCHEME)
+    }
+
+    /// Adds a header.
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
     }
 
     /// `status` with `{"error": message}`.
@@ -101,15 +153,13 @@ impl Response {
         Self {
             status,
             body: serde_json::to_vec(&Error { error: message }).unwrap_or_default(),
-            allow: None,
+            headers: Vec::new(),
         }
     }
 
     /// `405` naming the methods `path` takes.
     pub fn method_not_allowed(path: &str, allow: &'static str) -> Self {
-        let mut response = Self::error(405, &format!("{path} accepts {allow} only"));
-        response.allow = Some(allow);
-        response
+        Self::error(405, &format!("{path} accepts {allow} only")).with_header("allow", allow)
     }
 
     /// `404` for a path this role does not serve.
@@ -130,8 +180,8 @@ impl Response {
             ("content-type".to_owned(), b"application/json".to_vec()),
             ("content-length".to_owned(), self.body.len().to_string().into_bytes()),
         ];
-        if let Some(allow) = self.allow {
-            headers.push(("allow".to_owned(), allow.as_bytes().to_vec()));
+        for (name, value) in &self.headers {
+            headers.push(((*name).to_owned(), value.as_bytes().to_vec()));
         }
         let headers = Fields::from_list(&headers).map_err(|e| format!("bad header: {e:?}"))?;
         let response = OutgoingResponse::new(headers);

@@ -2,14 +2,21 @@
 //!
 //! Both roles speak HTTP through `wasi:http`, answer in JSON and read the same host-held log;
 //! this crate keeps what is the same for both (bounded request bodies, responses, settings from
-//! the environment, `GET /messages`, the master↔secondary wire format) so that each role's crate
-//! holds only its own logic.
+//! the environment, `GET /messages`, the master↔secondary wire format and its proof of origin)
+//! so that each role's crate holds only its own logic.
 
 pub mod about;
+pub mod auth;
 pub mod http;
 pub mod log;
 pub mod settings;
 pub mod wire;
+
+/// Wall-clock time in milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    let now = wasip2::clocks::wall_clock::now();
+    now.seconds.saturating_mul(1000) + u64::from(now.nanoseconds / 1_000_000)
+}
 
 /// Generates a role's bindings for its world in `wit/`, taking the WASI types from `wasip2` and
 /// the shared `log` interface from this crate, so that a role's code and this crate work with
@@ -32,9 +39,10 @@ macro_rules! role_bindings {
                 "wasi:cli/stdin@0.2.12": wasip2::cli::stdin,
                 "wasi:http/types@0.2.12": wasip2::http::types,
                 "wasi:http/outgoing-handler@0.2.12": wasip2::http::outgoing_handler,
-                "replog:node/log@0.3.0": replog_guest::log::host,
-                "replog:node/host-info@0.3.0": replog_guest::log::host_info,
-                "replog:node/types@0.3.0": generate,
+                "replog:node/log@0.4.0": replog_guest::log::host,
+                "replog:node/auth@0.4.0": replog_guest::log::auth,
+                "replog:node/host-info@0.4.0": replog_guest::log::host_info,
+                "replog:node/types@0.4.0": generate,
                 $($with)*
             },
             pub_export_macro: false,

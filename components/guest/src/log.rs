@@ -7,19 +7,20 @@ mod bindings {
         path: "../../wit",
         inline: "
             package replog:guest;
-            world reader {
-                import replog:node/log@0.3.0;
-                import replog:node/host-info@0.3.0;
+            world shared {
+                import replog:node/log@0.4.0;
+                import replog:node/auth@0.4.0;
+                import replog:node/host-info@0.4.0;
             }
         ",
-        world: "replog:guest/reader",
+        world: "replog:guest/shared",
         generate_all,
-        additional_derives: [serde::Serialize],
+        additional_derives: [serde::Serialize, serde::Deserialize, PartialEq, Eq, Default],
     });
 }
 
-pub use bindings::replog::node::host_info;
-pub use bindings::replog::node::log::{self as host, Entry};
+pub use bindings::replog::node::log::{self as host, Entry, Position, Run};
+pub use bindings::replog::node::{auth, host_info};
 
 use crate::http::{Request, Response};
 

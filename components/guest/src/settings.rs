@@ -34,6 +34,18 @@ pub fn fraction(name: &str) -> Result<f64, BadSetting> {
     }
 }
 
+/// Environment variable `name` as a yes/no switch, off when unset or empty.
+pub fn flag(name: &str) -> Result<bool, BadSetting> {
+    match std::env::var(name) {
+        Ok(v) => match v.trim().to_ascii_lowercase().as_str() {
+            "" | "0" | "false" | "no" | "off" => Ok(false),
+            "1" | "true" | "yes" | "on" => Ok(true),
+            _ => Err(BadSetting(format!("{name}={v:?} is not true or false"))),
+        },
+        Err(_) => Ok(false),
+    }
+}
+
 /// Environment variable `name` as milliseconds.
 pub fn millis(name: &str, default: u64) -> Result<Duration, BadSetting> {
     number(name, default).map(Duration::from_millis)

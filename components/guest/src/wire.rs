@@ -1,22 +1,243 @@
-//! What the master and the secondaries say to each other on `POST /replicate`.
+//! What a master and its secondaries say to each other on `/replicate`. Both roles use these
+//! definitions, so the two sides cannot drift apart.
 //!
-//! The master sends batches, `{"entries": [{"seq": 7, "msg": "..."}, ...]}`; a secondary also
-//! takes the original project's single forms, `{"msg": "..."}` and `{"msg": "...", "seq": 7}`.
-//! It answers with its gap-free prefix length (`count`), which is what the master counts as an
-//! acknowledgement: a message is held by a secondary once `count >= seq`.
+//! - `POST /replicate` with an [`Append`]: entries to store after `prev`, which the secondary
+//!   must hold for them to apply (Raft's log matching); without `prev` and entries, a probe
+//!   that asks the secondary where its log stands. The answer is an [`Ack`] (`200`), or a
+//!   [`Fenced`] refusal (`409`) when the secondary has seen a newer master's epoch.
+//! - `POST /replicate` with `{"seq": 7, "msg": "..."}`: the original project's single entry,
+//!   stored if it continues the log, acknowledged as a duplicate if held already.
+//! - `GET /replicate?from=SEQ&limit=N`: entries with their epochs ([`Entries`]), for a master
+//!   that recovers its log from a replica.
+//!
+//! Every request carries the master's proof (see [`crate::auth`]).
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
-/// A secondary's answer to `POST /replicate`.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ReplicateAck {
-    pub status: String,
-    /// Length of the secondary's gap-free prefix after this request.
+pub use crate::log::{Entry, Position, Run};
+
+/// The body of `POST /replicate` from the master.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Append {
+    /// The sender's epoch: a secondary that has seen a higher one refuses it, and records a
+    /// higher one before anything else.
+    pub epoch: u64,
+    /// The entry just before `entries`, which the secondary must hold for them to apply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prev: Option<Position>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub entries: Vec<Entry>,
+    /// The master's log length when it sent this. A secondary holding entries past the
+    /// request's last one that are older than its epoch drops them when this is that last one:
+    /// the master does not have them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<u64>,
+}
+
+/// What a `POST /replicate` body asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Replicate {
+    /// Where does your log stand? (An [`Append`] without `prev` and entries.)
+    Probe { epoch: u64 },
+    /// Store these after `prev`.
+    Append(Append),
+    /// The original project's form: one entry at `seq`, of epoch `epoch` if given.
+    Single { seq: u64, epoch: Option<u64>, msg: String },
+}
+
+/// Whether a secondary applied an [`Append`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AckStatus {
+    /// It holds `prev` and every entry sent, as sent.
+    Ok,
+    /// It does not hold `prev`: `runs` and `last` say where its log stands.
+    Mismatch,
+}
+
+/// A secondary's answer to `POST /replicate` (`200`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    pub status: AckStatus,
+    /// Its epoch after this request.
+    pub epoch: u64,
+    /// Its last entry after this request.
+    pub last: Position,
+    /// The length of its log (the original project's field).
     pub count: u64,
+    /// After an append: the entry through which its log now agrees with the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matched: Option<Position>,
+    /// After a probe or a mismatch: its runs, to find where the two logs agree.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runs: Vec<Run>,
     /// Entries stored for the first time.
     #[serde(default)]
     pub added: u32,
-    /// Entries it already had (replays), acknowledged without being stored again.
+    /// Entries it held already (replays), acknowledged and not stored twice.
     #[serde(default)]
     pub duplicates: u32,
+    /// Entries dropped from its end: a suffix its master does not have.
+    #[serde(default)]
+    pub truncated: u64,
+    /// For a single entry: whether it was held already.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duplicate: Option<bool>,
+    /// Its `DELAY_MS`, so that the master can tell when it cannot answer in time.
+    #[serde(default)]
+    pub delay_ms: u64,
+}
+
+/// A secondary's refusal of an older master (`409`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fenced {
+    pub error: String,
+    pub fenced: bool,
+    /// The epoch the secondary has recorded.
+    pub epoch: u64,
+}
+
+/// The answer to `GET /replicate?from=SEQ&limit=N`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entries {
+    pub entries: Vec<Entry>,
+    pub epoch: u64,
+    pub last: Position,
+}
+
+const EXPECTED: &str = r#"expected {"epoch": E, "prev": {"seq": S, "epoch": E}, "entries": [{"seq": S, "epoch": E, "msg": "text"}], "end": N} or {"seq": S, "msg": "text"}"#;
+
+/// Reads a `POST /replicate` body; errors are the text of the `400`.
+pub fn parse(body: &[u8]) -> Result<Replicate, String> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| format!("body is not valid JSON ({e}): {EXPECTED}"))?;
+    let Value::Object(fields) = &value else {
+        return Err(format!("expected a JSON object: {EXPECTED}"));
+    };
+    if fields.contains_key("msg") && !fields.contains_key("entries") {
+        if !fields.contains_key("seq") {
+            return Err(format!(
+                "an entry without \"seq\" is refused: only the master numbers messages (write to \
+                 its POST /messages). {EXPECTED}"
+            ));
+        }
+        return single(&value);
+    }
+    if !fields.contains_key("epoch") {
+        return Err(format!("nothing to replicate: {EXPECTED}"));
+    }
+    let append: Append = serde_json::from_value(value).map_err(|e| format!("{e}: {EXPECTED}"))?;
+    let Some(prev) = append.prev else {
+        if append.entries.is_empty() {
+            return Ok(Replicate::Probe { epoch: append.epoch });
+        }
+        return Err(format!("entries need \"prev\", the entry they follow: {EXPECTED}"));
+    };
+    for (expected, entry) in (prev.seq + 1..).zip(&append.entries) {
+        if entry.seq != expected {
+            return Err(format!(
+                "entries must follow prev without gaps: entry {} where {expected} was due",
+                entry.seq
+            ));
+        }
+    }
+    Ok(Replicate::Append(append))
+}
+
+fn single(value: &Value) -> Result<Replicate, String> {
+    #[derive(Deserialize)]
+    struct Single {
+        seq: u64,
+        #[serde(default)]
+        epoch: Option<u64>,
+        msg: String,
+    }
+    let Single { seq, epoch, msg } = Single::deserialize(value)
+        .map_err(|e| format!("{e}: \"seq\" must be a whole number and \"msg\" a string"))?;
+    if seq == 0 {
+        return Err("\"seq\" counts from 1".to_owned());
+    }
+    Ok(Replicate::Single { seq, epoch, msg })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(seq: u64, epoch: u64, msg: &str) -> Entry {
+        Entry { seq, epoch, msg: msg.to_owned() }
+    }
+
+    #[test]
+    fn an_append_goes_through_json_and_back_unchanged() {
+        let append = Append {
+            epoch: 3,
+            prev: Some(Position { seq: 4, epoch: 2 }),
+            entries: vec![entry(5, 3, "five \"quoted\""), entry(6, 3, "")],
+            end: Some(6),
+        };
+        let json = serde_json::to_vec(&append).unwrap();
+        assert_eq!(parse(&json), Ok(Replicate::Append(append)));
+    }
+
+    #[test]
+    fn a_probe_is_an_epoch_alone() {
+        assert_eq!(parse(br#"{"epoch": 2}"#), Ok(Replicate::Probe { epoch: 2 }));
+        let probe = Append { epoch: 7, prev: None, entries: vec![], end: None };
+        assert_eq!(serde_json::to_string(&probe).unwrap(), r#"{"epoch":7}"#);
+    }
+
+    #[test]
+    fn the_original_single_form_is_still_read() {
+        assert_eq!(
+            parse(br#"{"seq": 3, "msg": "x"}"#),
+            Ok(Replicate::Single { seq: 3, epoch: None, msg: "x".into() })
+        );
+        assert_eq!(
+            parse(br#"{"seq": 3, "msg": "x", "epoch": 2}"#),
+            Ok(Replicate::Single { seq: 3, epoch: Some(2), msg: "x".into() })
+        );
+    }
+
+    #[test]
+    fn what_could_break_a_log_is_refused_with_a_reason() {
+        for (body, says) in [
+            (&br#"{"msg": "X"}"#[..], "only the master numbers"),
+            (br#"{"entries": [{"seq": 1, "epoch": 1, "msg": "a"}], "epoch": 1}"#, "need \"prev\""),
+            (
+                br#"{"epoch": 1, "prev": {"seq": 0, "epoch": 0}, "entries": [{"seq": 2, "epoch": 1, "msg": "a"}]}"#,
+                "without gaps",
+            ),
+            (br#"{"epoch": "one"}"#, "invalid type"),
+            (br#"{"seq": 0, "msg": "x"}"#, "counts from 1"),
+            (br#"{"seq": -1, "msg": "x"}"#, "whole number"),
+            (b"[1]", "JSON object"),
+            (b"{", "not valid JSON"),
+            (b"{}", "nothing to replicate"),
+        ] {
+            let error = parse(body).unwrap_err();
+            assert!(error.contains(says), "{error:?} should say {says:?}");
+        }
+    }
+
+    #[test]
+    fn answers_read_back_as_written() {
+        let ack = Ack {
+            status: AckStatus::Mismatch,
+            epoch: 4,
+            last: Position { seq: 9, epoch: 3 },
+            count: 9,
+            matched: None,
+            runs: vec![Run { epoch: 1, first: 1 }, Run { epoch: 3, first: 5 }],
+            added: 0,
+            duplicates: 0,
+            truncated: 0,
+            duplicate: None,
+            delay_ms: 1500,
+        };
+        let json = serde_json::to_string(&ack).unwrap();
+        assert!(json.contains(r#""status":"mismatch""#), "{json}");
+        assert_eq!(serde_json::from_str::<Ack>(&json).unwrap(), ack);
+    }
 }

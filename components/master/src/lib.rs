@@ -8,7 +8,9 @@
 mod bindings;
 mod messages;
 mod peer_http;
+mod policy;
 mod quorum;
+mod recovery;
 mod replicator;
 mod settings;
 
@@ -20,6 +22,7 @@ use wasip2::http::types::{IncomingRequest, Method, ResponseOutparam};
 use crate::bindings::exports::replog::node::about::Description;
 use crate::bindings::exports::replog::node::replicator::Wake;
 use crate::bindings::replog::node::peers;
+use crate::bindings::replog::node::sequencer::{self, Mode};
 use crate::settings::Settings;
 
 struct Master;
@@ -46,6 +49,10 @@ impl bindings::exports::replog::node::replicator::Guest for Master {
     fn step(peer: String) -> Wake {
         replicator::step(&peer)
     }
+
+    fn recover() -> Option<u64> {
+        recovery::recover()
+    }
 }
 
 impl bindings::exports::replog::node::about::Guest for Master {
@@ -56,16 +63,25 @@ impl bindings::exports::replog::node::about::Guest for Master {
 
 bindings::export!(Master with_types_in bindings);
 
-/// `GET /health`: liveness, the log's length, whether writes are taken, each secondary's
-/// state as the replicator judges it, and which component version answers.
+/// `GET /health`: liveness, the log's length and epoch, whether writes are taken (and if not,
+/// why), each secondary's state as the replicator judges it, and which component version
+/// answers.
 fn health(settings: &Settings) -> Response {
     #[derive(Serialize)]
     struct Health {
         status: &'static str,
         role: &'static str,
         count: u64,
+        /// The epoch this master numbers in (the highest recorded while not open).
+        epoch: u64,
+        /// `open`, `recovering` or `fenced`.
+        state: &'static str,
         writable: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
         secondaries: Vec<Secondary>,
+        /// Whether node-to-node requests are signed (false: started `--insecure`).
+        authenticated: bool,
         component: about::Running,
     }
     #[derive(Serialize)]
@@ -78,18 +94,43 @@ fn health(settings: &Settings) -> Response {
         last_contact_ms: Option<u64>,
         #[serde(skip_serializing_if = "Option::is_none")]
         last_error: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        delay_ms: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        warning: Option<String>,
     }
     let count = log::host::len();
+    let standing = sequencer::status();
+    let (state, epoch, reason) = match standing.mode {
+        Mode::Open(epoch) => ("open", epoch, None),
+        Mode::Recovering(why) => ("recovering", standing.epoch, Some(why)),
+        Mode::Fenced(by) => (
+            "fenced",
+            standing.epoch,
+            Some(format!(
+                "a master of epoch {by} has taken over; restart this one to take over again"
+            )),
+        ),
+    };
+    let quorum = quorum::check(settings.nodes());
+    let reason = reason.or_else(|| quorum.as_ref().err().map(|refusal| refusal.error.clone()));
     let secondaries = peers::all()
         .into_iter()
         .map(|p| Secondary {
-            status: quorum::status_name(p.status),
+            status: policy::status_name(p.status),
             lag: count.saturating_sub(p.acked),
+            warning: p.delay_ms.and_then(|delay| {
+                policy::delay_warning(
+                    std::time::Duration::from_millis(delay),
+                    settings.peer_timeout,
+                )
+            }),
             url: p.url,
             acked: p.acked,
             failures: p.failures,
             last_contact_ms: p.last_contact_ms,
             last_error: p.last_error,
+            delay_ms: p.delay_ms,
         })
         .collect();
     Response::json(
@@ -98,8 +139,12 @@ fn health(settings: &Settings) -> Response {
             status: "ok",
             role: "master",
             count,
-            writable: quorum::check(settings.nodes()).is_ok(),
+            epoch,
+            state,
+            writable: state == "open" && quorum.is_ok(),
+            reason,
             secondaries,
+            authenticated: replog_guest::auth::enabled(),
             component: about::running(),
         },
     )

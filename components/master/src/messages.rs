@@ -1,6 +1,6 @@
 //! `POST /messages`: validate, check the majority, append, wait for the write concern, answer.
 
-use replog_guest::http::{BodyError, Request, Response};
+use replog_guest::http::{Request, Response};
 use replog_guest::log;
 use serde::Serialize;
 use serde_json::Value;
@@ -8,8 +8,10 @@ use wasip2::clocks::monotonic_clock;
 use wasip2::http::types::ResponseOutparam;
 use wasip2::io::poll;
 
+use crate::bindings::replog::node::peers;
+use crate::bindings::replog::node::sequencer::{self, Mode};
 use crate::bindings::replog::node::types::LogError;
-use crate::bindings::replog::node::{peers, sequencer};
+use crate::policy::status_name;
 use crate::quorum;
 use crate::settings::Settings;
 
@@ -48,7 +50,7 @@ pub fn parse(body: &[u8], nodes: u64) -> Result<NewMessage, String> {
         }
         Some(other) => {
             return Err(format!(
-                r#""w" must be a whole number from 1 to {nodes} (the master and {} secondaries), got {other}"#,
+                r#""w" (the write concern: how many nodes must hold the message) must be a whole number from 1 to {nodes} (the master and {} secondaries), got {other}"#,
                 nodes - 1
             ));
         }
@@ -69,24 +71,22 @@ fn kind(value: &Value) -> &'static str {
 
 /// `POST /messages[?log=false]`: answers `201` once `w` nodes hold the message (with the whole
 /// log, unless `log=false`), `502` when they do not within the replication timeout, and `503`
-/// without appending anything when too few nodes are healthy to take writes.
+/// without appending anything when the master does not take writes: while it recovers its log,
+/// once a newer master has fenced it, or when too few nodes are healthy.
 pub fn post(request: &Request, out: ResponseOutparam, settings: &Settings) {
     let started = monotonic_clock::now();
     let body = match request.read_body(settings.max_body_bytes) {
         Ok(body) => body,
-        Err(BodyError::TooLarge(limit)) => {
-            let why = format!("body is larger than {limit} bytes (the MAX_BODY_BYTES setting)");
-            return Response::error(413, &why).send(out);
-        }
-        Err(BodyError::Io(e)) => {
-            return Response::error(400, &format!("could not read the body: {e}")).send(out);
-        }
+        Err(e) => return Response::body_error(e).send(out),
     };
     let nodes = settings.nodes();
     let new = match parse(&body, nodes) {
         Ok(new) => new,
         Err(why) => return Response::error(400, &why).send(out),
     };
+    if let Some(closed) = closed() {
+        return closed.with_header("retry-after", "1").send(out);
+    }
     if let Err(refusal) = quorum::check(nodes) {
         return Response::json(503, &refusal).send(out);
     }
@@ -121,7 +121,7 @@ pub fn post(request: &Request, out: ResponseOutparam, settings: &Settings) {
         .filter(|p| p.acked < seq)
         .map(|p| Missing {
             secondary: p.url.clone(),
-            status: quorum::status_name(p.status),
+            status: status_name(p.status),
             error: p.last_error.clone(),
         })
         .collect();
@@ -145,11 +145,39 @@ pub fn post(request: &Request, out: ResponseOutparam, settings: &Settings) {
 
 const KEPT: &str = "the message stays in the master's log and will still be delivered: the master keeps sending it to every secondary that lacks it until it holds it";
 
+/// The `503` for a master that takes no writes now, if it does not.
+fn closed() -> Option<Response> {
+    #[derive(Serialize)]
+    struct Closed {
+        error: String,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        recovering: bool,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        fenced: bool,
+    }
+    let (error, recovering, fenced) = match sequencer::status().mode {
+        Mode::Open(_) => return None,
+        Mode::Recovering(why) => (
+            format!("recovering: {why}. Nothing was appended; reads are served meanwhile"),
+            true,
+            false,
+        ),
+        Mode::Fenced(epoch) => (
+            format!(
+                "fenced: a master of epoch {epoch} has taken over, and this one takes no more \
+                 writes; nothing was appended"
+            ),
+            false,
+            true,
+        ),
+    };
+    Some(Response::json(503, &Closed { error, recovering, fenced }))
+}
+
 fn describe(error: &LogError) -> String {
     match error {
-        LogError::OutOfWindow(max) => format!("sequence number beyond {max}"),
-        LogError::Conflict(seq) => format!("conflicting message at sequence number {seq}"),
-        LogError::Storage(why) => why.clone(),
+        LogError::Moved(_) => "the log changed meanwhile".to_owned(),
+        LogError::Invalid(why) | LogError::Closed(why) | LogError::Storage(why) => why.clone(),
     }
 }
 

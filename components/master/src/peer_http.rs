@@ -1,35 +1,55 @@
-//! One request to a secondary, bounded in time: what each replication step sends.
+//! Requests to secondaries, signed and bounded in time: what replication steps and recovery
+//! rounds send. Several can be in flight at once: `start` sends, `finish` waits for the answer.
 
 use std::io::Read;
 use std::time::Duration;
 
+use replog_guest::auth;
+use replog_guest::http::method_name;
 use wasip2::clocks::monotonic_clock;
 use wasip2::http::outgoing_handler;
 use wasip2::http::types::{
-    ErrorCode, Fields, IncomingResponse, Method, OutgoingBody, OutgoingRequest, RequestOptions,
+    ErrorCode, Fields, FutureIncomingResponse, IncomingResponse, Method, OutgoingBody,
+    OutgoingRequest, RequestOptions,
 };
-use wasip2::io::poll;
+use wasip2::io::poll::{self, Pollable};
 
 use crate::settings::Peer;
 
 /// Connecting is bounded on its own, so that a peer that swallows connection attempts is
 /// retried rather than waited on for the whole `timeout`.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// A secondary's answers are short; anything much longer is not an answer.
-const MAX_ANSWER_BYTES: u64 = 64 * 1024;
+/// Longest answer read: a batch of entries during recovery is about a megabyte of JSON.
+const MAX_ANSWER_BYTES: u64 = 4 * 1024 * 1024;
 
-/// Sends `method path` with `body` to `peer` and returns the status and body of its answer,
-/// or why there is none, within `timeout`.
-pub fn request(
+/// A request on its way.
+pub struct Exchange {
+    pending: FutureIncomingResponse,
+    deadline: Pollable,
+    timeout: Duration,
+    /// Whether the body went out; when the connection failed, the answer's error says why
+    /// better than the write's, so this is reported only if there is no other error.
+    sent: Result<(), String>,
+}
+
+/// Sends `method endpoint` (path and query) with `body` to `peer`, signed with the cluster
+/// secret, to be answered within `timeout`.
+pub fn start(
     peer: &Peer,
     method: Method,
     endpoint: &str,
     body: Option<&[u8]>,
     timeout: Duration,
-) -> Result<(u16, Vec<u8>), String> {
+) -> Result<Exchange, String> {
+    let path = peer.path(endpoint);
     let mut headers = vec![("content-type".to_owned(), b"application/json".to_vec())];
     if let Some(body) = body {
         headers.push(("content-length".to_owned(), body.len().to_string().into_bytes()));
+    }
+    let proof =
+        auth::sign(method_name(&method), &path, body.unwrap_or_default(), replog_guest::now_ms());
+    if let Some(proof) = proof {
+        headers.push(("authorization".to_owned(), proof.into_bytes()));
     }
     let headers = Fields::from_list(&headers).map_err(|e| format!("bad headers: {e:?}"))?;
     let request = OutgoingRequest::new(headers);
@@ -37,38 +57,53 @@ pub fn request(
     request.set_method(&method).map_err(|()| invalid("method"))?;
     request.set_scheme(Some(&peer.scheme)).map_err(|()| invalid("scheme"))?;
     request.set_authority(Some(&peer.authority)).map_err(|()| invalid("authority"))?;
-    request.set_path_with_query(Some(&peer.path(endpoint))).map_err(|()| invalid("path"))?;
+    request.set_path_with_query(Some(&path)).map_err(|()| invalid("path"))?;
     let outgoing = request.body().map_err(|()| "request body already taken".to_owned())?;
 
     let nanos = nanos(timeout);
     let options = RequestOptions::new();
-    // A host may not support some timeouts; the deadline below bounds the wait regardless.
+    // A host may not support some timeouts; the deadline bounds the wait regardless.
     let _ = options.set_connect_timeout(Some(nanos.min(self::nanos(CONNECT_TIMEOUT))));
     let _ = options.set_first_byte_timeout(Some(nanos));
     let _ = options.set_between_bytes_timeout(Some(nanos));
     let deadline = monotonic_clock::subscribe_duration(nanos);
 
     let pending = outgoing_handler::handle(request, Some(options)).map_err(|e| describe(&e))?;
-    // When the connection fails, writing the body fails too; the answer's error then says
-    // why (connection refused, ...) better than the write's, so it is the one reported.
     let sent = send_body(outgoing, body);
+    Ok(Exchange { pending, deadline, timeout, sent })
+}
 
-    let answered = pending.subscribe();
-    let ready = poll::poll(&[&answered, &deadline]);
-    drop(answered);
-    if !ready.contains(&0) {
-        sent?;
-        return Err(format!("no answer within {} ms", timeout.as_millis()));
-    }
-    match pending.get() {
-        Some(Ok(Ok(answer))) => {
-            sent?;
-            let status = answer.status();
-            read_answer(answer).map(|body| (status, body))
+impl Exchange {
+    /// The status and body of the answer, or why there is none.
+    pub fn finish(self) -> Result<(u16, Vec<u8>), String> {
+        let answered = self.pending.subscribe();
+        let ready = poll::poll(&[&answered, &self.deadline]);
+        drop(answered);
+        if !ready.contains(&0) {
+            self.sent?;
+            return Err(format!("no answer within {} ms", self.timeout.as_millis()));
         }
-        Some(Ok(Err(code))) => Err(describe(&code)),
-        Some(Err(())) | None => Err("the answer was lost".to_owned()),
+        match self.pending.get() {
+            Some(Ok(Ok(answer))) => {
+                self.sent?;
+                let status = answer.status();
+                read_answer(answer).map(|body| (status, body))
+            }
+            Some(Ok(Err(code))) => Err(describe(&code)),
+            Some(Err(())) | None => Err("the answer was lost".to_owned()),
+        }
     }
+}
+
+/// One request, start to finish.
+pub fn request(
+    peer: &Peer,
+    method: Method,
+    endpoint: &str,
+    body: Option<&[u8]>,
+    timeout: Duration,
+) -> Result<(u16, Vec<u8>), String> {
+    start(peer, method, endpoint, body, timeout)?.finish()
 }
 
 fn send_body(outgoing: OutgoingBody, body: Option<&[u8]>) -> Result<(), String> {

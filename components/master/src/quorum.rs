@@ -38,11 +38,3 @@ pub fn check(nodes: u64) -> Result<(), Refusal> {
         unhealthy,
     })
 }
-
-pub fn status_name(status: Status) -> &'static str {
-    match status {
-        Status::Healthy => "healthy",
-        Status::Suspected => "suspected",
-        Status::Unhealthy => "unhealthy",
-    }
-}

@@ -1,32 +1,32 @@
-//! Replication, one step at a time: the `replicator` export.
+//! Replication, one step at a time: the `replicator.step` export.
 //!
-//! The host runs one stream per secondary and calls `step` over and over. A step looks at
-//! what the host knows of the secondary: if it lacks messages, it sends them (every message
-//! from just past what the secondary acknowledged, as many as fit in one batch); if not, and
-//! it has not been heard from for a heartbeat, it checks on it. It records what happened and
-//! says when the next step should run: at once while there is more to send, on the next
-//! append when all is sent, later (with jitter) after a failure. Nothing is ever given up:
-//! a failing secondary is retried until it takes everything.
+//! The host runs one stream per secondary and calls `step` over and over. Until a secondary has
+//! answered this master, a step asks it where its log stands (a probe) and finds where the two
+//! logs agree. From there it sends what the secondary lacks, after the entry both hold (`prev`),
+//! as many entries as fit in one batch; the secondary drops whatever it holds that the master
+//! does not. An idle secondary gets the same request without entries every heartbeat, which
+//! also tells it this master's epoch. Only an answer naming exactly the last entry sent counts
+//! as an acknowledgement. A step records what happened and says when the next should run: at
+//! once while there is more to send, on the next append when all is sent, later (with jitter)
+//! after a failure. Nothing is ever given up.
 
 use std::time::Duration;
 
-use replog_guest::log;
-use replog_guest::wire::ReplicateAck;
-use wasip2::clocks::wall_clock;
+use replog_guest::log::host as log;
+use replog_guest::wire::{Ack, AckStatus, Append, Entry, Fenced, Position};
 use wasip2::http::types::Method;
 
 use crate::bindings::exports::replog::node::replicator::Wake;
-use crate::bindings::replog::node::peers::{self, Peer as Known, Status};
+use crate::bindings::replog::node::peers::{self, Contact, Peer as Known, Status};
+use crate::bindings::replog::node::sequencer::{self, Mode};
 use crate::peer_http;
+use crate::policy;
 use crate::settings::{Peer, Settings};
 
-/// A batch stops growing past this many bytes of JSON (it always holds at least one entry).
+/// A batch stops growing past about this many bytes (it always holds at least one entry).
 const BATCH_BYTES: usize = 1024 * 1024;
 /// Entries read from the host at a time while building a batch.
 const READ_CHUNK: u32 = 1024;
-/// The first retry after a failure waits about this long; each further failure doubles it,
-/// up to the heartbeat interval.
-const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 
 pub fn step(url: &str) -> Wake {
     let settings = match Settings::from_env() {
@@ -40,167 +40,226 @@ pub fn step(url: &str) -> Wake {
         eprintln!("{url} is not one of this master's secondaries");
         return later(Duration::from_secs(60));
     };
-    let len = log::host::len();
-    // Until a secondary has answered this master, what is recorded of it may be stale (the
-    // master restarted): ask it what it holds before sending anything.
-    if known.acked < len && known.last_contact_ms.is_some() {
-        return send(&settings, peer, &known, len);
+    let Mode::Open(epoch) = sequencer::status().mode else {
+        // Recovering (the host starts streams after recovery) or fenced: nothing to send.
+        return later(settings.heartbeat);
+    };
+    let stream = Stream { settings: &settings, peer, known, epoch };
+    let len = log::len();
+    if !stream.known.synced {
+        return stream.probe(len);
     }
-    let since = known.last_contact_ms.map(|at| now_ms().saturating_sub(at));
+    let since = stream.known.last_contact_ms.map(|at| replog_guest::now_ms().saturating_sub(at));
     match since {
-        Some(since) if since < millis(settings.heartbeat) => {
+        Some(since) if stream.known.acked >= len && since < millis(settings.heartbeat) => {
             Wake { after_ms: Some(millis(settings.heartbeat) - since), on_append: true }
         }
-        _ => check(&settings, peer, &known, len),
+        _ => stream.send(len),
     }
 }
 
-/// Sends the secondary every message it lacks that fits in one batch.
-fn send(settings: &Settings, peer: &Peer, known: &Known, len: u64) -> Wake {
-    let body = batch(known.acked + 1, len);
-    let answer =
-        peer_http::request(peer, Method::Post, "/replicate", Some(&body), settings.peer_timeout);
-    match answer {
-        Ok((200, body)) => match serde_json::from_slice::<ReplicateAck>(&body) {
-            Ok(ack) => {
-                peers::record_ack(&peer.url, ack.count);
-                answered(settings, peer, known, ack.count, len)
-            }
-            Err(e) => {
-                failed(settings, peer, known, format!("answered 200 with an unreadable body ({e})"))
-            }
-        },
-        Ok((status, body)) => {
-            let text = String::from_utf8_lossy(&body);
-            failed(settings, peer, known, format!("answered {status}: {}", text.trim()))
+/// One step's view of the stream to one secondary.
+struct Stream<'a> {
+    settings: &'a Settings,
+    peer: &'a Peer,
+    known: Known,
+    epoch: u64,
+}
+
+impl Stream<'_> {
+    /// Asks the secondary where its log stands, and finds where it agrees with ours.
+    fn probe(mut self, len: u64) -> Wake {
+        let probe = Append { epoch: self.epoch, prev: None, entries: Vec::new(), end: None };
+        let ack = match self.exchange(&probe) {
+            Ok(ack) => ack,
+            Err(wake) => return wake,
+        };
+        let agreed = self.agree(&ack, len);
+        if ack.last.seq > agreed {
+            eprintln!(
+                "{} holds {} entries past seq {agreed} that this master does not have: \
+                 replacing them",
+                self.peer.url,
+                ack.last.seq - agreed
+            );
+            self.known.acked = agreed;
+            return self.send(len);
         }
-        Err(e) => failed(settings, peer, known, e),
+        self.answered(agreed, len, &ack)
     }
-}
 
-/// Checks on an idle secondary: is it there, and does it still hold what it acknowledged?
-fn check(settings: &Settings, peer: &Peer, known: &Known, len: u64) -> Wake {
-    #[derive(serde::Deserialize)]
-    struct Health {
-        count: u64,
-    }
-    match peer_http::request(peer, Method::Get, "/health", None, settings.peer_timeout) {
-        Ok((200, body)) => match serde_json::from_slice::<Health>(&body) {
-            Ok(health) => {
-                if health.count < known.acked {
-                    eprintln!(
-                        "{} holds {} messages but had acknowledged {}: it lost its log, sending it again",
-                        peer.url, health.count, known.acked
-                    );
-                } else if health.count > len {
-                    eprintln!(
-                        "{} holds {} messages, more than this master's {len}: its log did not come from this master",
-                        peer.url, health.count
-                    );
-                }
-                let holds = health.count.min(len);
-                if holds != known.acked {
-                    peers::record_ack(&peer.url, holds);
-                }
-                answered(settings, peer, known, holds, len)
+    /// Sends what the secondary lacks after what it acknowledged, or a heartbeat.
+    fn send(self, len: u64) -> Wake {
+        let after = self.known.acked;
+        let prev = Position { seq: after, epoch: log::epoch_at(after).unwrap_or_default() };
+        let entries = batch(after + 1, len);
+        let sent = entries.last().map_or(prev, |e| Position { seq: e.seq, epoch: e.epoch });
+        let append = Append { epoch: self.epoch, prev: Some(prev), entries, end: Some(len) };
+        let ack = match self.exchange(&append) {
+            Ok(ack) => ack,
+            Err(wake) => return wake,
+        };
+        if ack.status == AckStatus::Mismatch {
+            // Its log changed under us (it lost or rolled back entries): start from where the
+            // two logs agree now.
+            let agreed = self.agree(&ack, len);
+            eprintln!(
+                "{} no longer holds seq {} of epoch {}: its log agrees with ours through seq \
+                 {agreed} now",
+                self.peer.url, prev.seq, prev.epoch
+            );
+            return self.answered(agreed, len, &ack);
+        }
+        match policy::acknowledged(sent, &ack) {
+            Ok(held) => {
+                peers::record_ack(&self.peer.url, held, true);
+                self.answered(held, len, &ack)
             }
-            Err(e) => failed(settings, peer, known, format!("unreadable /health ({e})")),
-        },
-        Ok((status, _)) => failed(settings, peer, known, format!("/health answered {status}")),
-        Err(e) => failed(settings, peer, known, e),
+            Err(why) => {
+                peers::record_ack(&self.peer.url, self.known.acked, false);
+                self.failed(why)
+            }
+        }
     }
-}
 
-/// After a successful contact: healthy, and at once again if it still lacks messages.
-fn answered(settings: &Settings, peer: &Peer, known: &Known, holds: u64, len: u64) -> Wake {
-    if known.failures > 0 {
-        eprintln!(
-            "{} answers again after {} failed contacts; {} messages to send",
-            peer.url,
-            known.failures,
-            len.saturating_sub(holds)
+    /// Records through which `seq` the secondary's log agrees with ours, from its runs.
+    fn agree(&self, ack: &Ack, len: u64) -> u64 {
+        let agreed = policy::common_prefix(&log::runs(), len, &ack.runs, ack.last.seq);
+        peers::record_ack(&self.peer.url, agreed, true);
+        agreed
+    }
+
+    /// Sends `append` and reads the answer; `Err` is the step's outcome when there is none to
+    /// work with (a failure, or this master fenced).
+    fn exchange(&self, append: &Append) -> Result<Ack, Wake> {
+        let body = serde_json::to_vec(append).expect("an append always serializes");
+        let settings = self.settings;
+        let answer = peer_http::request(
+            self.peer,
+            Method::Post,
+            "/replicate",
+            Some(&body),
+            settings.peer_timeout,
         );
+        let text = |body: &[u8]| String::from_utf8_lossy(body).trim().to_owned();
+        match answer {
+            Ok((200, body)) => serde_json::from_slice::<Ack>(&body).map_err(|e| {
+                self.failed(format!("answered 200 with an unreadable body ({e}): {}", text(&body)))
+            }),
+            Ok((409, body)) => match serde_json::from_slice::<Fenced>(&body) {
+                Ok(fenced) if fenced.fenced => Err(self.fenced(fenced.epoch)),
+                _ => Err(self.failed(format!("answered 409: {}", text(&body)))),
+            },
+            Ok((401, body)) => Err(self.failed(format!(
+                "refused this master's proof (is the cluster secret the same on every node?): {}",
+                text(&body)
+            ))),
+            Ok((status, body)) => Err(self.failed(format!("answered {status}: {}", text(&body)))),
+            Err(e) => Err(self.failed(e)),
+        }
     }
-    peers::record_contact(&peer.url, true, Status::Healthy, None);
-    if holds < len {
-        later(Duration::ZERO)
-    } else {
-        Wake { after_ms: Some(millis(settings.heartbeat)), on_append: true }
+
+    /// After a successful contact: healthy, and at once again if it still lacks entries.
+    fn answered(&self, holds: u64, len: u64, ack: &Ack) -> Wake {
+        if self.known.failures > 0 {
+            eprintln!(
+                "{} answers again after {} failed contacts; {} entries to send",
+                self.peer.url,
+                self.known.failures,
+                len.saturating_sub(holds)
+            );
+        }
+        self.record(Contact {
+            ok: true,
+            status: Status::Healthy,
+            error: None,
+            delay_ms: Some(ack.delay_ms),
+        });
+        if holds < len {
+            later(Duration::ZERO)
+        } else {
+            Wake { after_ms: Some(millis(self.settings.heartbeat)), on_append: true }
+        }
+    }
+
+    /// A secondary follows a newer master: this one takes no more writes.
+    fn fenced(&self, theirs: u64) -> Wake {
+        eprintln!(
+            "fenced: {} follows a master of epoch {theirs}, newer than this master's {}; this \
+             master takes no more writes (restart it to recover and take over again)",
+            self.peer.url, self.epoch
+        );
+        sequencer::fence(theirs);
+        self.record(Contact { ok: true, status: Status::Healthy, error: None, delay_ms: None });
+        later(self.settings.heartbeat)
+    }
+
+    /// After a failed contact: counts it, judges the secondary's status, and backs off.
+    fn failed(&self, error: String) -> Wake {
+        let settings = self.settings;
+        let failures = self.known.failures.saturating_add(1);
+        let status =
+            policy::status_after(failures, settings.suspect_after, settings.unhealthy_after);
+        if status != self.known.status {
+            let name = policy::status_name(status);
+            eprintln!("{} is now {name} after {failures} failed contacts: {error}", self.peer.url);
+        }
+        self.record(Contact { ok: false, status, error: Some(error), delay_ms: None });
+        later(policy::backoff(failures, status, settings.heartbeat, random_unit()))
+    }
+
+    fn record(&self, contact: Contact) {
+        peers::record_contact(&self.peer.url, &contact);
     }
 }
 
-/// After a failed contact: counts it, judges the secondary's status, and backs off.
-fn failed(settings: &Settings, peer: &Peer, known: &Known, error: String) -> Wake {
-    let failures = known.failures.saturating_add(1);
-    let status = status_after(failures, settings.suspect_after, settings.unhealthy_after);
-    if status != known.status {
-        let status = crate::quorum::status_name(status);
-        eprintln!("{} is now {status} after {failures} failed contacts: {error}", peer.url);
-    }
-    peers::record_contact(&peer.url, false, status, Some(error.as_str()));
-    later(backoff(failures, status, settings.heartbeat, random_unit()))
-}
-
-/// The status of a secondary whose last `failures` contacts failed.
-pub fn status_after(failures: u32, suspect_after: u32, unhealthy_after: u32) -> Status {
-    if failures >= unhealthy_after {
-        Status::Unhealthy
-    } else if failures >= suspect_after {
-        Status::Suspected
-    } else {
-        Status::Healthy
-    }
-}
-
-/// How long to wait after the `failures`-th failure in a row: doubling from `FIRST_BACKOFF`
-/// up to the heartbeat interval, which is also the pace for an unhealthy secondary; `jitter`
-/// (0 to 1) spreads retries over the upper half of that so that they do not fall in step.
-pub fn backoff(failures: u32, status: Status, heartbeat: Duration, jitter: f64) -> Duration {
-    let ceiling = match status {
-        Status::Unhealthy => heartbeat,
-        _ => FIRST_BACKOFF.saturating_mul(1 << failures.saturating_sub(1).min(16)).min(heartbeat),
-    };
-    ceiling.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
-}
-
-/// `{"entries": [...]}` holding `from..=to`, cut short past `BATCH_BYTES`.
-fn batch(from: u64, to: u64) -> Vec<u8> {
-    let mut body = br#"{"entries":["#.to_vec();
+/// The entries `from..=to`, cut short once their JSON passes `BATCH_BYTES` (at least one when
+/// there are any).
+fn batch(from: u64, to: u64) -> Vec<Entry> {
+    let mut entries: Vec<Entry> = Vec::new();
+    let mut bytes = 0;
     let mut next = from;
-    'fill: while next <= to {
+    while next <= to && bytes < BATCH_BYTES {
         let want = u32::try_from(to - next + 1).unwrap_or(u32::MAX).min(READ_CHUNK);
-        let entries = log::host::read(next, want);
-        if entries.is_empty() {
-            break;
-        }
-        for entry in &entries {
-            if next > from {
-                if body.len() >= BATCH_BYTES {
-                    break 'fill;
-                }
-                body.push(b',');
+        let chunk = log::read(next, want);
+        let Some(last) = chunk.last() else { break };
+        next = last.seq + 1;
+        for entry in chunk {
+            bytes += json_len(&entry) + 1;
+            entries.push(entry);
+            if bytes >= BATCH_BYTES {
+                break;
             }
-            serde_json::to_writer(&mut body, entry).expect("an entry always serializes");
-            next = entry.seq + 1;
         }
     }
-    body.extend_from_slice(b"]}");
-    body
+    entries
 }
 
-fn later(after: Duration) -> Wake {
+/// The length of `value` as JSON, without building it.
+fn json_len(value: &impl serde::Serialize) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    serde_json::to_writer(&mut count, value).expect("an entry always serializes");
+    count.0
+}
+
+pub fn later(after: Duration) -> Wake {
     Wake { after_ms: Some(millis(after)), on_append: false }
 }
 
-fn millis(d: Duration) -> u64 {
+pub fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-fn now_ms() -> u64 {
-    let now = wall_clock::now();
-    now.seconds.saturating_mul(1000) + u64::from(now.nanoseconds / 1_000_000)
-}
-
-fn random_unit() -> f64 {
+pub fn random_unit() -> f64 {
     (wasip2::random::random::get_random_u64() >> 11) as f64 / (1u64 << 53) as f64
 }

@@ -21,6 +21,9 @@ pub struct Settings {
     /// Bound on one contact with a secondary.
     pub peer_timeout: Duration,
     pub max_body_bytes: u64,
+    /// Whether a master that lost its log may take writes without hearing from every
+    /// secondary.
+    pub force_recovery: bool,
 }
 
 /// A secondary, as the master addresses it.
@@ -52,6 +55,7 @@ impl Settings {
             unhealthy_after: count("UNHEALTHY_AFTER", 3)?,
             peer_timeout: settings::millis("PEER_TIMEOUT_MS", 5_000)?,
             max_body_bytes: settings::number("MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)?,
+            force_recovery: settings::flag("FORCE_RECOVERY")?,
         })
     }
 

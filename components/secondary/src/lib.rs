@@ -5,6 +5,7 @@
 //! settings come from the environment.
 
 mod bindings;
+mod plan;
 mod replicate;
 
 use replog_guest::http::{Request, Response};
@@ -47,7 +48,8 @@ impl bindings::exports::wasi::http::incoming_handler::Guest for Secondary {
         };
         let response = match (request.path.as_str(), &request.method) {
             ("/replicate", Method::Post) => replicate::post(&request, &settings),
-            ("/replicate", _) => Response::method_not_allowed("/replicate", "POST"),
+            ("/replicate", Method::Get) => replicate::get(&request, &settings),
+            ("/replicate", _) => Response::method_not_allowed("/replicate", "GET, POST"),
             ("/messages", Method::Get) => log::get_messages(&request),
             ("/messages", Method::Post) => Response::method_not_allowed(
                 "/messages on a secondary (writes go to the master)",
@@ -70,24 +72,33 @@ impl bindings::exports::replog::node::about::Guest for Secondary {
 
 bindings::export!(Secondary with_types_in bindings);
 
-/// `GET /health`: liveness, the log's length, the configured delay, and which component
-/// version answers.
+/// `GET /health`: liveness, the log's length and epoch, the configured delay, and which
+/// component version answers.
 fn health(settings: &Settings) -> Response {
     #[derive(Serialize)]
     struct Health {
         status: &'static str,
         role: &'static str,
         count: u64,
+        /// The highest master epoch this node has recorded.
+        epoch: u64,
+        last: replog_guest::wire::Position,
         delay_ms: u64,
+        /// Whether it checks the master's proof (false: started `--insecure`).
+        authenticated: bool,
         component: about::Running,
     }
+    let last = log::host::last();
     Response::json(
         200,
         &Health {
             status: "ok",
             role: "secondary",
-            count: log::host::len(),
+            count: last.seq,
+            epoch: bindings::replog::node::replica::epoch(),
+            last,
             delay_ms: settings.delay_ms,
+            authenticated: replog_guest::auth::enabled(),
             component: about::running(),
         },
     )

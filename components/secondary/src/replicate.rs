@@ -1,129 +1,300 @@
-//! `POST /replicate`: what the master sends, in any of its three forms.
+//! `/replicate`: what only the master may ask of a secondary. Every request is checked for the
+//! master's proof first; then `POST` stores (or probes), `GET` reads entries with their epochs.
 
-use replog_guest::http::{BodyError, Request, Response};
-use replog_guest::log::{self, Entry};
-use replog_guest::wire::ReplicateAck;
-use serde_json::Value;
+use replog_guest::auth;
+use replog_guest::http::{Request, Response, method_name};
+use replog_guest::log::host as log;
+use replog_guest::wire::{self, Ack, AckStatus, Append, Entries, Entry, Fenced, Replicate};
 use wasip2::clocks::monotonic_clock;
 
 use crate::Settings;
 use crate::bindings::replog::node::replica;
 use crate::bindings::replog::node::types::LogError;
+use crate::plan::{self, Decision, Local};
 
-/// A `/replicate` body, validated.
-#[derive(Debug)]
-pub enum Replication {
-    /// `{"entries": [{"seq": 7, "msg": "..."}, ...]}`
-    Batch(Vec<Entry>),
-    /// `{"msg": "...", "seq": 7}`
-    Numbered(Entry),
-    /// `{"msg": "..."}`, the original project's form: appended after what this node holds.
-    Unnumbered(String),
+/// A change decided on a log that moved meanwhile (another request wrote first) is decided
+/// again, this many times at most.
+const ATTEMPTS: usize = 3;
+/// `GET /replicate` answers stop growing past this many bytes of JSON.
+const READ_BYTES: usize = 1024 * 1024;
+/// Entries read from the host at a time.
+const READ_CHUNK: u32 = 1024;
+
+/// Reads the body and checks the master's proof; `Err` is the answer to give.
+fn proven(request: &Request, settings: &Settings) -> Result<Vec<u8>, Response> {
+    let body = request.read_body(settings.max_body_bytes).map_err(Response::body_error)?;
+    let header = request.header("authorization");
+    let method = method_name(&request.method);
+    auth::verify(
+        header.as_deref(),
+        method,
+        &request.path_with_query(),
+        &body,
+        replog_guest::now_ms(),
+    )
+    .map_err(|refusal| Response::unauthorized(&refusal))?;
+    Ok(body)
 }
 
-pub fn parse(body: &[u8]) -> Result<Replication, String> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
-        format!(r#"body is not JSON ({e}): expected {{"entries": [{{"seq": 1, "msg": "text"}}]}} or {{"msg": "text"}}"#)
-    })?;
-    let Value::Object(mut fields) = value else {
-        return Err("expected a JSON object".into());
-    };
-    if let Some(entries) = fields.remove("entries") {
-        let Value::Array(entries) = entries else {
-            return Err(r#""entries" must be an array"#.into());
-        };
-        return entries
-            .into_iter()
-            .enumerate()
-            .map(|(i, entry)| match entry {
-                Value::Object(mut entry) => entry_from(entry.remove("seq"), entry.remove("msg"))
-                    .map_err(|why| format!("entries[{i}]: {why}")),
-                _ => Err(format!("entries[{i}] must be an object")),
-            })
-            .collect::<Result<_, _>>()
-            .map(Replication::Batch);
-    }
-    match fields.remove("seq") {
-        Some(seq) => entry_from(Some(seq), fields.remove("msg")).map(Replication::Numbered),
-        None => match fields.remove("msg") {
-            Some(Value::String(msg)) => Ok(Replication::Unnumbered(msg)),
-            Some(_) => Err(r#""msg" must be a string"#.into()),
-            None => Err(r#"expected "entries" or "msg""#.into()),
-        },
-    }
-}
-
-fn entry_from(seq: Option<Value>, msg: Option<Value>) -> Result<Entry, String> {
-    let seq = match seq.as_ref().and_then(Value::as_u64) {
-        Some(seq) if seq >= 1 => seq,
-        _ => return Err(r#""seq" must be a whole number from 1"#.into()),
-    };
-    match msg {
-        Some(Value::String(msg)) => Ok(Entry { seq, msg }),
-        _ => Err(r#""msg" must be a string"#.into()),
-    }
-}
-
-/// Waits `DELAY_MS` on the WASI monotonic clock, stores, and acknowledges with the length of
-/// the gap-free prefix (the master counts the message as held once that reaches its `seq`).
-/// With `FAULT_RATE`, that share of calls is answered `500` after storing, as a secondary
-/// that crashes between writing and answering would, so tests can show retries are safe.
+/// `POST /replicate`.
 pub fn post(request: &Request, settings: &Settings) -> Response {
-    let body = match request.read_body(settings.max_body_bytes) {
+    let body = match proven(request, settings) {
         Ok(body) => body,
-        Err(BodyError::TooLarge(limit)) => {
-            let why = format!("body is larger than {limit} bytes (the MAX_BODY_BYTES setting)");
-            return Response::error(413, &why);
-        }
-        Err(BodyError::Io(e)) => {
-            return Response::error(400, &format!("could not read the body: {e}"));
-        }
+        Err(refused) => return refused,
     };
-    let replication = match parse(&body) {
-        Ok(replication) => replication,
+    let response = match wire::parse(&body) {
         Err(why) => return Response::error(400, &why),
+        Ok(Replicate::Probe { .. }) => return Response::json(200, &state(settings, AckStatus::Ok)),
+        // Heartbeats and repairs carry no entries: no delay, no injected fault.
+        Ok(Replicate::Append(append)) if append.entries.is_empty() => {
+            return apply(&append, settings);
+        }
+        Ok(Replicate::Append(append)) => {
+            delay(settings);
+            apply(&append, settings)
+        }
+        Ok(Replicate::Single { seq, epoch, msg }) => {
+            delay(settings);
+            single(seq, epoch, msg, settings)
+        }
     };
+    // The faults a crash between storing and answering would cause, for tests.
+    if response.status == 200 && fails(settings.fault_rate) {
+        return Response::error(
+            500,
+            &format!(
+                "injected fault (FAULT_RATE={}): the request was applied all the same",
+                settings.fault_rate
+            ),
+        );
+    }
+    response
+}
+
+/// `GET /replicate?from=SEQ&limit=N`: entries with their epochs, about a megabyte at most.
+pub fn get(request: &Request, settings: &Settings) -> Response {
+    if let Err(refused) = proven(request, settings) {
+        return refused;
+    }
+    let number = |name: &str, default: u64| match request.query_param(name) {
+        None => Ok(default),
+        Some(v) => v.parse::<u64>().map_err(|_| {
+            Response::error(400, &format!("\"{name}\" must be a whole number, got {v:?}"))
+        }),
+    };
+    let (from, limit) = match (number("from", 1), number("limit", u64::MAX)) {
+        (Ok(from), Ok(limit)) => (from.max(1), limit),
+        (Err(bad), _) | (_, Err(bad)) => return bad,
+    };
+    let mut entries: Vec<Entry> = Vec::new();
+    let mut bytes = 0;
+    let mut next = from;
+    while (entries.len() as u64) < limit && bytes < READ_BYTES {
+        let want = u32::try_from(limit - entries.len() as u64).unwrap_or(u32::MAX).min(READ_CHUNK);
+        let chunk = log::read(next, want);
+        let Some(last) = chunk.last() else { break };
+        next = last.seq + 1;
+        for entry in chunk {
+            bytes += entry.msg.len() + 48;
+            entries.push(entry);
+            if bytes >= READ_BYTES {
+                break;
+            }
+        }
+    }
+    Response::json(200, &Entries { entries, epoch: replica::epoch(), last: log::last() })
+}
+
+fn delay(settings: &Settings) {
     if settings.delay_ms > 0 {
         monotonic_clock::subscribe_duration(settings.delay_ms.saturating_mul(1_000_000)).block();
     }
-    let stored = match replication {
-        Replication::Batch(entries) => replica::store(&entries),
-        Replication::Numbered(entry) => replica::store(std::slice::from_ref(&entry)),
-        Replication::Unnumbered(msg) => replica::append(&msg).map(|_| replica::Stored {
-            added: 1,
-            duplicates: 0,
-            len: log::host::len(),
-        }),
-    };
-    match stored {
-        Ok(_) if fails(settings.fault_rate) => Response::error(
-            500,
-            &format!(
-                "injected fault (FAULT_RATE={}): the entries were stored all the same",
-                settings.fault_rate
-            ),
-        ),
-        Ok(stored) => Response::json(
-            200,
-            &ReplicateAck {
-                status: "ok".into(),
-                count: stored.len,
-                added: stored.added,
-                duplicates: stored.duplicates,
-            },
-        ),
-        Err(LogError::OutOfWindow(max)) => Response::error(
-            409,
-            &format!("sequence number too far ahead: this node accepts up to {max} now"),
-        ),
-        Err(LogError::Conflict(seq)) => Response::error(
-            409,
-            &format!(
-                "this node already holds a different message at seq {seq}: its log did not come from this master"
-            ),
-        ),
-        Err(LogError::Storage(why)) => Response::error(503, &format!("could not store: {why}")),
+}
+
+/// Where this node's log stands: the answer to a probe, and to an append that did not match.
+fn state(settings: &Settings, status: AckStatus) -> Ack {
+    let last = log::last();
+    Ack {
+        status,
+        epoch: replica::epoch(),
+        last,
+        count: last.seq,
+        matched: None,
+        runs: log::runs(),
+        added: 0,
+        duplicates: 0,
+        truncated: 0,
+        duplicate: None,
+        delay_ms: settings.delay_ms,
     }
+}
+
+fn apply(append: &Append, settings: &Settings) -> Response {
+    for _ in 0..ATTEMPTS {
+        let version = replica::version();
+        let (start, count) = plan::needed(append);
+        let held = log::read(start, count);
+        let local =
+            Local { epoch: replica::epoch(), last: log::last(), held_from: start, held: &held };
+        let change = match plan::decide(append, &local) {
+            Decision::Fenced => return fenced(append.epoch, local.epoch),
+            Decision::Mismatch => {
+                // Record a newer master's epoch all the same: older ones are refused from now on.
+                let change = replica::Change {
+                    version,
+                    epoch: append.epoch,
+                    truncate_after: None,
+                    entries: Vec::new(),
+                };
+                match replica::write(&change) {
+                    Ok(_) => return Response::json(200, &state(settings, AckStatus::Mismatch)),
+                    Err(LogError::Moved(_)) => continue,
+                    Err(e) => return refused(&e),
+                }
+            }
+            Decision::Apply(apply) => apply,
+        };
+        let dropped =
+            change.truncate_after.map(|after| (after, log::read(after + 1, 1), local.last));
+        let write = replica::Change {
+            version,
+            epoch: append.epoch,
+            truncate_after: change.truncate_after,
+            entries: change.entries,
+        };
+        let added = write.entries.len() as u32;
+        match replica::write(&write) {
+            Ok(_) => {}
+            Err(LogError::Moved(_)) => continue,
+            Err(e) => return refused(&e),
+        }
+        if let Some((after, first, last)) = dropped {
+            report_repair(after, first.first(), last, append.epoch);
+        }
+        let last = log::last();
+        return Response::json(
+            200,
+            &Ack {
+                status: AckStatus::Ok,
+                epoch: replica::epoch(),
+                last,
+                count: last.seq,
+                matched: Some(change.matched),
+                runs: Vec::new(),
+                added,
+                duplicates: change.duplicates,
+                truncated: change.truncated,
+                duplicate: None,
+                delay_ms: settings.delay_ms,
+            },
+        );
+    }
+    busy()
+}
+
+/// The original project's single entry: stored if it continues the log, a duplicate if held.
+fn single(seq: u64, epoch: Option<u64>, msg: String, settings: &Settings) -> Response {
+    for _ in 0..ATTEMPTS {
+        let version = replica::version();
+        let recorded = replica::epoch();
+        if let Some(epoch) = epoch.filter(|epoch| *epoch < recorded) {
+            return fenced(epoch, recorded);
+        }
+        let last = log::last();
+        let (added, duplicate) = if seq <= last.seq {
+            let held = log::read(seq, 1).pop();
+            if held.is_none_or(|held| held.msg != msg) {
+                return Response::error(
+                    409,
+                    &format!("this node holds a different message at seq {seq}"),
+                );
+            }
+            (0, true)
+        } else if seq == last.seq + 1 {
+            let entry =
+                Entry { seq, epoch: epoch.unwrap_or(last.epoch).max(last.epoch), msg: msg.clone() };
+            let change = replica::Change {
+                version,
+                epoch: epoch.unwrap_or(0),
+                truncate_after: None,
+                entries: vec![entry],
+            };
+            match replica::write(&change) {
+                Ok(_) => (1, false),
+                Err(LogError::Moved(_)) => continue,
+                Err(e) => return refused(&e),
+            }
+        } else {
+            return Response::error(
+                409,
+                &format!(
+                    "seq {seq} leaves a gap: this node holds up to {}; send from there",
+                    last.seq
+                ),
+            );
+        };
+        let last = log::last();
+        return Response::json(
+            200,
+            &Ack {
+                status: AckStatus::Ok,
+                epoch: replica::epoch(),
+                last,
+                count: last.seq,
+                matched: None,
+                runs: Vec::new(),
+                added,
+                duplicates: u32::from(duplicate),
+                truncated: 0,
+                duplicate: Some(duplicate),
+                delay_ms: settings.delay_ms,
+            },
+        );
+    }
+    busy()
+}
+
+fn fenced(theirs: u64, ours: u64) -> Response {
+    Response::json(
+        409,
+        &Fenced {
+            error: format!(
+                "fenced: this node follows a master of epoch {ours}; a master of epoch {theirs} \
+                 has been replaced"
+            ),
+            fenced: true,
+            epoch: ours,
+        },
+    )
+}
+
+fn refused(error: &LogError) -> Response {
+    match error {
+        LogError::Storage(why) => Response::error(503, &format!("could not store: {why}")),
+        LogError::Moved(_) => busy(),
+        LogError::Invalid(why) | LogError::Closed(why) => {
+            Response::error(409, &format!("the log refused the change: {why}"))
+        }
+    }
+}
+
+fn busy() -> Response {
+    Response::error(503, "the log kept changing under this request; send it again")
+        .with_header("retry-after", "1")
+}
+
+/// Says in the node's log what a repair dropped: the entries a master did not have.
+fn report_repair(after: u64, first: Option<&Entry>, last: wire::Position, epoch: u64) {
+    let Some(first) = first else { return };
+    eprintln!(
+        "repaired the log on the word of the master of epoch {epoch}: dropped {} entries after \
+         seq {after} that it does not have (seq {}..={}, epochs {}..={})",
+        last.seq - after,
+        first.seq,
+        last.seq,
+        first.epoch,
+        last.epoch
+    );
 }
 
 /// True with probability `rate`.

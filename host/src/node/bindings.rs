@@ -5,23 +5,27 @@ use std::sync::Arc;
 use wasmtime::component::{Resource, ResourceTable};
 use wasmtime_wasi::p2::{DynPollable, Pollable, subscribe};
 
+use crate::secret::ClusterSecret;
 use crate::state;
 
 wasmtime::component::bindgen!({
     path: "../wit",
     interfaces: "
-        import replog:node/log@0.3.0;
-        import replog:node/sequencer@0.3.0;
-        import replog:node/replica@0.3.0;
-        import replog:node/peers@0.3.0;
-        import replog:node/host-info@0.3.0;
+        import replog:node/log@0.4.0;
+        import replog:node/sequencer@0.4.0;
+        import replog:node/replica@0.4.0;
+        import replog:node/peers@0.4.0;
+        import replog:node/auth@0.4.0;
+        import replog:node/host-info@0.4.0;
     ",
     // Writes wait for the disk (group commit) without holding up the thread.
     imports: {
         "replog:node/peers.wait-acked": trappable,
+        "replog:node/sequencer.settled": trappable,
         "replog:node/sequencer.append": async,
-        "replog:node/replica.store": async,
-        "replog:node/replica.append": async,
+        "replog:node/sequencer.restore": async,
+        "replog:node/sequencer.open": async,
+        "replog:node/replica.write": async,
     },
     with: { "wasi:io/poll": wasmtime_wasi::p2::bindings::io::poll },
 });
@@ -33,7 +37,7 @@ pub mod replicating {
         inline: "
             package replog:host;
             world replicating {
-                export replog:node/replicator@0.3.0;
+                export replog:node/replicator@0.4.0;
             }
         ",
         world: "replog:host/replicating",
@@ -48,7 +52,7 @@ pub mod described {
         inline: "
             package replog:host;
             world described {
-                export replog:node/about@0.3.0;
+                export replog:node/about@0.4.0;
             }
         ",
         world: "replog:host/described",
@@ -56,27 +60,34 @@ pub mod described {
     });
 }
 
-use self::replog::node::{host_info, log, peers, replica, sequencer, types};
+use self::replog::node::{auth, host_info, log, peers, replica, sequencer, types};
 use super::ComponentInfo;
 
 /// What the `replog:node` imports of one request act on.
 pub struct NodeView<'a> {
     pub state: &'a Arc<state::NodeState>,
+    pub secret: Option<&'a ClusterSecret>,
     pub component: &'a ComponentInfo,
     pub table: &'a mut ResourceTable,
 }
 
 impl From<state::Entry> for log::Entry {
     fn from(entry: state::Entry) -> Self {
-        Self { seq: entry.seq, msg: entry.msg }
+        Self { seq: entry.seq, epoch: entry.epoch, msg: entry.msg }
+    }
+}
+
+impl From<log::Entry> for state::Entry {
+    fn from(entry: log::Entry) -> Self {
+        Self { seq: entry.seq, epoch: entry.epoch, msg: entry.msg }
     }
 }
 
 impl From<state::LogError> for types::LogError {
     fn from(error: state::LogError) -> Self {
         match error {
-            state::LogError::OutOfWindow { max, .. } => Self::OutOfWindow(max),
-            state::LogError::Conflict { seq } => Self::Conflict(seq),
+            state::LogError::Moved(version) => Self::Moved(version),
+            state::LogError::Invalid(why) => Self::Invalid(why),
             state::LogError::Storage(why) => Self::Storage(why),
         }
     }
@@ -89,30 +100,147 @@ impl log::Host for NodeView<'_> {
         self.state.log.len()
     }
 
+    fn last(&mut self) -> log::Position {
+        let state::Position { seq, epoch } = self.state.log.last();
+        log::Position { seq, epoch }
+    }
+
     fn read(&mut self, start: u64, limit: u32) -> Vec<log::Entry> {
         self.state.log.read(start, limit).into_iter().map(Into::into).collect()
+    }
+
+    fn epoch_at(&mut self, seq: u64) -> Option<u64> {
+        self.state.log.epoch_at(seq)
+    }
+
+    fn runs(&mut self) -> Vec<log::Run> {
+        self.state
+            .log
+            .runs()
+            .into_iter()
+            .map(|r| log::Run { epoch: r.epoch, first: r.first })
+            .collect()
+    }
+}
+
+impl auth::Host for NodeView<'_> {
+    fn enabled(&mut self) -> bool {
+        self.secret.is_some()
+    }
+
+    fn sign(&mut self, head: Vec<u8>, body: Vec<u8>) -> Option<String> {
+        self.secret.map(|secret| secret.sign(&head, &body))
+    }
+
+    fn verify(&mut self, head: Vec<u8>, body: Vec<u8>, signature: String) -> bool {
+        self.secret.is_some_and(|secret| secret.verify(&head, &body, &signature))
     }
 }
 
 impl sequencer::Host for NodeView<'_> {
+    fn status(&mut self) -> sequencer::Standing {
+        let mode = match self.state.gate.mode() {
+            state::Mode::Recovering(why) => sequencer::Mode::Recovering(why),
+            state::Mode::Open(epoch) => sequencer::Mode::Open(epoch),
+            state::Mode::Fenced(epoch) => sequencer::Mode::Fenced(epoch),
+        };
+        sequencer::Standing { mode, epoch: self.state.log.epoch() }
+    }
+
     async fn append(&mut self, msg: String) -> Result<u64, types::LogError> {
-        Ok(self.state.log.append(msg).await?)
+        let epoch = match self.state.gate.mode() {
+            state::Mode::Open(epoch) => epoch,
+            state::Mode::Recovering(why) => return Err(closed(format!("recovering: {why}"))),
+            state::Mode::Fenced(by) => {
+                return Err(closed(format!("fenced: a master with epoch {by} has taken over")));
+            }
+        };
+        Ok(self.state.log.append(msg, epoch).await?)
+    }
+
+    async fn restore(&mut self, entries: Vec<log::Entry>) -> Result<u64, types::LogError> {
+        self.recovering()?;
+        let log = &self.state.log;
+        let change = state::Change {
+            version: log.version(),
+            // The epochs of what the replica held are epochs this node has now seen.
+            epoch: entries.iter().map(|e| e.epoch).max().unwrap_or(0),
+            truncate_after: None,
+            entries: entries.into_iter().map(Into::into).collect(),
+        };
+        log.write(change).await?;
+        Ok(log.len())
+    }
+
+    async fn open(&mut self, epoch: u64) -> Result<(), types::LogError> {
+        self.recovering()?;
+        let log = &self.state.log;
+        let highest = log.epoch().max(log.last().epoch);
+        if epoch <= highest {
+            return Err(types::LogError::Invalid(format!(
+                "epoch {epoch} is not above {highest}, the highest this node has recorded"
+            )));
+        }
+        let change = state::Change { version: log.version(), epoch, ..state::Change::default() };
+        log.write(change).await?;
+        self.state.gate.open(epoch);
+        Ok(())
+    }
+
+    fn hold(&mut self, reason: String) {
+        self.state.gate.hold(reason);
+    }
+
+    fn fence(&mut self, epoch: u64) {
+        self.state.gate.fence(epoch);
+    }
+
+    fn settled(&mut self) -> wasmtime::Result<Resource<DynPollable>> {
+        let settled = self.table.push(Settled(self.state.clone()))?;
+        subscribe(self.table, settled)
+    }
+}
+
+impl NodeView<'_> {
+    fn recovering(&self) -> Result<(), types::LogError> {
+        match self.state.gate.mode() {
+            state::Mode::Recovering(_) => Ok(()),
+            mode => Err(closed(format!("recovery is over ({mode:?})"))),
+        }
+    }
+}
+
+fn closed(why: String) -> types::LogError {
+    types::LogError::Closed(why)
+}
+
+/// The pollable behind `sequencer.settled`.
+struct Settled(Arc<state::NodeState>);
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for Settled {
+    async fn ready(&mut self) {
+        self.0.gate.settled().await;
     }
 }
 
 impl replica::Host for NodeView<'_> {
-    async fn store(
-        &mut self,
-        entries: Vec<log::Entry>,
-    ) -> Result<replica::Stored, types::LogError> {
-        let entries =
-            entries.into_iter().map(|e| state::Entry { seq: e.seq, msg: e.msg }).collect();
-        let stored = self.state.log.store(entries).await?;
-        Ok(replica::Stored { added: stored.added, duplicates: stored.duplicates, len: stored.len })
+    fn epoch(&mut self) -> u64 {
+        self.state.log.epoch()
     }
 
-    async fn append(&mut self, msg: String) -> Result<u64, types::LogError> {
-        Ok(self.state.log.append(msg).await?)
+    fn version(&mut self) -> u64 {
+        self.state.log.version()
+    }
+
+    async fn write(&mut self, change: replica::Change) -> Result<u64, types::LogError> {
+        let change = state::Change {
+            version: change.version,
+            epoch: change.epoch,
+            truncate_after: change.truncate_after,
+            entries: change.entries.into_iter().map(Into::into).collect(),
+        };
+        Ok(self.state.log.write(change).await?)
     }
 }
 
@@ -141,10 +269,12 @@ impl From<state::Peer> for peers::Peer {
         Self {
             url: peer.url,
             acked: peer.acked,
+            synced: peer.synced,
             status: peer.status.into(),
             failures: peer.failures,
             last_contact_ms: peer.last_contact_ms,
             last_error: peer.last_error,
+            delay_ms: peer.delay_ms,
         }
     }
 }
@@ -158,18 +288,18 @@ impl peers::Host for NodeView<'_> {
         self.state.peers.get(&url).map(Into::into)
     }
 
-    fn record_ack(&mut self, url: String, len: u64) {
-        self.state.peers.record_ack(&url, len);
+    fn record_ack(&mut self, url: String, acked: u64, synced: bool) {
+        self.state.peers.record_ack(&url, acked, synced);
     }
 
-    fn record_contact(
-        &mut self,
-        url: String,
-        ok: bool,
-        status: peers::Status,
-        error: Option<String>,
-    ) {
-        self.state.peers.record_contact(&url, ok, status.into(), error);
+    fn record_contact(&mut self, url: String, contact: peers::Contact) {
+        let contact = state::Contact {
+            ok: contact.ok,
+            status: contact.status.into(),
+            error: contact.error,
+            delay_ms: contact.delay_ms,
+        };
+        self.state.peers.record_contact(&url, contact);
     }
 
     fn wait_acked(&mut self, seq: u64, count: u32) -> wasmtime::Result<Resource<DynPollable>> {

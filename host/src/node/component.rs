@@ -10,7 +10,7 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use super::bindings::described::DescribedPre;
 use super::bindings::replicating::ReplicatingPre;
-use super::bindings::replog::node::{host_info, log, peers, replica, sequencer};
+use super::bindings::replog::node::{auth, host_info, log, peers, replica, sequencer};
 use super::ctx::{ReplogNode, RequestCtx, node_view};
 use crate::config::Role;
 
@@ -109,6 +109,7 @@ fn role_linker(engine: &Engine, role: Role) -> Result<Linker<RequestCtx>, LoadEr
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(failed)?;
     log::add_to_linker::<_, ReplogNode>(&mut linker, node_view).map_err(failed)?;
     host_info::add_to_linker::<_, ReplogNode>(&mut linker, node_view).map_err(failed)?;
+    auth::add_to_linker::<_, ReplogNode>(&mut linker, node_view).map_err(failed)?;
     match role {
         Role::Master => {
             sequencer::add_to_linker::<_, ReplogNode>(&mut linker, node_view).map_err(failed)?;

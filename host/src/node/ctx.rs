@@ -10,6 +10,7 @@ use super::ComponentInfo;
 use super::bindings::NodeView;
 use crate::outbound::Outbound;
 use crate::runtime::RequestLimits;
+use crate::secret::ClusterSecret;
 use crate::state::NodeState;
 
 pub struct RequestCtx {
@@ -18,6 +19,7 @@ pub struct RequestCtx {
     pub(super) http: WasiHttpCtx,
     pub(super) outbound: Outbound,
     pub(super) state: Arc<NodeState>,
+    pub(super) secret: Option<ClusterSecret>,
     pub(super) limits: RequestLimits,
     /// The component version this request runs on, for `host-info`.
     pub(super) component: Arc<ComponentInfo>,
@@ -43,5 +45,10 @@ impl HasData for ReplogNode {
 }
 
 pub fn node_view(ctx: &mut RequestCtx) -> NodeView<'_> {
-    NodeView { state: &ctx.state, component: &ctx.component, table: &mut ctx.table }
+    NodeView {
+        state: &ctx.state,
+        secret: ctx.secret.as_ref(),
+        component: &ctx.component,
+        table: &mut ctx.table,
+    }
 }

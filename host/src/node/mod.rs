@@ -34,6 +34,7 @@ use self::output::{GuestOutput, Stream};
 use crate::config::{NodeConfig, Role};
 use crate::outbound::Outbound;
 use crate::runtime::{LimitExceeded, RequestLimits, Runtime};
+use crate::secret::ClusterSecret;
 use crate::state::{NodeState, StorageError};
 
 /// The response type nodes produce.
@@ -74,12 +75,19 @@ pub struct NextStep {
     pub on_append: bool,
 }
 
+/// What a round of the master's recovery (`replicator.recover`) asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recovery {
+    /// The master is open (or fenced): recovery is over.
+    Done,
+    /// Not yet: run another round after this long.
+    Again(Duration),
+}
+
 pub struct Node {
     shared: Arc<Shared>,
-    /// The node's background tasks: a replication stream per secondary on a master, and the
-    /// writer of what it knows of them when it keeps its state on disk.
-    streams: Mutex<Vec<tokio::task::JoinHandle<()>>>,
-    replicating: std::sync::atomic::AtomicBool,
+    /// A master's replication: its recovery, then a stream per secondary (see `streams`).
+    replication: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// What a node's requests and replication streams share.
@@ -94,6 +102,7 @@ struct Parts {
     config: NodeConfig,
     runtime: Runtime,
     state: Arc<NodeState>,
+    secret: Option<ClusterSecret>,
     outbound: Outbound,
     env: Vec<(String, String)>,
 }
@@ -111,6 +120,7 @@ impl Node {
         let parts = Parts {
             outbound: Outbound::new(&name, config.allowed_peers(), runtime.client().clone()),
             env: config.component_env(),
+            secret: config.secret.clone(),
             state,
             name,
             runtime: runtime.clone(),
@@ -118,32 +128,36 @@ impl Node {
         };
         let loaded = parts.load(component).await?;
         let shared = Arc::new(Shared { parts, current: RwLock::new(Arc::new(loaded)) });
-        let mut tasks = Vec::new();
-        if shared.parts.config.data_dir.is_some() {
-            tasks.push(tokio::spawn(flush_peers(
-                shared.parts.state.clone(),
-                shared.parts.name.clone(),
-            )));
-        }
-        Ok(Self { shared, streams: Mutex::new(tasks), replicating: Default::default() })
+        Ok(Self { shared, replication: Mutex::new(None) })
     }
 
-    /// Starts the replication streams, one per secondary (a node without secondaries has
-    /// none). Serving a node starts them; a node driven by direct calls needs this. Calling
-    /// it again does nothing.
+    /// Starts a master's replication: recovery rounds until its component has opened an epoch,
+    /// then a stream per secondary. Serving a node starts it; a node driven by direct calls
+    /// needs this. A secondary has none; calling it again does nothing.
     pub fn start_replication(&self) {
-        if self.replicating.swap(true, std::sync::atomic::Ordering::AcqRel) {
+        if self.role() != Role::Master {
             return;
         }
-        let mut streams = self.streams.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        {
-            let shared = &self.shared;
-            streams.extend(
-                shared.parts.config.secondaries.iter().map(|peer| {
-                    tokio::spawn(streams::run(shared.clone(), peer.as_str().to_owned()))
-                }),
-            );
+        let mut replication =
+            self.replication.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if replication.is_none() {
+            *replication = Some(tokio::spawn(streams::replicate(self.shared.clone())));
         }
+    }
+
+    /// Stops a master's replication and waits until it has, so that nothing of this node is
+    /// still running once it returns.
+    pub async fn stop_replication(&self) {
+        let task = self.replication.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+        if let Some(task) = task {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+
+    /// Resolves once a master has finished recovering (it is open, or fenced).
+    pub async fn settled(&self) {
+        self.shared.parts.state.gate.settled().await;
     }
 
     /// The version new requests run on.
@@ -155,6 +169,12 @@ impl Node {
     /// component is not a master. For tests and tools: the streams run steps by themselves.
     pub async fn replication_step(&self, peer: &str) -> Result<Option<NextStep>, Failure> {
         self.shared.step(peer).await
+    }
+
+    /// Runs one round of recovery now, as `start_replication` would; `None` when the
+    /// component is not a master. For tests and tools.
+    pub async fn recovery_round(&self) -> Result<Option<Recovery>, Failure> {
+        self.shared.recover().await
     }
 
     /// Makes `component` the version new requests run on, once it has linked for this node's
@@ -211,12 +231,10 @@ impl Node {
 
 impl Drop for Node {
     fn drop(&mut self) {
-        let streams = self.streams.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner());
-        for stream in streams.drain(..) {
-            stream.abort();
-        }
-        if let Err(e) = self.shared.parts.state.peers.flush() {
-            tracing::warn!(node = %self.shared.parts.name, error = %e, "could not save what is known of the secondaries");
+        let replication =
+            self.replication.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(task) = replication.take() {
+            task.abort();
         }
     }
 }
@@ -281,18 +299,50 @@ impl Shared {
     /// One replication step toward `peer` on the current version, `None` when the version
     /// has no `replicator` (it is not a master).
     async fn step(&self, peer: &str) -> Result<Option<NextStep>, Failure> {
+        let wake = self
+            .replicator(async |store, replicator| {
+                replicator.replog_node_replicator().call_step(store, peer).await
+            })
+            .await?;
+        Ok(wake.map(|Wake { after_ms, on_append }| NextStep {
+            after: after_ms.map(Duration::from_millis),
+            on_append,
+        }))
+    }
+
+    /// One round of the master's recovery on the current version, `None` when the version has
+    /// no `replicator`.
+    async fn recover(&self) -> Result<Option<Recovery>, Failure> {
+        let again = self
+            .replicator(async |store, replicator| {
+                replicator.replog_node_replicator().call_recover(store).await
+            })
+            .await?;
+        Ok(again.map(|again| match again {
+            None => Recovery::Done,
+            Some(ms) => Recovery::Again(Duration::from_millis(ms)),
+        }))
+    }
+
+    /// Calls the current version's `replicator` export in a fresh store, within the node's
+    /// wall-clock bound.
+    async fn replicator<R>(
+        &self,
+        call: impl AsyncFnOnce(
+            &mut Store<RequestCtx>,
+            &bindings::replicating::Replicating,
+        ) -> wasmtime::Result<R>,
+    ) -> Result<Option<R>, Failure> {
         let version = self.current();
         let Some(replicator) = &version.replicator else { return Ok(None) };
         let mut store = self.parts.new_store(version.info.clone());
-        let call = async {
+        let run = async {
             let instance = replicator.instantiate_async(&mut store).await?;
-            instance.replog_node_replicator().call_step(&mut store, peer).await
+            call(&mut store, &instance).await
         };
         let timeout = self.parts.config.request_timeout();
-        match tokio::time::timeout(timeout, call).await {
-            Ok(Ok(Wake { after_ms, on_append })) => {
-                Ok(Some(NextStep { after: after_ms.map(Duration::from_millis), on_append }))
-            }
+        match tokio::time::timeout(timeout, run).await {
+            Ok(Ok(result)) => Ok(Some(result)),
             Ok(Err(e)) => Err(Failure::from_guest(e)),
             Err(_) => Err(Failure::Timeout(timeout)),
         }
@@ -345,6 +395,7 @@ impl Parts {
             http: WasiHttpCtx::new(),
             outbound: self.outbound.clone(),
             state: self.state.clone(),
+            secret: self.secret.clone(),
             limits: RequestLimits::new(limits.memory_bytes, limits.cpu_budget),
             component,
         };
@@ -396,17 +447,6 @@ async fn open_state(config: &NodeConfig) -> Result<NodeState, StorageError> {
         "log read back"
     );
     Ok(state)
-}
-
-/// Saves what the master knows of its secondaries every so often.
-async fn flush_peers(state: Arc<NodeState>, name: Arc<str>) {
-    let mut every = tokio::time::interval(Duration::from_millis(200));
-    loop {
-        every.tick().await;
-        if let Err(e) = state.peers.flush() {
-            tracing::warn!(node = %name, error = %e, "could not save what is known of the secondaries");
-        }
-    }
 }
 
 /// Why a call into the component (a request, a replication step) got no answer.

@@ -1,19 +1,46 @@
-//! Replication streams: the host runs one per secondary of a master, calling the component's
-//! `replicator.step` for it again and again. What to send and how to react is the component's
-//! business; when to call it again is what the step answers (`wake`): after a delay, when the
-//! log grows, or whichever comes first. Each step is one short-lived instance of the current
-//! component version, so a swapped-in version takes over the streams too.
+//! A master's replication, as the host runs it: recovery rounds until the component has opened
+//! an epoch, then one stream per secondary calling the component's `replicator.step` for it
+//! again and again. What to send, what to fetch and how to react is the component's business;
+//! when to call it again is what each call answers. Each call is one short-lived instance of the
+//! current component version, so a swapped-in version takes over recovery and streams too.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{NextStep, Shared};
+use tokio::task::JoinSet;
 
-/// Pause after a step that failed in the host (a trap, a timeout) or on a component version
+use super::{NextStep, Recovery, Shared};
+
+/// Pause after a call that failed in the host (a trap, a timeout) or on a component version
 /// without a replicator, before trying again.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
 
-pub(super) async fn run(shared: Arc<Shared>, peer: String) {
+/// Recovers, then runs a stream per secondary until aborted.
+pub(super) async fn replicate(shared: Arc<Shared>) {
+    recover(&shared).await;
+    let mut streams = JoinSet::new();
+    for peer in &shared.parts.config.secondaries {
+        streams.spawn(run(shared.clone(), peer.as_str().to_owned()));
+    }
+    while streams.join_next().await.is_some() {}
+}
+
+async fn recover(shared: &Shared) {
+    loop {
+        let after = match shared.recover().await {
+            Ok(Some(Recovery::Done)) => return,
+            Ok(Some(Recovery::Again(after))) => after,
+            Ok(None) => RETRY_AFTER_FAILURE,
+            Err(failure) => {
+                tracing::warn!(node = %shared.parts.name, error = %failure, "recovery round failed");
+                RETRY_AFTER_FAILURE
+            }
+        };
+        tokio::time::sleep(after).await;
+    }
+}
+
+async fn run(shared: Arc<Shared>, peer: String) {
     let mut grown = shared.parts.state.log.watch();
     loop {
         // Appends from here on wake the next step; the step about to run sees the ones before.

@@ -51,12 +51,12 @@ impl Durable {
                 let mut failed: Option<String> = None;
                 while let Ok(first) = incoming.recv() {
                     let mut last = first.ticket;
-                    let mut bytes: usize = first.records.iter().map(|r| r.msg.len()).sum();
+                    let mut bytes: usize = first.records.iter().map(Record::size).sum();
                     let mut records = first.records;
                     while bytes < MAX_BATCH_BYTES {
                         let Ok(job) = incoming.try_recv() else { break };
                         last = job.ticket;
-                        bytes += job.records.iter().map(|r| r.msg.len()).sum::<usize>();
+                        bytes += job.records.iter().map(Record::size).sum::<usize>();
                         records.extend(job.records);
                     }
                     if failed.is_none()

@@ -1,5 +1,17 @@
-//! The log: a gap-free, ordered prefix that readers see, entries that arrived ahead of a gap,
-//! and entries on their way to disk.
+//! The log: an ordered, gap-free sequence of entries, each named by its `seq` and the epoch of
+//! the master that appended it.
+//!
+//! Two ways in. The master appends (`append`): many requests at once share one disk write and
+//! one sync (group commit), each numbered on arrival. Whole changes (`write`) raise the recorded
+//! epoch, drop a suffix and append entries as one step, checked against the log's version: a
+//! secondary repairing and extending its log on its master's word, or a recovering master
+//! taking back what a replica holds. Writes run one at a time and never overlap appends.
+//!
+//! Readers see only what is durable, so nothing a reader saw is undone by a crash (a repair
+//! undoes it on purpose). Every change is checked against the log's invariants: no gaps,
+//! epochs that never decrease along the log, and no entry from an epoch above the highest one
+//! recorded. Components decide what to change; this is what keeps any decision from breaking
+//! the log.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -10,61 +22,91 @@ use tokio::sync::watch;
 use super::durable::{Durable, Sink};
 use super::segments::{Record, Replayed, Segments, StorageError};
 
-/// How far past the gap-free prefix a secondary buffers entries that arrived early. Bounds the
-/// memory a confused or hostile sender can make it hold.
-pub const AHEAD_WINDOW: u64 = 1_000_000;
-
-/// One message and its place in the order.
+/// One message and its identity in the order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     pub seq: u64,
+    pub epoch: u64,
     pub msg: String,
 }
 
-/// What storing a batch did.
+/// Where a log ends: its last entry's `seq` and `epoch` (both 0 when empty).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Position {
+    pub seq: u64,
+    pub epoch: u64,
+}
+
+/// The entries from `first` up to the next run share `epoch`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stored {
-    pub added: u32,
-    pub duplicates: u32,
-    pub len: u64,
+pub struct Run {
+    pub epoch: u64,
+    pub first: u64,
+}
+
+/// A change to the whole log, applied at once (durably, when the log is on disk) or not at all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Change {
+    /// The version it was decided on: refused when the log has changed since.
+    pub version: u64,
+    /// Record this as the highest epoch seen, if it is higher than the one recorded.
+    pub epoch: u64,
+    /// First drop every entry after this `seq`.
+    pub truncate_after: Option<u64>,
+    /// Then append these.
+    pub entries: Vec<Entry>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LogError {
-    /// The entry is further ahead of the prefix than `AHEAD_WINDOW`.
-    #[error("sequence number {seq} is too far ahead: this node accepts up to {max} now")]
-    OutOfWindow { seq: u64, max: u64 },
-    /// This node already holds a different message at `seq`: its log did not come from the
-    /// master that sends now (for example, that master lost its log).
-    #[error("this node already holds a different message at sequence number {seq}")]
-    Conflict { seq: u64 },
-    /// The disk did not take it; nothing was acknowledged.
+    /// Another change came first; the payload is the version now.
+    #[error("the log changed since this change was decided (it is at version {0} now)")]
+    Moved(u64),
+    /// The change would break the log's invariants.
+    #[error("{0}")]
+    Invalid(String),
+    /// The disk did not take it; nothing was acknowledged, and the log takes no more writes.
     #[error("the log could not be written: {0}")]
     Storage(String),
 }
 
-/// A node's log. Readers only ever see the gap-free prefix of what is durable, so every node's
-/// log is a prefix of the master's, and nothing a reader saw can be lost in a crash.
+/// A node's log. Cheap to share behind an `Arc`.
 pub struct Log {
     shared: Arc<Shared>,
     /// The disk behind the log; none in memory mode.
     durable: Option<Durable>,
+    /// `write`s run one at a time, each to its end (on disk), so that a change is always
+    /// decided on a log with nothing in flight.
+    writes: tokio::sync::Mutex<()>,
 }
 
 struct Shared {
     inner: RwLock<Inner>,
-    /// The prefix's length, for whoever waits for it to grow (replication streams).
+    /// The log's length after every visible change, for whoever waits for it to grow
+    /// (replication streams).
     grown: watch::Sender<u64>,
+}
+
+struct Held {
+    epoch: u64,
+    msg: String,
 }
 
 #[derive(Default)]
 struct Inner {
-    /// `prefix[i]` has `seq` `i + 1`.
-    prefix: Vec<String>,
-    /// Entries past a gap, waiting for it to fill.
-    ahead: BTreeMap<u64, String>,
-    /// Entries given to the disk and not yet written: not visible, but taken.
-    pending: BTreeMap<u64, String>,
+    /// The visible log: `entries[i]` has `seq` `i + 1`.
+    entries: Vec<Held>,
+    runs: Vec<Run>,
+    /// The highest epoch recorded.
+    epoch: u64,
+    /// Changes with every visible change.
+    version: u64,
+    /// Entries handed to the disk and not yet durable; appends number after them.
+    pending: u64,
+    /// The epoch of the last entry handed to the disk (for appends, which follow it).
+    pending_epoch: u64,
+    /// Whether a `write` is on its way to the disk (appends wait for none: they are refused).
+    writing: bool,
     /// The last group-commit ticket handed out.
     ticket: u64,
 }
@@ -73,6 +115,7 @@ impl std::fmt::Debug for Log {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Log")
             .field("len", &self.len())
+            .field("epoch", &self.epoch())
             .field("durable", &self.durable.is_some())
             .finish()
     }
@@ -87,133 +130,156 @@ impl Default for Log {
 impl Log {
     /// A log kept in memory only: lost when the process ends. For tests and demos.
     pub fn in_memory() -> Self {
-        Self { shared: Arc::new(Shared::new(Inner::default())), durable: None }
+        Self::new(Shared::new(Inner::default()), None)
+    }
+
+    fn new(shared: Arc<Shared>, durable: Option<Durable>) -> Self {
+        Self { shared, durable, writes: tokio::sync::Mutex::new(()) }
     }
 
     /// The log kept in `dir`: what is there is read back (a torn tail cut off), and every
-    /// entry taken from now on is on disk before it is acknowledged.
+    /// change from now on is on disk before it is acknowledged.
     pub fn open(dir: &Path, node: &str) -> Result<(Self, Replayed), StorageError> {
-        let (segments, mut replayed) = Segments::open(dir)?;
-        let mut inner = Inner::default();
-        for Record { seq, msg } in std::mem::take(&mut replayed.records) {
-            match inner.held(seq) {
-                None => inner.insert_visible(seq, msg),
-                Some(held) if *held != msg => tracing::warn!(
-                    node,
-                    seq,
-                    "the log holds two different messages at one sequence number; keeping the first"
-                ),
-                Some(_) => {}
-            }
+        let (mut segments, mut replayed) = Segments::open(dir)?;
+        let (inner, past_a_gap) = replay(std::mem::take(&mut replayed.records), node);
+        if past_a_gap > 0 {
+            // Only logs written before epochs could hold entries past a gap (a secondary kept
+            // what arrived early). They were never visible nor acknowledged; dropping them on
+            // disk too keeps a later entry at their `seq` from being shadowed by them.
+            tracing::warn!(
+                node,
+                entries = past_a_gap,
+                after = inner.len(),
+                "dropped entries that waited past a gap in a log of the older format"
+            );
+            segments.append(&[Record::Truncate { after: inner.len() }])?;
         }
-        let shared = Arc::new(Shared::new(inner));
+        let shared = Shared::new(inner);
         let durable = Durable::start(segments, node, shared.clone());
-        Ok((Self { shared, durable: Some(durable) }, replayed))
+        Ok((Self::new(shared, Some(durable)), replayed))
     }
 
-    /// Length of the gap-free prefix.
+    /// Number of entries.
     pub fn len(&self) -> u64 {
-        self.shared.read().prefix.len() as u64
+        self.shared.read().len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// Follows the prefix's length: `changed()` resolves when it grows.
+    /// The last entry's `seq` and `epoch`.
+    pub fn last(&self) -> Position {
+        self.shared.read().last()
+    }
+
+    /// The highest epoch recorded.
+    pub fn epoch(&self) -> u64 {
+        self.shared.read().epoch
+    }
+
+    /// Changes with every visible change; `write` checks it.
+    pub fn version(&self) -> u64 {
+        self.shared.read().version
+    }
+
+    /// The epoch of the entry at `seq` (`Some(0)` for `seq` 0, before the first entry).
+    pub fn epoch_at(&self, seq: u64) -> Option<u64> {
+        self.shared.read().epoch_at(seq)
+    }
+
+    /// The log's runs of entries sharing an epoch, oldest first.
+    pub fn runs(&self) -> Vec<Run> {
+        self.shared.read().runs.clone()
+    }
+
+    /// Follows the log's length: `changed()` resolves on every visible change.
     pub fn watch(&self) -> watch::Receiver<u64> {
         self.shared.grown.subscribe()
     }
 
-    /// Up to `limit` entries of the prefix starting at `seq` = `start` (0 is read as 1).
+    /// Up to `limit` entries starting at `seq` = `start` (0 is read as 1).
     pub fn read(&self, start: u64, limit: u32) -> Vec<Entry> {
         let inner = self.shared.read();
         let first = start.max(1);
         let Ok(skip) = usize::try_from(first - 1) else { return Vec::new() };
         inner
-            .prefix
+            .entries
             .iter()
             .skip(skip)
             .take(limit as usize)
             .zip(first..)
-            .map(|(msg, seq)| Entry { seq, msg: msg.clone() })
+            .map(|(held, seq)| Entry { seq, epoch: held.epoch, msg: held.msg.clone() })
             .collect()
     }
 
-    /// Appends after everything held or on its way (the master numbering a message, or a
-    /// secondary taking the original unnumbered form) and returns the `seq` given, once the
-    /// entry is durable.
-    pub async fn append(&self, msg: String) -> Result<u64, LogError> {
+    /// Appends `msg` in `epoch` after everything held or on its way, and returns its `seq`
+    /// once it is durable.
+    pub async fn append(&self, msg: String, epoch: u64) -> Result<u64, LogError> {
         let (seq, ticket) = {
             let mut inner = self.shared.write();
-            let seq = inner.last_seq() + 1;
-            match &self.durable {
-                None => {
-                    inner.insert_visible(seq, msg);
-                    self.shared.grew(&inner);
-                    return Ok(seq);
-                }
-                Some(durable) => {
-                    inner.pending.insert(seq, msg.clone());
-                    inner.ticket += 1;
-                    durable.submit(inner.ticket, vec![Record { seq, msg }]);
-                    (seq, inner.ticket)
-                }
+            if inner.writing {
+                return Err(LogError::Invalid("the log is being rewritten".to_owned()));
             }
+            let after = if inner.pending > 0 { inner.pending_epoch } else { inner.last().epoch };
+            if epoch < after || epoch > inner.epoch {
+                return Err(LogError::Invalid(format!(
+                    "cannot append in epoch {epoch}: the log's last entry is of epoch {after} and \
+                     the highest epoch recorded is {}",
+                    inner.epoch
+                )));
+            }
+            let seq = inner.len() + inner.pending + 1;
+            let Some(durable) = &self.durable else {
+                inner.push(epoch, msg);
+                self.shared.changed(&mut inner);
+                return Ok(seq);
+            };
+            inner.pending += 1;
+            inner.pending_epoch = epoch;
+            inner.ticket += 1;
+            durable.submit(inner.ticket, vec![Record::Entry { seq, epoch, msg }]);
+            (seq, inner.ticket)
         };
         self.wait(ticket).await?;
         Ok(seq)
     }
 
-    /// Stores entries at their `seq`, in any order, each at most once, and returns once the
-    /// new ones are durable. Nothing is stored when any entry is refused.
-    pub async fn store(&self, entries: Vec<Entry>) -> Result<Stored, LogError> {
-        let (added, duplicates, ticket) = {
+    /// Applies `change` if the log is still at `change.version`, and returns the version
+    /// afterwards, once the change is durable.
+    pub async fn write(&self, change: Change) -> Result<u64, LogError> {
+        let _one_at_a_time = self.writes.lock().await;
+        let ticket = {
             let mut inner = self.shared.write();
-            let max = inner.prefix.len() as u64 + AHEAD_WINDOW;
-            for entry in &entries {
-                if entry.seq > max {
-                    return Err(LogError::OutOfWindow { seq: entry.seq, max });
-                }
-                if inner.held(entry.seq).is_some_and(|held| *held != entry.msg) {
-                    return Err(LogError::Conflict { seq: entry.seq });
-                }
+            if change.version != inner.version || inner.pending > 0 {
+                return Err(LogError::Moved(inner.version));
             }
-            let mut new: Vec<Record> = Vec::new();
-            let mut in_batch = std::collections::BTreeSet::new();
-            let mut duplicates = 0u32;
-            for Entry { seq, msg } in entries {
-                if inner.held(seq).is_some() || !in_batch.insert(seq) {
-                    duplicates += 1;
-                    continue;
-                }
-                new.push(Record { seq, msg });
+            let records = inner.plan(change)?;
+            if records.is_empty() {
+                return Ok(inner.version);
             }
-            let added = u32::try_from(new.len()).unwrap_or(u32::MAX);
-            let ticket = match &self.durable {
-                None => {
-                    for Record { seq, msg } in new {
-                        inner.insert_visible(seq, msg);
-                    }
-                    self.shared.grew(&inner);
-                    None
+            let Some(durable) = &self.durable else {
+                for record in records {
+                    inner.apply(record);
                 }
-                Some(_) if new.is_empty() => None,
-                Some(durable) => {
-                    for record in &new {
-                        inner.pending.insert(record.seq, record.msg.clone());
-                    }
-                    inner.ticket += 1;
-                    durable.submit(inner.ticket, new);
-                    Some(inner.ticket)
-                }
+                self.shared.changed(&mut inner);
+                return Ok(inner.version);
             };
-            (added, duplicates, ticket)
+            for record in &records {
+                if let Record::Entry { epoch, .. } = record {
+                    inner.pending += 1;
+                    inner.pending_epoch = *epoch;
+                }
+            }
+            inner.writing = true;
+            inner.ticket += 1;
+            durable.submit(inner.ticket, records);
+            inner.ticket
         };
-        if let Some(ticket) = ticket {
-            self.wait(ticket).await?;
-        }
-        Ok(Stored { added, duplicates, len: self.len() })
+        let written = self.wait(ticket).await;
+        let mut inner = self.shared.write();
+        inner.writing = false;
+        written.map(|()| inner.version)
     }
 
     async fn wait(&self, ticket: u64) -> Result<(), LogError> {
@@ -222,10 +288,45 @@ impl Log {
     }
 }
 
+/// Rebuilds the log from its records; returns it with the number of entries left past a gap
+/// (only logs of the format before epochs can hold those).
+fn replay(records: Vec<Record>, node: &str) -> (Inner, usize) {
+    let mut inner = Inner::default();
+    let mut ahead: BTreeMap<u64, Held> = BTreeMap::new();
+    for record in records {
+        match record {
+            Record::Entry { seq, epoch, msg } => {
+                let len = inner.len();
+                if seq == len + 1 {
+                    inner.push(epoch, msg);
+                    while let Some(next) = ahead.remove(&(inner.len() + 1)) {
+                        inner.push(next.epoch, next.msg);
+                    }
+                } else if seq > len {
+                    ahead.insert(seq, Held { epoch, msg });
+                } else if inner.entries[(seq - 1) as usize].msg != msg {
+                    tracing::warn!(
+                        node,
+                        seq,
+                        "the log holds two different messages at one sequence number; keeping the first"
+                    );
+                }
+            }
+            Record::Truncate { after } => {
+                ahead.retain(|seq, _| *seq <= after);
+                inner.truncate(after);
+            }
+            Record::Epoch { epoch } => inner.epoch = inner.epoch.max(epoch),
+        }
+    }
+    inner.epoch = inner.epoch.max(inner.last().epoch);
+    (inner, ahead.len())
+}
+
 impl Shared {
-    fn new(inner: Inner) -> Self {
-        let len = inner.prefix.len() as u64;
-        Self { inner: RwLock::new(inner), grown: watch::channel(len).0 }
+    fn new(inner: Inner) -> Arc<Self> {
+        let len = inner.len();
+        Arc::new(Self { inner: RwLock::new(inner), grown: watch::channel(len).0 })
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
@@ -237,51 +338,118 @@ impl Shared {
         self.inner.write().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn grew(&self, inner: &Inner) {
-        self.grown.send_replace(inner.prefix.len() as u64);
+    /// After a visible change: a new version, and a word to whoever follows the log.
+    fn changed(&self, inner: &mut Inner) {
+        inner.version += 1;
+        self.grown.send_replace(inner.len());
     }
 }
 
 impl Sink for Shared {
     fn durable(&self, records: Vec<Record>) {
         let mut inner = self.write();
-        for Record { seq, msg } in records {
-            inner.pending.remove(&seq);
-            inner.insert_visible(seq, msg);
+        for record in records {
+            if matches!(record, Record::Entry { .. }) {
+                inner.pending -= 1;
+            }
+            inner.apply(record);
         }
-        self.grew(&inner);
+        self.changed(&mut inner);
     }
 
     fn lost(&self, records: Vec<Record>) {
         let mut inner = self.write();
-        for record in records {
-            inner.pending.remove(&record.seq);
-        }
+        let entries = records.iter().filter(|r| matches!(r, Record::Entry { .. })).count();
+        inner.pending -= entries as u64;
     }
 }
 
 impl Inner {
-    fn held(&self, seq: u64) -> Option<&String> {
-        let index = usize::try_from(seq.checked_sub(1)?).ok()?;
-        self.prefix.get(index).or_else(|| self.ahead.get(&seq)).or_else(|| self.pending.get(&seq))
+    fn len(&self) -> u64 {
+        self.entries.len() as u64
     }
 
-    /// The highest `seq` held or on its way.
-    fn last_seq(&self) -> u64 {
-        let ahead = self.ahead.last_key_value().map_or(0, |(seq, _)| *seq);
-        let pending = self.pending.last_key_value().map_or(0, |(seq, _)| *seq);
-        (self.prefix.len() as u64).max(ahead).max(pending)
+    fn last(&self) -> Position {
+        self.entries
+            .last()
+            .map_or(Position::default(), |held| Position { seq: self.len(), epoch: held.epoch })
     }
 
-    fn insert_visible(&mut self, seq: u64, msg: String) {
-        if seq == self.prefix.len() as u64 + 1 {
-            self.prefix.push(msg);
-            while let Some(msg) = self.ahead.remove(&(self.prefix.len() as u64 + 1)) {
-                self.prefix.push(msg);
-            }
-        } else if seq > self.prefix.len() as u64 {
-            self.ahead.insert(seq, msg);
+    fn epoch_at(&self, seq: u64) -> Option<u64> {
+        match seq {
+            0 => Some(0),
+            _ => self.entries.get(usize::try_from(seq - 1).ok()?).map(|held| held.epoch),
         }
+    }
+
+    fn push(&mut self, epoch: u64, msg: String) {
+        if self.runs.last().is_none_or(|run| run.epoch != epoch) {
+            self.runs.push(Run { epoch, first: self.len() + 1 });
+        }
+        self.entries.push(Held { epoch, msg });
+    }
+
+    fn truncate(&mut self, after: u64) {
+        self.entries.truncate(usize::try_from(after).unwrap_or(usize::MAX));
+        self.runs.retain(|run| run.first <= after);
+    }
+
+    /// Applies one record that `plan` or `append` produced (so it fits).
+    fn apply(&mut self, record: Record) {
+        match record {
+            Record::Entry { seq, epoch, msg } => {
+                debug_assert_eq!(seq, self.len() + 1, "entries are applied in order");
+                self.push(epoch, msg);
+            }
+            Record::Truncate { after } => self.truncate(after),
+            Record::Epoch { epoch } => self.epoch = self.epoch.max(epoch),
+        }
+    }
+
+    /// The records that make `change`, or why it would break the log.
+    fn plan(&self, change: Change) -> Result<Vec<Record>, LogError> {
+        let invalid = |why: String| Err(LogError::Invalid(why));
+        let len = self.len();
+        let base = match change.truncate_after {
+            Some(after) if after > len => {
+                return invalid(format!(
+                    "cannot drop the entries after {after}: the log ends at {len}"
+                ));
+            }
+            Some(after) => after,
+            None => len,
+        };
+        let epoch = self.epoch.max(change.epoch);
+        let mut before = self.epoch_at(base).unwrap_or_default();
+        let mut records = Vec::with_capacity(change.entries.len() + 2);
+        if epoch > self.epoch {
+            records.push(Record::Epoch { epoch });
+        }
+        if base < len {
+            records.push(Record::Truncate { after: base });
+        }
+        for (expected, Entry { seq, epoch: of, msg }) in (base + 1..).zip(change.entries) {
+            if seq != expected {
+                return invalid(format!(
+                    "entry {seq} does not continue the log, which would end at {}",
+                    expected - 1
+                ));
+            }
+            if of < before {
+                return invalid(format!(
+                    "entry {seq} is of epoch {of}, after an entry of epoch {before}: epochs never \
+                     decrease along a log"
+                ));
+            }
+            if of > epoch {
+                return invalid(format!(
+                    "entry {seq} is of epoch {of}, above the highest epoch recorded ({epoch})"
+                ));
+            }
+            before = of;
+            records.push(Record::Entry { seq, epoch: of, msg });
+        }
+        Ok(records)
     }
 }
 
@@ -289,8 +457,8 @@ impl Inner {
 mod tests {
     use super::*;
 
-    fn entry(seq: u64, msg: &str) -> Entry {
-        Entry { seq, msg: msg.to_owned() }
+    fn entry(seq: u64, epoch: u64, msg: &str) -> Entry {
+        Entry { seq, epoch, msg: msg.to_owned() }
     }
 
     fn messages(log: &Log) -> Vec<String> {
@@ -303,98 +471,145 @@ mod tests {
         dir
     }
 
-    #[tokio::test]
-    async fn append_numbers_from_one() {
-        let log = Log::in_memory();
-        assert_eq!(log.append("a".into()).await, Ok(1));
-        assert_eq!(log.append("b".into()).await, Ok(2));
-        assert_eq!(log.read(2, 10), vec![entry(2, "b")]);
-        assert_eq!(log.read(0, 1), vec![entry(1, "a")]);
-        assert!(log.read(3, 10).is_empty());
+    /// A log that has recorded `epoch`.
+    async fn at_epoch(log: &Log, epoch: u64) {
+        log.write(Change { version: log.version(), epoch, ..Change::default() }).await.unwrap();
     }
 
     #[tokio::test]
-    async fn readers_see_only_the_gap_free_prefix() {
+    async fn appends_number_from_one_in_the_recorded_epoch() {
         let log = Log::in_memory();
-        let stored = log.store(vec![entry(1, "a"), entry(2, "b"), entry(4, "d")]).await.unwrap();
-        assert_eq!(stored, Stored { added: 3, duplicates: 0, len: 2 });
-        assert_eq!(messages(&log), ["a", "b"]);
-        let stored = log.store(vec![entry(3, "c")]).await.unwrap();
-        assert_eq!(stored, Stored { added: 1, duplicates: 0, len: 4 });
-        assert_eq!(messages(&log), ["a", "b", "c", "d"]);
-    }
-
-    #[tokio::test]
-    async fn replays_are_acknowledged_not_stored_again() {
-        let log = Log::in_memory();
-        log.store(vec![entry(1, "a"), entry(3, "c")]).await.unwrap();
-        let stored = log
-            .store(vec![entry(1, "a"), entry(2, "b"), entry(3, "c"), entry(2, "b")])
-            .await
-            .unwrap();
-        assert_eq!(stored, Stored { added: 1, duplicates: 3, len: 3 });
-        assert_eq!(messages(&log), ["a", "b", "c"]);
-    }
-
-    #[tokio::test]
-    async fn a_different_message_at_a_held_seq_is_refused_whole() {
-        let log = Log::in_memory();
-        log.store(vec![entry(1, "a")]).await.unwrap();
-        let refused = log.store(vec![entry(2, "b"), entry(1, "not a")]).await;
-        assert_eq!(refused, Err(LogError::Conflict { seq: 1 }));
-        assert_eq!(messages(&log), ["a"], "nothing of a refused batch is kept");
-    }
-
-    #[tokio::test]
-    async fn entries_far_ahead_are_refused() {
-        let log = Log::in_memory();
-        let refused = log.store(vec![entry(AHEAD_WINDOW + 1, "far")]).await;
-        assert_eq!(
-            refused,
-            Err(LogError::OutOfWindow { seq: AHEAD_WINDOW + 1, max: AHEAD_WINDOW })
+        assert!(
+            matches!(log.append("early".into(), 1).await, Err(LogError::Invalid(_))),
+            "no epoch recorded yet"
         );
-        assert!(log.store(vec![entry(AHEAD_WINDOW, "edge")]).await.is_ok());
+        at_epoch(&log, 1).await;
+        assert_eq!(log.append("a".into(), 1).await, Ok(1));
+        assert_eq!(log.append("b".into(), 1).await, Ok(2));
+        assert_eq!(log.read(2, 10), vec![entry(2, 1, "b")]);
+        assert_eq!(log.read(0, 1), vec![entry(1, 1, "a")]);
+        assert!(log.read(3, 10).is_empty());
+        assert_eq!(log.last(), Position { seq: 2, epoch: 1 });
+        assert_eq!((log.epoch_at(0), log.epoch_at(2), log.epoch_at(3)), (Some(0), Some(1), None));
     }
 
     #[tokio::test]
-    async fn unnumbered_appends_go_after_entries_waiting_past_a_gap() {
+    async fn a_change_raises_the_epoch_drops_a_suffix_and_appends_at_once() {
         let log = Log::in_memory();
-        log.store(vec![entry(1, "a"), entry(3, "c")]).await.unwrap();
-        assert_eq!(log.append("d".into()).await, Ok(4));
-        log.store(vec![entry(2, "b")]).await.unwrap();
-        assert_eq!(messages(&log), ["a", "b", "c", "d"]);
+        let version = log.version();
+        let entries = vec![entry(1, 1, "a"), entry(2, 1, "b"), entry(3, 2, "c")];
+        let version = log.write(Change { version, epoch: 2, truncate_after: None, entries }).await;
+        let version = version.unwrap();
+        assert_eq!((log.epoch(), messages(&log).len()), (2, 3));
+        assert_eq!(log.runs(), [Run { epoch: 1, first: 1 }, Run { epoch: 2, first: 3 }]);
+
+        let repair = Change {
+            version,
+            epoch: 3,
+            truncate_after: Some(1),
+            entries: vec![entry(2, 3, "B"), entry(3, 3, "C"), entry(4, 3, "D")],
+        };
+        log.write(repair).await.unwrap();
+        assert_eq!(messages(&log), ["a", "B", "C", "D"]);
+        assert_eq!(log.runs(), [Run { epoch: 1, first: 1 }, Run { epoch: 3, first: 2 }]);
+        assert_eq!(log.last(), Position { seq: 4, epoch: 3 });
+    }
+
+    #[tokio::test]
+    async fn changes_that_would_break_the_log_are_refused_whole() {
+        let log = Log::in_memory();
+        let v = log.version();
+        log.write(Change {
+            version: v,
+            epoch: 2,
+            truncate_after: None,
+            entries: vec![entry(1, 2, "a")],
+        })
+        .await
+        .unwrap();
+        let v = log.version();
+        for (change, says) in [
+            (
+                Change { version: v, entries: vec![entry(3, 2, "gap")], ..Change::default() },
+                "continue",
+            ),
+            (
+                Change { version: v, entries: vec![entry(2, 1, "older")], ..Change::default() },
+                "never decrease",
+            ),
+            (
+                Change { version: v, entries: vec![entry(2, 5, "newer")], ..Change::default() },
+                "above the highest",
+            ),
+            (Change { version: v, truncate_after: Some(9), ..Change::default() }, "ends at 1"),
+        ] {
+            let refused = log.write(change).await;
+            assert!(
+                matches!(&refused, Err(LogError::Invalid(why)) if why.contains(says)),
+                "{refused:?} should say {says:?}"
+            );
+        }
+        let stale =
+            Change { version: v - 1, entries: vec![entry(2, 2, "late")], ..Change::default() };
+        assert_eq!(log.write(stale).await, Err(LogError::Moved(v)));
+        assert_eq!(messages(&log), ["a"], "nothing of a refused change is kept");
+        assert_eq!(log.version(), v);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_durable_log_comes_back_whole_and_numbering_goes_on() {
+    async fn a_durable_log_comes_back_whole_with_its_repairs_and_epoch() {
         let dir = dir("durable");
         {
             let (log, replayed) = Log::open(&dir, "test").unwrap();
             assert!(replayed.records.is_empty() && log.is_empty());
+            at_epoch(&log, 1).await;
             let log = Arc::new(log);
             let appends: Vec<_> = (0..50)
                 .map(|i| {
                     let log = log.clone();
-                    tokio::spawn(async move { log.append(format!("m{i}")).await.unwrap() })
+                    tokio::spawn(async move { log.append(format!("m{i}"), 1).await.unwrap() })
                 })
                 .collect();
+            let mut seqs = Vec::new();
             for append in appends {
                 let seq = append.await.unwrap();
-                assert!(log.len() >= seq || log.read(seq, 1).is_empty(), "visible once durable");
+                assert!(log.len() >= seq, "visible once durable");
+                seqs.push(seq);
             }
-            assert_eq!(log.len(), 50);
-            log.store(vec![entry(52, "ahead")]).await.unwrap();
+            seqs.sort_unstable();
+            assert_eq!(seqs, (1..=50).collect::<Vec<_>>(), "each seq given once");
+            let repair = Change {
+                version: log.version(),
+                epoch: 4,
+                truncate_after: Some(48),
+                entries: vec![entry(49, 4, "new 49")],
+            };
+            log.write(repair).await.unwrap();
         }
         let (log, _) = Log::open(&dir, "test").unwrap();
-        assert_eq!(log.len(), 50, "the entry past the gap stays past it");
-        assert_eq!(
-            log.append("next".into()).await,
-            Ok(53),
-            "numbering continues after everything held"
-        );
-        let all = messages(&log);
-        let distinct: std::collections::HashSet<_> = all.iter().collect();
-        assert_eq!(distinct.len(), 50);
+        assert_eq!((log.len(), log.epoch()), (49, 4));
+        assert_eq!(log.read(49, 1), [entry(49, 4, "new 49")]);
+        assert_eq!(log.append("next".into(), 4).await, Ok(50), "numbering goes on");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn entries_past_a_gap_in_an_older_log_are_dropped_for_good() {
+        let dir = dir("gap");
+        {
+            let (mut segments, _) = Segments::open(&dir).unwrap();
+            let old = |seq: u64, msg: &str| Record::Entry { seq, epoch: 0, msg: msg.into() };
+            segments.append(&[old(1, "a"), old(3, "early")]).unwrap();
+        }
+        let (log, _) = Log::open(&dir, "test").unwrap();
+        assert_eq!(messages(&log), ["a"]);
+        let next = vec![entry(2, 1, "b"), entry(3, 1, "c")];
+        log.write(Change { version: log.version(), epoch: 1, truncate_after: None, entries: next })
+            .await
+            .unwrap();
+        drop(log);
+        let (log, _) = Log::open(&dir, "test").unwrap();
+        assert_eq!(messages(&log), ["a", "b", "c"], "the early entry does not come back at 3");
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -1,16 +1,21 @@
-//! What a node keeps between requests: its log and, on the master, each secondary's progress.
+//! What a node keeps between requests: its log and, on a master, whether it takes writes and
+//! each secondary's progress.
 //!
 //! Components are instantiated per request and keep nothing; this is the memory that lets a
-//! node serve request after request (and, later, lets a new component version take over
-//! without losing the log).
+//! node serve request after request, and lets a new component version take over without losing
+//! the log.
 
 mod durable;
+mod gate;
+mod lock;
 mod log;
 mod peers;
 mod segments;
 
-pub use self::log::{Entry, Log, LogError, Stored};
-pub use self::peers::{Peer, PeerStatus, Peers};
+pub use self::gate::{Gate, Mode};
+pub use self::lock::DirLock;
+pub use self::log::{Change, Entry, Log, LogError, Position, Run};
+pub use self::peers::{Contact, Peer, PeerStatus, Peers};
 pub use self::segments::{Replayed, StorageError};
 
 use std::path::Path;
@@ -21,25 +26,29 @@ pub struct NodeState {
     pub log: Log,
     /// The master's secondaries (none on a secondary).
     pub peers: Peers,
+    /// Whether a master takes writes (a secondary's stays recovering: it takes none).
+    pub gate: Gate,
+    /// The claim on the data directory, held while the node runs.
+    _lock: Option<DirLock>,
 }
 
 impl NodeState {
     /// A node's state in memory only, knowing the secondaries it replicates to.
     pub fn in_memory<'a>(secondaries: impl IntoIterator<Item = &'a str>) -> Self {
-        Self { log: Log::in_memory(), peers: Peers::new(secondaries) }
+        Self { peers: Peers::new(secondaries), ..Self::default() }
     }
 
-    /// A node's state kept in `dir`: the log under `dir/log`, what the master knows of its
-    /// secondaries in `dir/peers.json`. Reads back what is there.
+    /// A node's state kept in `dir`, which it locks first (one process per directory), with
+    /// the log under `dir/log`. Reads back what is there.
     pub fn open<'a>(
         dir: &Path,
         node: &str,
         secondaries: impl IntoIterator<Item = &'a str>,
     ) -> Result<(Self, Replayed), StorageError> {
+        let lock = DirLock::acquire(dir)?;
         let (log, replayed) = Log::open(&dir.join("log"), node)?;
-        let file = dir.join("peers.json");
-        let peers = Peers::open(secondaries, file.clone())
-            .map_err(|error| StorageError::Io { file, error })?;
-        Ok((Self { log, peers }, replayed))
+        let state =
+            Self { log, peers: Peers::new(secondaries), gate: Gate::default(), _lock: Some(lock) };
+        Ok((state, replayed))
     }
 }

@@ -1,12 +1,12 @@
-//! What the master knows of its secondaries: how much of the log each holds, and whether it
-//! answers. The master component's replicator keeps this up to date; writers wait on it.
+//! What the master knows of its secondaries: how far each one's log agrees with the master's,
+//! and whether it answers. The master component's replicator writes it; writers wait on it.
+//!
+//! It lives in memory only. After a restart the master asks each secondary where its log
+//! stands before sending anything (its first contact compares the two logs epoch by epoch), so
+//! a saved position would only be a guess to check; there is none to go stale.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 /// Whether a secondary answers, as the replicator last judged it.
@@ -21,14 +21,18 @@ pub enum PeerStatus {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Peer {
     pub url: String,
-    /// Length of the gap-free prefix it last reported.
+    /// Through which `seq` its log was checked to agree with the master's.
     pub acked: u64,
+    /// Whether `acked` was established since this master started.
+    pub synced: bool,
     pub status: PeerStatus,
     /// Contacts that failed in a row.
     pub failures: u32,
     /// When it last answered, in milliseconds since the Unix epoch.
     pub last_contact_ms: Option<u64>,
     pub last_error: Option<String>,
+    /// The `DELAY_MS` it last reported.
+    pub delay_ms: Option<u64>,
 }
 
 impl Peer {
@@ -36,12 +40,23 @@ impl Peer {
         Self {
             url: url.to_owned(),
             acked: 0,
+            synced: false,
             status: PeerStatus::Suspected,
             failures: 0,
             last_contact_ms: None,
             last_error: Some("not contacted yet".to_owned()),
+            delay_ms: None,
         }
     }
+}
+
+/// The outcome of one contact, as the replicator judged it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Contact {
+    pub ok: bool,
+    pub status: PeerStatus,
+    pub error: Option<String>,
+    pub delay_ms: Option<u64>,
 }
 
 /// The master's secondaries, in configuration order.
@@ -50,17 +65,6 @@ pub struct Peers {
     peers: Mutex<Vec<Peer>>,
     /// Bumped on every acknowledgement, for writers waiting on one.
     acks: watch::Sender<u64>,
-    /// Where the acknowledged positions are kept across restarts, if anywhere.
-    file: Option<PathBuf>,
-    /// Whether positions changed since they were last written.
-    dirty: AtomicBool,
-}
-
-/// The on-disk form of the positions: `{"format": 1, "acked": {"<url>": n}}`.
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct Saved {
-    format: u32,
-    acked: BTreeMap<String, u64>,
 }
 
 impl Default for Peers {
@@ -74,53 +78,7 @@ impl Peers {
         Self {
             peers: Mutex::new(urls.into_iter().map(Peer::new).collect()),
             acks: watch::channel(0).0,
-            file: None,
-            dirty: AtomicBool::new(false),
         }
-    }
-
-    /// Peers whose acknowledged positions are kept in `file`, starting from what it holds.
-    /// The positions are hints: a stale one only means resending what a secondary already has
-    /// (it keeps each message once), and the master checks with each secondary on first
-    /// contact. So they are written every so often (`flush`), not on every acknowledgement.
-    pub fn open<'a>(
-        urls: impl IntoIterator<Item = &'a str>,
-        file: PathBuf,
-    ) -> std::io::Result<Self> {
-        let mut peers = Self::new(urls);
-        match std::fs::read(&file) {
-            Ok(bytes) => {
-                let saved: Saved = serde_json::from_slice(&bytes)
-                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
-                for peer in peers.peers.get_mut().unwrap_or_else(|p| p.into_inner()) {
-                    peer.acked = saved.acked.get(&peer.url).copied().unwrap_or(0);
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
-        peers.file = Some(file);
-        Ok(peers)
-    }
-
-    /// Writes the positions if they changed since the last write: to a temporary file, then
-    /// renamed over the old one, so a crash leaves one or the other whole.
-    pub fn flush(&self) -> std::io::Result<()> {
-        let Some(file) = &self.file else { return Ok(()) };
-        if !self.dirty.swap(false, Ordering::AcqRel) {
-            return Ok(());
-        }
-        let saved = Saved {
-            format: 1,
-            acked: self.lock().iter().map(|p| (p.url.clone(), p.acked)).collect(),
-        };
-        let temp = file.with_extension("json.tmp");
-        let written = std::fs::write(&temp, serde_json::to_vec(&saved).expect("serializable"))
-            .and_then(|()| std::fs::rename(&temp, file));
-        if written.is_err() {
-            self.dirty.store(true, Ordering::Release);
-        }
-        written
     }
 
     pub fn all(&self) -> Vec<Peer> {
@@ -131,32 +89,37 @@ impl Peers {
         self.lock().iter().find(|p| p.url == url).cloned()
     }
 
-    /// The gap-free prefix length `url` last reported (0 for an unknown peer).
+    /// Through which `seq` `url` agrees with the master (0 for an unknown peer).
     pub fn acked(&self, url: &str) -> u64 {
         self.get(url).map_or(0, |p| p.acked)
     }
 
-    /// Stores the length as reported, even when lower than before: a secondary that lost its
-    /// log must be sent it again from where it really is. Unknown peers are ignored.
-    pub fn record_ack(&self, url: &str, len: u64) {
-        let changed = self.update(url, |peer| peer.acked = len);
+    /// Stores the position as the replicator established it, even when lower than before (the
+    /// secondary lost or repaired its log). Unknown peers are ignored.
+    pub fn record_ack(&self, url: &str, acked: u64, synced: bool) {
+        let changed = self.update(url, |peer| {
+            peer.acked = acked;
+            peer.synced = synced;
+        });
         if changed {
-            self.dirty.store(true, Ordering::Release);
             self.acks.send_modify(|n| *n += 1);
         }
     }
 
     /// Records a contact's outcome and the status judged from it.
-    pub fn record_contact(&self, url: &str, ok: bool, status: PeerStatus, error: Option<String>) {
+    pub fn record_contact(&self, url: &str, contact: Contact) {
         self.update(url, |peer| {
-            peer.status = status;
-            if ok {
+            peer.status = contact.status;
+            if contact.delay_ms.is_some() {
+                peer.delay_ms = contact.delay_ms;
+            }
+            if contact.ok {
                 peer.failures = 0;
                 peer.last_contact_ms = Some(now_ms());
                 peer.last_error = None;
             } else {
                 peer.failures = peer.failures.saturating_add(1);
-                peer.last_error = error;
+                peer.last_error = contact.error;
             }
         });
     }
@@ -205,13 +168,18 @@ mod tests {
 
     use super::*;
 
+    fn contact(ok: bool, status: PeerStatus) -> Contact {
+        Contact { ok, status, error: (!ok).then(|| "refused".to_owned()), delay_ms: None }
+    }
+
     #[test]
-    fn acknowledgements_are_stored_as_reported() {
+    fn positions_are_stored_as_established() {
         let peers = Peers::new(["http://a", "http://b"]);
-        peers.record_ack("http://a", 5);
-        peers.record_ack("http://a", 2);
-        assert_eq!(peers.acked("http://a"), 2, "a peer that lost its log is believed");
-        peers.record_ack("http://nobody", 9);
+        peers.record_ack("http://a", 5, true);
+        peers.record_ack("http://a", 2, false);
+        let a = peers.get("http://a").unwrap();
+        assert_eq!((a.acked, a.synced), (2, false), "a peer that lost its log is believed");
+        peers.record_ack("http://nobody", 9, true);
         assert_eq!(peers.all().len(), 2, "unknown peers are not added");
         assert_eq!(peers.count_acked(2), 1);
     }
@@ -221,30 +189,21 @@ mod tests {
         let peers = Peers::new(["http://a"]);
         let a = peers.get("http://a").unwrap();
         assert_eq!((a.status, a.last_contact_ms), (PeerStatus::Suspected, None));
-        peers.record_contact("http://a", false, PeerStatus::Suspected, Some("refused".into()));
-        peers.record_contact("http://a", false, PeerStatus::Unhealthy, Some("refused".into()));
+        peers.record_contact("http://a", contact(false, PeerStatus::Suspected));
+        peers.record_contact("http://a", contact(false, PeerStatus::Unhealthy));
         let a = peers.get("http://a").unwrap();
         assert_eq!(
             (a.status, a.failures, a.last_error.as_deref()),
             (PeerStatus::Unhealthy, 2, Some("refused"))
         );
-        peers.record_contact("http://a", true, PeerStatus::Healthy, None);
+        peers.record_contact(
+            "http://a",
+            Contact { delay_ms: Some(7), ..contact(true, PeerStatus::Healthy) },
+        );
         let a = peers.get("http://a").unwrap();
         assert_eq!((a.status, a.failures, a.last_error), (PeerStatus::Healthy, 0, None));
+        assert_eq!(a.delay_ms, Some(7));
         assert!(a.last_contact_ms.is_some());
-    }
-
-    #[test]
-    fn positions_survive_in_their_file() {
-        let dir = std::env::temp_dir().join(format!("replog-peers-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("peers.json");
-        let peers = Peers::open(["http://a", "http://b"], file.clone()).unwrap();
-        peers.record_ack("http://a", 7);
-        peers.flush().unwrap();
-        let again = Peers::open(["http://a", "http://c"], file).unwrap();
-        assert_eq!((again.acked("http://a"), again.acked("http://c")), (7, 0));
-        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[tokio::test]
@@ -254,10 +213,10 @@ mod tests {
             let peers = peers.clone();
             async move { peers.wait_acked(3, 2).await }
         });
-        peers.record_ack("http://a", 3);
+        peers.record_ack("http://a", 3, true);
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(!waiter.is_finished(), "one of two is not enough");
-        peers.record_ack("http://b", 4);
+        peers.record_ack("http://b", 4, true);
         tokio::time::timeout(Duration::from_secs(1), waiter).await.unwrap().unwrap();
     }
 }

@@ -7,20 +7,30 @@
 //! ```text
 //! length: u32 LE   -- of the payload
 //! crc32:  u32 LE   -- CRC-32 (IEEE) of the payload
-//! payload: seq u64 LE, then the message's UTF-8 bytes
+//! payload: kind u8, then by kind (integers little-endian)
+//!   1 entry:    seq u64, epoch u64, the message's UTF-8 bytes
+//!   2 truncate: after u64   -- every entry after this seq is dropped
+//!   3 epoch:    epoch u64   -- the highest epoch this node has seen
 //! ```
 //!
-//! Records are written in the order the node took them (for a secondary, not always in `seq`
-//! order). A crash can leave the last record of the last segment half-written: on start it is
-//! found, cut off and reported. A bad record anywhere else means the data was damaged, and the
-//! node refuses to start rather than silently drop what follows.
+//! The log is what replaying the records in order gives: a repair is a `truncate` record
+//! followed by the entries that replace the dropped ones, so it is one append, and a crash in
+//! its middle leaves either the old log or a shorter valid one. Format 1 (before epochs) held
+//! only entries, `seq u64` then the message; its segments are read as entries of epoch 0, and
+//! new records go to a new segment in the current format.
+//!
+//! A crash can leave the last record of the last segment half-written: on start it is found,
+//! cut off and reported. A bad record anywhere else means the data was damaged, and the node
+//! refuses to start rather than silently drop what follows.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 pub const MAGIC: &[u8; 8] = b"REPLOG\0\0";
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+/// The format before epochs, still read.
+const FORMAT_V1: u32 = 1;
 pub const HEADER_LEN: usize = 16;
 const RECORD_HEADER_LEN: usize = 8;
 /// A new segment is started once the current one holds this much.
@@ -32,11 +42,16 @@ const MAX_RECORD_LEN: usize = 64 << 20;
 pub enum StorageError {
     #[error("cannot use data directory {dir}: {error}")]
     Dir { dir: PathBuf, error: io::Error },
+    #[error("data directory {dir} is in use by {}", match pid {
+        Some(pid) => format!("pid {pid}"),
+        None => "another process".to_owned(),
+    })]
+    InUse { dir: PathBuf, pid: Option<u32> },
     #[error("{file}: {error}")]
     Io { file: PathBuf, error: io::Error },
     #[error("{file} is not a replog log segment (bad header)")]
     NotASegment { file: PathBuf },
-    #[error("{file} has format version {found}; this replog reads version {FORMAT_VERSION}")]
+    #[error("{file} has format version {found}; this replog reads versions 1 and {FORMAT_VERSION}")]
     Version { file: PathBuf, found: u32 },
     #[error(
         "{file} is damaged at byte {offset} ({why}) and valid records follow: refusing to start \
@@ -46,12 +61,30 @@ pub enum StorageError {
     Corrupt { file: PathBuf, offset: u64, why: String },
 }
 
-/// One message as stored.
+/// One record: what the log does, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Record {
-    pub seq: u64,
-    pub msg: String,
+pub enum Record {
+    /// The entry at `seq`, appended in `epoch`.
+    Entry { seq: u64, epoch: u64, msg: String },
+    /// Every entry after `after` is dropped.
+    Truncate { after: u64 },
+    /// The highest epoch seen is (at least) `epoch`.
+    Epoch { epoch: u64 },
 }
+
+impl Record {
+    /// Roughly how many bytes it takes on disk, for batching.
+    pub fn size(&self) -> usize {
+        match self {
+            Record::Entry { msg, .. } => RECORD_HEADER_LEN + 17 + msg.len(),
+            Record::Truncate { .. } | Record::Epoch { .. } => RECORD_HEADER_LEN + 9,
+        }
+    }
+}
+
+const KIND_ENTRY: u8 = 1;
+const KIND_TRUNCATE: u8 = 2;
+const KIND_EPOCH: u8 = 3;
 
 /// What was found on disk at start.
 #[derive(Debug, Default)]
@@ -59,6 +92,8 @@ pub struct Replayed {
     pub records: Vec<Record>,
     /// A torn tail that was cut off: the file, where, and how many bytes went.
     pub truncated: Option<(PathBuf, u64, u64)>,
+    /// The format of the last segment read (0: none).
+    last_version: u32,
 }
 
 /// The segment files of one data directory, open for appending.
@@ -93,6 +128,9 @@ impl Segments {
         let number = numbers.last().copied().unwrap_or(1);
         let segments = if !segment_path(dir, number).exists() {
             Self::create(dir, number)?
+        } else if replayed.last_version != FORMAT_VERSION {
+            // Records of another format never go into an older segment.
+            Self::create(dir, number + 1)?
         } else {
             let path = segment_path(dir, number);
             let io_error = |error| StorageError::Io { file: path.clone(), error };
@@ -120,7 +158,7 @@ impl Segments {
     /// Writes `records` and waits until they are on disk (one write, one fdatasync), starting
     /// a new segment first when the current one is full.
     pub fn append(&mut self, records: &[Record]) -> Result<(), StorageError> {
-        let mut buf = Vec::with_capacity(records.iter().map(|r| r.msg.len() + 16).sum());
+        let mut buf = Vec::with_capacity(records.iter().map(Record::size).sum());
         for record in records {
             encode(record, &mut buf);
         }
@@ -139,18 +177,33 @@ fn segment_path(dir: &Path, number: u64) -> PathBuf {
 }
 
 pub fn encode(record: &Record, buf: &mut Vec<u8>) {
-    let payload_len = 8 + record.msg.len();
     let start = buf.len();
-    buf.extend_from_slice(&(payload_len as u32).to_le_bytes());
-    buf.extend_from_slice(&[0; 4]);
-    buf.extend_from_slice(&record.seq.to_le_bytes());
-    buf.extend_from_slice(record.msg.as_bytes());
+    buf.extend_from_slice(&[0; RECORD_HEADER_LEN]);
+    match record {
+        Record::Entry { seq, epoch, msg } => {
+            buf.push(KIND_ENTRY);
+            buf.extend_from_slice(&seq.to_le_bytes());
+            buf.extend_from_slice(&epoch.to_le_bytes());
+            buf.extend_from_slice(msg.as_bytes());
+        }
+        Record::Truncate { after } => {
+            buf.push(KIND_TRUNCATE);
+            buf.extend_from_slice(&after.to_le_bytes());
+        }
+        Record::Epoch { epoch } => {
+            buf.push(KIND_EPOCH);
+            buf.extend_from_slice(&epoch.to_le_bytes());
+        }
+    }
+    let payload_len = (buf.len() - start - RECORD_HEADER_LEN) as u32;
     let crc = crc32fast::hash(&buf[start + RECORD_HEADER_LEN..]);
+    buf[start..start + 4].copy_from_slice(&payload_len.to_le_bytes());
     buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
 }
 
-/// The record at the start of `bytes`, with its total length, or why there is none.
-fn decode(bytes: &[u8]) -> Result<(Record, usize), &'static str> {
+/// The record at the start of `bytes` in segment format `version`, with its total length, or
+/// why there is none.
+fn decode(bytes: &[u8], version: u32) -> Result<(Record, usize), &'static str> {
     if bytes.len() < RECORD_HEADER_LEN {
         return Err("record header cut short");
     }
@@ -165,9 +218,30 @@ fn decode(bytes: &[u8]) -> Result<(Record, usize), &'static str> {
     if crc32fast::hash(payload) != crc {
         return Err("checksum mismatch");
     }
-    let seq = u64::from_le_bytes(payload[..8].try_into().expect("8 bytes"));
-    let msg = std::str::from_utf8(&payload[8..]).map_err(|_| "message is not UTF-8")?;
-    Ok((Record { seq, msg: msg.to_owned() }, RECORD_HEADER_LEN + len))
+    let record = if version == FORMAT_V1 {
+        Record::Entry { seq: u64_at(payload, 0)?, epoch: 0, msg: text(&payload[8..])? }
+    } else {
+        match payload[0] {
+            KIND_ENTRY if payload.len() >= 17 => Record::Entry {
+                seq: u64_at(payload, 1)?,
+                epoch: u64_at(payload, 9)?,
+                msg: text(&payload[17..])?,
+            },
+            KIND_TRUNCATE if payload.len() == 9 => Record::Truncate { after: u64_at(payload, 1)? },
+            KIND_EPOCH if payload.len() == 9 => Record::Epoch { epoch: u64_at(payload, 1)? },
+            _ => return Err("unknown record kind"),
+        }
+    };
+    Ok((record, RECORD_HEADER_LEN + len))
+}
+
+fn u64_at(payload: &[u8], at: usize) -> Result<u64, &'static str> {
+    let bytes = payload.get(at..at + 8).ok_or("record cut short")?;
+    Ok(u64::from_le_bytes(bytes.try_into().expect("8 bytes")))
+}
+
+fn text(bytes: &[u8]) -> Result<String, &'static str> {
+    std::str::from_utf8(bytes).map(str::to_owned).map_err(|_| "message is not UTF-8")
 }
 
 fn read_segment(path: &Path, last: bool, replayed: &mut Replayed) -> Result<(), StorageError> {
@@ -184,18 +258,19 @@ fn read_segment(path: &Path, last: bool, replayed: &mut Replayed) -> Result<(), 
         return Err(StorageError::NotASegment { file: path.to_owned() });
     }
     let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
-    if version != FORMAT_VERSION {
+    if version != FORMAT_VERSION && version != FORMAT_V1 {
         return Err(StorageError::Version { file: path.to_owned(), found: version });
     }
+    replayed.last_version = version;
     let mut offset = HEADER_LEN;
     while offset < bytes.len() {
-        match decode(&bytes[offset..]) {
+        match decode(&bytes[offset..], version) {
             Ok((record, len)) => {
                 replayed.records.push(record);
                 offset += len;
             }
             Err(why) => {
-                if !last || valid_record_after(&bytes, offset) {
+                if !last || valid_record_after(&bytes, offset, version) {
                     return Err(StorageError::Corrupt {
                         file: path.to_owned(),
                         offset: offset as u64,
@@ -211,8 +286,8 @@ fn read_segment(path: &Path, last: bool, replayed: &mut Replayed) -> Result<(), 
 
 /// Whether a whole, valid record starts anywhere after `offset`: then the bad bytes at
 /// `offset` are damage in the middle of the log, not a write the crash cut short.
-fn valid_record_after(bytes: &[u8], offset: usize) -> bool {
-    (offset + 1..bytes.len()).any(|at| decode(&bytes[at..]).is_ok())
+fn valid_record_after(bytes: &[u8], offset: usize, version: u32) -> bool {
+    (offset + 1..bytes.len()).any(|at| decode(&bytes[at..], version).is_ok())
 }
 
 fn truncate(path: &Path, at: u64, cut: u64, replayed: &mut Replayed) -> Result<(), StorageError> {
@@ -235,7 +310,7 @@ mod tests {
     }
 
     fn record(seq: u64, msg: &str) -> Record {
-        Record { seq, msg: msg.to_owned() }
+        Record::Entry { seq, epoch: 1, msg: msg.to_owned() }
     }
 
     fn only_segment(dir: &Path) -> PathBuf {
@@ -256,6 +331,57 @@ mod tests {
             [record(1, "a"), record(2, "bé"), record(4, "d"), record(3, "")]
         );
         assert!(replayed.truncated.is_none());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn truncations_and_epochs_are_records_too() {
+        let dir = dir("kinds");
+        let (mut segments, _) = Segments::open(&dir).unwrap();
+        let records = [
+            Record::Epoch { epoch: 3 },
+            Record::Entry { seq: 1, epoch: 3, msg: "a".into() },
+            Record::Truncate { after: 0 },
+            Record::Entry { seq: 1, epoch: 4, msg: "b".into() },
+        ];
+        segments.append(&records).unwrap();
+        drop(segments);
+        let (_, replayed) = Segments::open(&dir).unwrap();
+        assert_eq!(replayed.records, records);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn format_1_segments_are_read_as_epoch_0_and_never_appended_to() {
+        let dir = dir("v1");
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend_from_slice(&FORMAT_V1.to_le_bytes());
+        bytes.extend_from_slice(&[0; 4]);
+        for (seq, msg) in [(1u64, "old"), (2, "older format")] {
+            let mut payload = seq.to_le_bytes().to_vec();
+            payload.extend_from_slice(msg.as_bytes());
+            bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+            bytes.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+            bytes.extend_from_slice(&payload);
+        }
+        std::fs::write(segment_path(&dir, 1), &bytes).unwrap();
+
+        let (mut segments, replayed) = Segments::open(&dir).unwrap();
+        assert_eq!(
+            replayed.records,
+            [
+                Record::Entry { seq: 1, epoch: 0, msg: "old".into() },
+                Record::Entry { seq: 2, epoch: 0, msg: "older format".into() },
+            ]
+        );
+        assert_eq!(segments.number, 2, "new records start a segment of the current format");
+        segments.append(&[record(3, "new")]).unwrap();
+        drop(segments);
+        assert_eq!(std::fs::read(segment_path(&dir, 1)).unwrap(), bytes, "left as it was");
+        let (_, replayed) = Segments::open(&dir).unwrap();
+        assert_eq!(replayed.records.len(), 3);
+        assert_eq!(replayed.records[2], record(3, "new"));
         std::fs::remove_dir_all(dir).unwrap();
     }
 
@@ -293,7 +419,7 @@ mod tests {
         drop(segments);
         let file = only_segment(&dir);
         let mut bytes = std::fs::read(&file).unwrap();
-        let second = HEADER_LEN + RECORD_HEADER_LEN + 8 + "first".len();
+        let second = HEADER_LEN + RECORD_HEADER_LEN + 17 + "first".len();
         bytes[second + RECORD_HEADER_LEN + 9] ^= 0x40;
         std::fs::write(&file, &bytes).unwrap();
 

@@ -18,6 +18,7 @@ use replog::cluster::{self, Running};
 use replog::config::{NodeConfig, PeerUrl, Role};
 use replog::node::{CompiledComponent, Node};
 use replog::runtime::{Runtime, RuntimeConfig};
+use replog::secret::ClusterSecret;
 use serde_json::Value;
 
 #[path = "../../../tests/support/variant.rs"]
@@ -65,12 +66,23 @@ pub fn compiled(file: &'static str) -> CompiledComponent {
         .clone()
 }
 
-/// A node configuration with test-friendly defaults; adjust fields as a test needs.
-pub fn config(name: &str, role: Role) -> NodeConfig {
-    NodeConfig::new(name, role, "127.0.0.1:0".parse().unwrap(), PathBuf::new())
+/// The cluster secret every test node shares.
+pub const SECRET: &str = "a cluster secret for the host tests";
+
+pub fn secret() -> ClusterSecret {
+    ClusterSecret::new(SECRET).unwrap()
 }
 
-/// A node running `file`, its replication streams started (a master's writes need them).
+/// A node configuration with test-friendly defaults and the test cluster's secret; adjust
+/// fields as a test needs.
+pub fn config(name: &str, role: Role) -> NodeConfig {
+    NodeConfig {
+        secret: Some(secret()),
+        ..NodeConfig::new(name, role, "127.0.0.1:0".parse().unwrap(), PathBuf::new())
+    }
+}
+
+/// A node running `file`, its replication started (a master recovers, then streams).
 pub async fn node(config: NodeConfig, file: &'static str) -> Node {
     let mut config = config;
     config.component = component_path(file);
@@ -79,18 +91,31 @@ pub async fn node(config: NodeConfig, file: &'static str) -> Node {
     node
 }
 
+/// Waits until a master has finished recovering (open, or fenced).
+pub async fn settled(master: &Node) {
+    tokio::time::timeout(Duration::from_secs(20), master.settled()).await.unwrap_or_else(|_| {
+        panic!(
+            "{} did not finish recovering within 20 s: {:?}",
+            master.name(),
+            master.state().gate.mode()
+        )
+    });
+}
+
 pub async fn secondary_node(name: &str, delay: Duration) -> Node {
     let mut config = config(name, Role::Secondary);
     config.delay = delay;
     node(config, SECONDARY).await
 }
 
-/// A master whose secondaries are `urls`.
+/// A master whose secondaries are `urls`, recovered and taking writes.
 pub async fn master_node(urls: &[String], replication_timeout: Duration) -> Node {
     let mut config = config("master", Role::Master);
     config.secondaries = urls.iter().map(|u| u.parse::<PeerUrl>().unwrap()).collect();
     config.replication.timeout = replication_timeout;
-    node(config, MASTER).await
+    let master = node(config, MASTER).await;
+    settled(&master).await;
+    master
 }
 
 /// Serves `nodes` on ephemeral loopback ports; returns them with their base URLs.
@@ -122,6 +147,29 @@ pub async fn call(node: &Node, method: &str, path: &str, body: impl Into<Bytes>)
         .body(Full::new(body.into()))
         .unwrap();
     call_with(node, request).await
+}
+
+/// Calls `node`'s handler with a request signed as the master signs it, at `t` (Unix ms).
+pub async fn call_signed_at(node: &Node, method: &str, path: &str, body: &str, t: u64) -> Answer {
+    let head = format!("replog-v1\n{method}\n{path}\n{t}\n");
+    let signature = secret().sign(head.as_bytes(), body.as_bytes());
+    let request = http::Request::builder()
+        .method(method)
+        .uri(format!("http://node.test{path}"))
+        .header("host", "node.test")
+        .header("authorization", format!("Replog-HMAC-SHA256 t={t},sig={signature}"))
+        .body(Full::new(Bytes::from(body.to_owned())))
+        .unwrap();
+    call_with(node, request).await
+}
+
+/// Calls `node`'s handler with a request signed now, as its master would.
+pub async fn call_signed(node: &Node, method: &str, path: &str, body: &str) -> Answer {
+    call_signed_at(node, method, path, body, now_ms()).await
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
 }
 
 pub async fn call_with(node: &Node, request: http::Request<Full<Bytes>>) -> Answer {

@@ -1,0 +1,332 @@
+//! The master's decisions, pure so that they are tested on the native target: where a
+//! secondary's log agrees with the master's, what counts as an acknowledgement, how a
+//! secondary's health follows from failed contacts, how long to back off, and when a master
+//! that starts may take writes.
+
+use std::time::Duration;
+
+use replog_guest::wire::{Ack, AckStatus, Position, Run};
+
+use crate::bindings::replog::node::peers::Status;
+
+/// The first retry after a failure waits about this long; each further failure doubles it,
+/// up to the heartbeat interval.
+pub const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+
+/// What a secondary needs of `PEER_TIMEOUT_MS` beyond its `DELAY_MS` to store and answer (the
+/// host refuses a cluster that breaks this at start, by the same rule).
+pub const DELAY_MARGIN: Duration = Duration::from_millis(500);
+
+/// Through which `seq` two logs agree, given each one's runs and length. Epochs never decrease
+/// along a log and a master numbers each `seq` once per epoch, so two logs holding the same
+/// `(seq, epoch)` agree on everything up to it: the answer is the furthest such `seq`.
+pub fn common_prefix(ours: &[Run], our_len: u64, theirs: &[Run], their_len: u64) -> u64 {
+    let spans = |runs: &[Run], len: u64| -> Vec<(u64, u64, u64)> {
+        runs.iter()
+            .enumerate()
+            .map(|(i, run)| {
+                let end = runs.get(i + 1).map_or(len, |next| next.first - 1);
+                (run.epoch, run.first, end)
+            })
+            .filter(|(_, first, end)| first <= end)
+            .collect()
+    };
+    let theirs = spans(theirs, their_len);
+    spans(ours, our_len)
+        .into_iter()
+        .filter_map(|(epoch, first, end)| {
+            let (_, their_first, their_end) = *theirs.iter().find(|(e, ..)| *e == epoch)?;
+            let (from, to) = (first.max(their_first), end.min(their_end));
+            (from <= to).then_some(to)
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// Checks a secondary's answer to an append whose last entry (or `prev`, without entries) was
+/// `sent`: it counts as holding the entries only if it names exactly that entry, never more
+/// than was sent, never something else.
+pub fn acknowledged(sent: Position, ack: &Ack) -> Result<u64, String> {
+    match (ack.status, ack.matched) {
+        (AckStatus::Ok, Some(matched)) if matched == sent => Ok(sent.seq),
+        (AckStatus::Ok, matched) => Err(format!(
+            "acknowledged {} where this master sent up to seq {} of epoch {}: not counted",
+            matched.map_or("nothing".to_owned(), |m| format!("seq {} of epoch {}", m.seq, m.epoch)),
+            sent.seq,
+            sent.epoch
+        )),
+        (AckStatus::Mismatch, _) => Err("its log does not hold the entry sent as prev".to_owned()),
+    }
+}
+
+/// The status of a secondary whose last `failures` contacts failed.
+pub fn status_after(failures: u32, suspect_after: u32, unhealthy_after: u32) -> Status {
+    if failures >= unhealthy_after {
+        Status::Unhealthy
+    } else if failures >= suspect_after {
+        Status::Suspected
+    } else {
+        Status::Healthy
+    }
+}
+
+pub fn status_name(status: Status) -> &'static str {
+    match status {
+        Status::Healthy => "healthy",
+        Status::Suspected => "suspected",
+        Status::Unhealthy => "unhealthy",
+    }
+}
+
+/// How long to wait after the `failures`-th failure in a row: doubling from `FIRST_BACKOFF`
+/// up to the heartbeat interval, which is also the pace for an unhealthy secondary; `jitter`
+/// (0 to 1) spreads retries over the upper half of that so that they do not fall in step.
+pub fn backoff(failures: u32, status: Status, heartbeat: Duration, jitter: f64) -> Duration {
+    let ceiling = match status {
+        Status::Unhealthy => heartbeat,
+        _ => FIRST_BACKOFF.saturating_mul(1 << failures.saturating_sub(1).min(16)).min(heartbeat),
+    };
+    ceiling.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
+}
+
+/// Why a secondary with `delay` can never acknowledge within `peer_timeout`, if it cannot.
+pub fn delay_warning(delay: Duration, peer_timeout: Duration) -> Option<String> {
+    (delay + DELAY_MARGIN > peer_timeout).then(|| {
+        format!(
+            "its DELAY_MS of {} does not fit in this master's PEER_TIMEOUT_MS of {}: every \
+             replication to it times out; raise PEER_TIMEOUT_MS to at least {}",
+            delay.as_millis(),
+            peer_timeout.as_millis(),
+            (delay + DELAY_MARGIN).as_millis()
+        )
+    })
+}
+
+/// What a secondary said of its log when asked, during recovery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Heard {
+    pub epoch: u64,
+    pub last: Position,
+    pub runs: Vec<Run>,
+}
+
+/// The master's own log, as recovery sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Own<'a> {
+    /// The highest epoch it has recorded (0: none, so its data directory is new or was lost).
+    pub epoch: u64,
+    pub last: Position,
+    pub runs: &'a [Run],
+}
+
+/// What a recovery round does next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recovery {
+    /// Not enough secondaries answered; the text says what is awaited.
+    Wait(String),
+    /// Fetch what the secondary at this index of the answers holds beyond the master's log.
+    Fetch(usize),
+    /// The master's log is not a prefix of the most advanced replica's: an operator decides.
+    Diverged(String),
+    /// Take writes in this epoch.
+    Open(u64),
+}
+
+/// Decides a recovery round from what each secondary (by URL, in configuration order) said,
+/// `None` for those that did not answer.
+///
+/// A master needs answers from a majority of the cluster (itself included), and the longest
+/// log among them (by last epoch, then length) is the one to continue. A master that holds no
+/// log while its secondaries do has lost its disk: any one secondary may then hold writes
+/// acknowledged with `w = 2`, so it waits for all of them, unless `force`d to take what the
+/// answering ones have. It opens an epoch above every one it has seen.
+pub fn recovery(own: Own, heard: &[(&str, Option<&Heard>)], force: bool) -> Recovery {
+    let secondaries = heard.len();
+    let answered: Vec<(usize, &Heard)> =
+        heard.iter().enumerate().filter_map(|(i, (_, h))| h.map(|h| (i, h))).collect();
+    let missing: Vec<&str> = heard.iter().filter(|(_, h)| h.is_none()).map(|(u, _)| *u).collect();
+    let lost = own.epoch == 0 && own.last.seq == 0;
+    let history = answered.iter().any(|(_, h)| h.epoch > 0 || h.last.seq > 0);
+    let needed = if lost && history { secondaries } else { secondaries.div_ceil(2) };
+    if answered.len() < needed && !force {
+        let missing = missing.join(", ");
+        return Recovery::Wait(if lost && history {
+            format!(
+                "this master holds no log while its secondaries do (its data was lost): waiting \
+                 for every secondary, any of which may hold acknowledged writes; not answering: \
+                 {missing}. FORCE_RECOVERY=true takes what the others hold"
+            )
+        } else {
+            format!(
+                "waiting for {needed} of {secondaries} secondaries to answer (a majority with \
+                 this master); not answering: {missing}"
+            )
+        });
+    }
+    let key = |p: Position| (p.epoch, p.seq);
+    let best = answered.iter().max_by_key(|(_, h)| key(h.last));
+    if let Some((i, best)) = best.filter(|(_, h)| key(h.last) > key(own.last)) {
+        let agreed = common_prefix(own.runs, own.last.seq, &best.runs, best.last.seq);
+        if agreed < own.last.seq {
+            return Recovery::Diverged(format!(
+                "this master's log (to seq {} of epoch {}) is not a prefix of {}'s (to seq {} of \
+                 epoch {}); they part after seq {agreed}. Move this master's data directory \
+                 aside and start it again to recover from the replicas",
+                own.last.seq, own.last.epoch, heard[*i].0, best.last.seq, best.last.epoch
+            ));
+        }
+        return Recovery::Fetch(*i);
+    }
+    let seen = answered.iter().map(|(_, h)| h.epoch.max(h.last.epoch)).max().unwrap_or(0);
+    Recovery::Open(own.epoch.max(own.last.epoch).max(seen) + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(epoch: u64, first: u64) -> Run {
+        Run { epoch, first }
+    }
+
+    fn pos(seq: u64, epoch: u64) -> Position {
+        Position { seq, epoch }
+    }
+
+    #[test]
+    fn logs_agree_through_the_furthest_seq_held_in_the_same_epoch() {
+        let ours = [run(1, 1), run(3, 6)];
+        assert_eq!(common_prefix(&ours, 9, &ours, 9), 9, "the same log");
+        assert_eq!(common_prefix(&ours, 9, &[run(1, 1), run(3, 6)], 7), 7, "a shorter copy");
+        assert_eq!(common_prefix(&ours, 9, &[run(1, 1)], 8), 5, "older entries past 5");
+        assert_eq!(
+            common_prefix(&ours, 9, &[run(1, 1), run(2, 4)], 6),
+            3,
+            "another master's epoch from 4 on"
+        );
+        assert_eq!(common_prefix(&ours, 9, &[], 0), 0, "an empty log");
+        assert_eq!(common_prefix(&ours, 9, &[run(0, 1)], 4), 0, "written before epochs");
+        assert_eq!(common_prefix(&[run(0, 1)], 2, &[run(0, 1)], 4), 2);
+    }
+
+    fn ack(status: AckStatus, matched: Option<Position>) -> Ack {
+        Ack {
+            status,
+            epoch: 2,
+            last: pos(0, 0),
+            count: 0,
+            matched,
+            runs: vec![],
+            added: 0,
+            duplicates: 0,
+            truncated: 0,
+            duplicate: None,
+            delay_ms: 0,
+        }
+    }
+
+    #[test]
+    fn only_exactly_what_was_sent_is_acknowledged() {
+        let sent = pos(10, 2);
+        assert_eq!(acknowledged(sent, &ack(AckStatus::Ok, Some(sent))), Ok(10));
+        for claimed in [Some(pos(14, 2)), Some(pos(10, 1)), Some(pos(9, 2)), None] {
+            let refused = acknowledged(sent, &ack(AckStatus::Ok, claimed));
+            assert!(refused.is_err_and(|e| e.contains("not counted")), "{claimed:?}");
+        }
+        assert!(acknowledged(sent, &ack(AckStatus::Mismatch, None)).is_err());
+    }
+
+    #[test]
+    fn failures_make_a_secondary_suspected_then_unhealthy() {
+        assert_eq!(status_after(0, 1, 3), Status::Healthy);
+        assert_eq!(status_after(1, 1, 3), Status::Suspected);
+        assert_eq!(status_after(3, 1, 3), Status::Unhealthy);
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_heartbeat_with_jitter_over_its_upper_half() {
+        let heartbeat = Duration::from_millis(500);
+        let ms =
+            |failures, status, jitter| backoff(failures, status, heartbeat, jitter).as_millis();
+        assert_eq!((ms(1, Status::Suspected, 0.0), ms(1, Status::Suspected, 1.0)), (50, 100));
+        assert_eq!(ms(2, Status::Suspected, 1.0), 200);
+        assert_eq!(ms(9, Status::Suspected, 1.0), 500);
+        assert_eq!((ms(3, Status::Unhealthy, 0.0), ms(3, Status::Unhealthy, 1.0)), (250, 500));
+    }
+
+    #[test]
+    fn a_delay_that_does_not_fit_the_peer_timeout_is_named() {
+        let timeout = Duration::from_secs(5);
+        assert_eq!(delay_warning(Duration::from_millis(4500), timeout), None);
+        let warning = delay_warning(Duration::from_millis(6000), timeout).unwrap();
+        assert!(warning.contains("6000") && warning.contains("at least 6500"), "{warning}");
+    }
+
+    fn heard(epoch: u64, last: Position, runs: Vec<Run>) -> Heard {
+        Heard { epoch, last, runs }
+    }
+
+    const NEW: Own = Own { epoch: 0, last: Position { seq: 0, epoch: 0 }, runs: &[] };
+
+    #[test]
+    fn a_new_cluster_opens_epoch_1_with_a_majority() {
+        let empty = heard(0, pos(0, 0), vec![]);
+        assert_eq!(recovery(NEW, &[("s1", Some(&empty)), ("s2", None)], false), Recovery::Open(1));
+        let waiting = recovery(NEW, &[("s1", None), ("s2", None)], false);
+        assert!(
+            matches!(&waiting, Recovery::Wait(why) if why.contains("1 of 2") && why.contains("s1, s2")),
+            "{waiting:?}"
+        );
+        assert_eq!(recovery(NEW, &[], false), Recovery::Open(1), "a master alone");
+    }
+
+    #[test]
+    fn a_master_that_lost_its_log_waits_for_every_secondary_then_fetches_the_longest() {
+        let short = heard(2, pos(5, 2), vec![run(1, 1), run(2, 4)]);
+        let long = heard(2, pos(8, 2), vec![run(1, 1), run(2, 4)]);
+        let waiting = recovery(NEW, &[("s1", Some(&short)), ("s2", None)], false);
+        assert!(
+            matches!(&waiting, Recovery::Wait(why) if why.contains("every secondary") && why.contains("s2")),
+            "{waiting:?}"
+        );
+        assert_eq!(
+            recovery(NEW, &[("s1", Some(&short)), ("s2", None)], true),
+            Recovery::Fetch(0),
+            "forced: what the answering ones have"
+        );
+        assert_eq!(
+            recovery(NEW, &[("s1", Some(&short)), ("s2", Some(&long))], false),
+            Recovery::Fetch(1)
+        );
+        let caught_up = Own { epoch: 0, last: pos(8, 2), runs: &[run(1, 1), run(2, 4)] };
+        assert_eq!(
+            recovery(caught_up, &[("s1", Some(&short)), ("s2", Some(&long))], false),
+            Recovery::Open(3),
+            "then an epoch above all"
+        );
+    }
+
+    #[test]
+    fn a_master_with_its_log_needs_a_majority_and_continues_a_longer_replica() {
+        let runs = [run(3, 1)];
+        let own = Own { epoch: 3, last: pos(4, 3), runs: &runs };
+        let behind = heard(3, pos(2, 3), vec![run(3, 1)]);
+        let ahead = heard(3, pos(6, 3), vec![run(3, 1)]);
+        assert_eq!(recovery(own, &[("s1", Some(&behind)), ("s2", None)], false), Recovery::Open(4));
+        assert_eq!(recovery(own, &[("s1", None), ("s2", Some(&ahead))], false), Recovery::Fetch(1));
+        let other = heard(4, pos(6, 4), vec![run(3, 1), run(4, 3)]);
+        let diverged = recovery(own, &[("s1", Some(&other)), ("s2", None)], false);
+        assert!(
+            matches!(&diverged, Recovery::Diverged(why) if why.contains("after seq 2")),
+            "{diverged:?}"
+        );
+    }
+
+    #[test]
+    fn the_new_epoch_is_above_every_epoch_seen() {
+        let runs = [run(2, 1)];
+        let own = Own { epoch: 2, last: pos(3, 2), runs: &runs };
+        let fenced_elsewhere = heard(7, pos(3, 2), vec![run(2, 1)]);
+        assert_eq!(recovery(own, &[("s1", Some(&fenced_elsewhere))], false), Recovery::Open(8));
+    }
+}

@@ -1,0 +1,153 @@
+//! Recovery, one round at a time: the `replicator.recover` export, which the host calls while
+//! the master is recovering (from its start until it opens an epoch).
+//!
+//! A round asks every secondary at once where its log stands, and lets `policy::recovery`
+//! decide: wait for more answers, fetch what the most advanced replica holds beyond this
+//! master's log (a chunk per round), or open a new epoch above every one seen. What it waits
+//! for is shown on `/health` and in the `503` writers get meanwhile. The secondaries' health
+//! is the replication streams' to judge, once they run.
+
+use replog_guest::log::host as log;
+use replog_guest::wire::{Ack, Append, Entries};
+use wasip2::http::types::Method;
+
+use crate::bindings::replog::node::sequencer::{self, Mode};
+use crate::peer_http;
+use crate::policy::{self, Heard, Own, Recovery};
+use crate::replicator::millis;
+use crate::settings::Settings;
+
+/// Entries asked for at a time from a replica.
+const FETCH_LIMIT: u32 = 10_000;
+
+/// One round; `None` once the master is open (or fenced), else when to run the next.
+pub fn recover() -> Option<u64> {
+    let settings = match Settings::from_env() {
+        Ok(settings) => settings,
+        Err(e) => {
+            let why = format!("the master's settings are wrong: {e}");
+            eprintln!("{why}");
+            sequencer::hold(&why);
+            return Some(5_000);
+        }
+    };
+    let standing = sequencer::status();
+    let Mode::Recovering(waiting_for) = standing.mode else { return None };
+    let runs = log::runs();
+    let own = Own { epoch: standing.epoch, last: log::last(), runs: &runs };
+    let heard = ask_everyone(&settings, standing.epoch);
+    // Those that did not answer are named with why, for the reason recovery gives.
+    let labels: Vec<String> = heard
+        .iter()
+        .map(|(url, h)| match h {
+            Ok(_) => url.clone(),
+            Err(why) => format!("{url} ({why})"),
+        })
+        .collect();
+    let named: Vec<(&str, Option<&Heard>)> =
+        labels.iter().zip(&heard).map(|(label, (_, h))| (label.as_str(), h.as_ref().ok())).collect();
+    let again = Some(millis(settings.heartbeat));
+    match policy::recovery(own, &named, settings.force_recovery) {
+        Recovery::Wait(why) | Recovery::Diverged(why) => {
+            if why != waiting_for {
+                eprintln!("recovering: {why}");
+                sequencer::hold(&why);
+            }
+            again
+        }
+        Recovery::Fetch(i) => {
+            let (url, _) = &heard[i];
+            match fetch(&settings, url, own.last.seq) {
+                Ok(0) => again,
+                Ok(_) => Some(0),
+                Err(why) => {
+                    let why = format!("fetching the log from {url}: {why}");
+                    eprintln!("recovering: {why}");
+                    sequencer::hold(&why);
+                    again
+                }
+            }
+        }
+        Recovery::Open(epoch) => {
+            if let Err(e) = sequencer::open(epoch) {
+                eprintln!("could not open epoch {epoch}: {e:?}");
+                return again;
+            }
+            if settings.force_recovery {
+                let missing: Vec<&str> =
+                    heard.iter().filter(|(_, h)| h.is_err()).map(|(u, _)| u.as_str()).collect();
+                if !missing.is_empty() {
+                    eprintln!(
+                        "FORCE_RECOVERY: took writes without hearing from {}; writes only they \
+                         held will be dropped from them when they return",
+                        missing.join(", ")
+                    );
+                }
+            }
+            println!("taking writes in epoch {epoch}: the log holds {} entries", log::len());
+            None
+        }
+    }
+}
+
+/// Asks every secondary at once where its log stands, or why it did not say.
+fn ask_everyone(settings: &Settings, epoch: u64) -> Vec<(String, Result<Heard, String>)> {
+    let probe = Append { epoch, prev: None, entries: Vec::new(), end: None };
+    let body = serde_json::to_vec(&probe).expect("a probe always serializes");
+    let exchanges: Vec<_> = settings
+        .secondaries
+        .iter()
+        .map(|peer| {
+            let started = peer_http::start(
+                peer,
+                Method::Post,
+                "/replicate",
+                Some(&body),
+                settings.peer_timeout,
+            );
+            (peer, started)
+        })
+        .collect();
+    exchanges
+        .into_iter()
+        .map(|(peer, started)| {
+            let answer =
+                started.and_then(|exchange| exchange.finish()).and_then(|(status, body)| {
+                    match status {
+                        200 => serde_json::from_slice::<Ack>(&body)
+                            .map_err(|e| format!("unreadable answer ({e})")),
+                        _ => Err(format!(
+                            "answered {status}: {}",
+                            String::from_utf8_lossy(&body).trim()
+                        )),
+                    }
+                });
+            let heard = answer.map(|ack| Heard { epoch: ack.epoch, last: ack.last, runs: ack.runs });
+            (peer.url.clone(), heard)
+        })
+        .collect()
+}
+
+/// Fetches what `url` holds after `after` and appends it; returns how many entries came.
+fn fetch(settings: &Settings, url: &str, after: u64) -> Result<usize, String> {
+    let peer = settings.peer(url).ok_or("not a configured secondary")?;
+    let endpoint = format!("/replicate?from={}&limit={FETCH_LIMIT}", after + 1);
+    let (status, body) =
+        peer_http::request(peer, Method::Get, &endpoint, None, settings.peer_timeout)?;
+    if status != 200 {
+        return Err(format!("answered {status}: {}", String::from_utf8_lossy(&body).trim()));
+    }
+    let entries: Entries =
+        serde_json::from_slice(&body).map_err(|e| format!("unreadable answer ({e})"))?;
+    let count = entries.entries.len();
+    let (Some(first), Some(last)) = (entries.entries.first(), entries.entries.last()) else {
+        return Ok(0);
+    };
+    let (first, last) = (first.seq, (last.seq, last.epoch));
+    let len = sequencer::restore(&entries.entries).map_err(|e| format!("{e:?}"))?;
+    println!(
+        "recovered entries {first}..={} (to epoch {}) from {url}; the log holds {len}",
+        last.0, last.1
+    );
+    Ok(count)
+}

@@ -1,0 +1,249 @@
+//! One log, whatever happens: the rules that keep an acknowledged write from being lost,
+//! duplicated or replaced, each driven through the real components in process.
+//!
+//! - an acknowledgement counts only for what the master sent, never for entries from elsewhere;
+//! - a master of an older epoch is fenced by its secondaries and stops taking writes;
+//! - a master whose data was wiped recovers the log from its secondaries before taking writes;
+//! - a data directory belongs to one node at a time.
+
+mod support;
+
+use std::convert::Infallible;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use replog::config::Role;
+use replog::node::Node;
+use replog::state::{Change, Entry};
+use serde_json::json;
+use support::wait::eventually;
+use support::*;
+
+async fn write(master: &Node, msg: &str, w: u64) -> (u16, serde_json::Value) {
+    let body = format!(r#"{{"msg": "{msg}", "w": {w}}}"#);
+    let answer = call(master, "POST", "/messages?log=false", body).await;
+    (answer.status, answer.json)
+}
+
+fn epochs(node: &Node) -> Vec<u64> {
+    node.state().log.read(1, u32::MAX).into_iter().map(|e| e.epoch).collect()
+}
+
+/// A fresh directory for one test's nodes, removed first if a previous run left it.
+fn data_dir(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("replog-integrity-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+#[test]
+fn entries_a_secondary_got_from_elsewhere_are_never_counted_and_are_replaced() {
+    block_on(async {
+        let (running, urls) = serve(vec![secondary_node("s", Duration::ZERO).await]).await;
+        let master = master_node(&urls, Duration::from_secs(5)).await;
+        // What a forged request left in an earlier version: entries ahead of anything the
+        // master sent, put straight into the secondary's log.
+        let secondary = running.node("s").unwrap();
+        let log = &secondary.state().log;
+        let forged = vec![
+            Entry { seq: 1, epoch: 0, msg: "FORGED".into() },
+            Entry { seq: 2, epoch: 0, msg: "FORGED too".into() },
+        ];
+        log.write(Change { version: log.version(), entries: forged, ..Change::default() })
+            .await
+            .unwrap();
+
+        for (i, msg) in ["m1", "m2", "m3", "m4"].into_iter().enumerate() {
+            let (status, json) = write(&master, msg, 2).await;
+            assert_eq!(status, 201, "{json}");
+            assert_eq!(json["seq"], i as u64 + 1);
+            // Acknowledged means the secondary holds exactly the master's entries this far.
+            assert_eq!(&log_of(secondary)[..=i], &log_of(&master)[..=i]);
+        }
+        assert_eq!(log_of(secondary), ["m1", "m2", "m3", "m4"]);
+        assert_eq!(epochs(secondary), epochs(&master));
+        assert_eq!(master.state().peers.acked(&urls[0]), 4);
+        running.shutdown().await;
+    });
+}
+
+/// A secondary that claims, whatever it is sent, to hold 100 entries of the master's epoch.
+async fn boastful_secondary() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    |request: http::Request<hyper::body::Incoming>| async move {
+                        use http_body_util::BodyExt;
+                        let body = request.into_body().collect().await.unwrap().to_bytes();
+                        let sent: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                        let epoch = sent["epoch"].as_u64().unwrap();
+                        let claim = json!({"seq": 100, "epoch": epoch});
+                        let answer = match sent.get("prev") {
+                            None => {
+                                json!({"status": "ok", "epoch": epoch, "last": {"seq": 0, "epoch": 0}, "count": 0})
+                            }
+                            Some(_) => {
+                                json!({"status": "ok", "epoch": epoch, "last": claim, "count": 100, "matched": claim})
+                            }
+                        };
+                        let body =
+                            http_body_util::Full::new(bytes::Bytes::from(answer.to_string()));
+                        Ok::<_, Infallible>(http::Response::new(body))
+                    },
+                );
+                let io = hyper_util::rt::TokioIo::new(stream);
+                let _ =
+                    hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+            });
+        }
+    });
+    url
+}
+
+#[test]
+fn an_acknowledgement_of_more_than_was_sent_is_not_counted() {
+    block_on(async {
+        let boaster = boastful_secondary().await;
+        let master = master_node(std::slice::from_ref(&boaster), Duration::from_millis(600)).await;
+        let (status, json) = write(&master, "only one", 2).await;
+        assert_eq!(status, 502, "{json}");
+        assert_eq!(master.state().peers.acked(&boaster), 0);
+        let peer = master.state().peers.get(&boaster).unwrap();
+        assert!(peer.last_error.unwrap().contains("not counted"));
+    });
+}
+
+#[test]
+fn a_master_of_an_older_epoch_is_fenced_and_takes_no_more_writes() {
+    block_on(async {
+        let (running, urls) = serve(vec![secondary_node("s", Duration::ZERO).await]).await;
+        let old = master_node(&urls, Duration::from_secs(2)).await;
+        assert_eq!(write(&old, "from the old master", 2).await.0, 201);
+
+        // A second master for the same secondary: it holds no log, so it recovers the
+        // secondary's and takes over in a newer epoch.
+        let new = master_node(&urls, Duration::from_secs(2)).await;
+        assert_eq!(log_of(&new), ["from the old master"], "recovered");
+        assert_eq!(write(&new, "from the new master", 2).await.0, 201);
+        let new_epoch = new.state().log.epoch();
+        assert!(new_epoch > old.state().log.epoch());
+
+        // The old master still takes a w=1 write, then its secondary refuses it.
+        let (status, json) = write(&old, "too late", 1).await;
+        assert_eq!(status, 201, "{json}");
+        eventually(Duration::from_secs(10), "the old master being fenced", || {
+            old.state().gate.mode() == replog::state::Mode::Fenced(new_epoch)
+        })
+        .await;
+        let (status, json) = write(&old, "refused", 1).await;
+        assert_eq!(status, 503, "{json}");
+        assert_eq!(json["fenced"], true, "{json}");
+        let health = call(&old, "GET", "/health", "").await;
+        assert_eq!(
+            (health.json["state"].as_str(), health.json["writable"].as_bool()),
+            (Some("fenced"), Some(false))
+        );
+
+        let secondary = running.node("s").unwrap();
+        assert_eq!(log_of(secondary), ["from the old master", "from the new master"]);
+        running.shutdown().await;
+    });
+}
+
+/// A secondary keeping its log in `dir`, on `listen`.
+async fn durable_secondary(name: &str, dir: &Path, listen: &str) -> replog::cluster::Running {
+    let mut config = config(name, Role::Secondary);
+    config.data_dir = Some(dir.join(name));
+    config.listen = listen.parse().unwrap();
+    replog::cluster::serve_nodes(vec![node(config, SECONDARY).await]).await.unwrap()
+}
+
+async fn durable_master(dir: &Path, urls: &[String]) -> replog::cluster::Running {
+    let mut config = config("master", Role::Master);
+    config.data_dir = Some(dir.join("master"));
+    config.secondaries = urls.iter().map(|u| u.parse().unwrap()).collect();
+    config.replication.timeout = Duration::from_secs(2);
+    replog::cluster::serve_nodes(vec![node(config, MASTER).await]).await.unwrap()
+}
+
+#[test]
+fn a_master_whose_data_was_wiped_recovers_the_log_before_taking_writes() {
+    block_on(async {
+        let dir = data_dir("wiped");
+        let s1 = durable_secondary("s1", &dir, "127.0.0.1:0").await;
+        let s2 = durable_secondary("s2", &dir, "127.0.0.1:0").await;
+        let urls =
+            vec![format!("http://{}", s1.nodes()[0].1), format!("http://{}", s2.nodes()[0].1)];
+        let s2_addr = s2.nodes()[0].1.to_string();
+
+        let master = durable_master(&dir, &urls).await;
+        settled(&master.nodes()[0].0).await;
+        let mut written = Vec::new();
+        for i in 1..=6 {
+            let w = 2 + i % 2;
+            let msg = format!("message {i}, w={w}");
+            let (status, json) = write(&master.nodes()[0].0, &msg, w).await;
+            assert_eq!(status, 201, "{json}");
+            written.push(msg);
+        }
+        let first_epoch = master.nodes()[0].0.state().log.epoch();
+        master.shutdown().await;
+        std::fs::remove_dir_all(dir.join("master")).unwrap();
+
+        // With secondary 2 down, a master with no log cannot know that secondary 1 holds
+        // everything acknowledged: it waits, serving reads.
+        s2.shutdown().await;
+        let master = durable_master(&dir, &urls).await;
+        let node = master.nodes()[0].0.clone();
+        eventually(Duration::from_secs(10), "recovery waiting for secondary 2", || {
+            matches!(node.state().gate.mode(), replog::state::Mode::Recovering(why) if why.contains(&urls[1]))
+        })
+        .await;
+        let (status, json) = write(&node, "too early", 1).await;
+        assert_eq!((status, json["recovering"].as_bool()), (503, Some(true)), "{json}");
+        assert!(json["error"].as_str().unwrap().contains("every secondary"), "{json}");
+        assert_eq!(call(&node, "GET", "/messages", "").await.status, 200, "reads are served");
+
+        let s2 = durable_secondary("s2", &dir, &s2_addr).await;
+        settled(&node).await;
+        assert_eq!(log_of(&node), written, "every acknowledged write is back, in order");
+        assert!(node.state().log.epoch() > first_epoch, "in a new epoch");
+        let (status, json) = write(&node, "after recovery", 3).await;
+        assert_eq!((status, json["seq"].as_u64()), (201, Some(7)), "{json}");
+        for secondary in [&s1, &s2] {
+            assert_eq!(log_of(&secondary.nodes()[0].0), log_of(&node));
+        }
+        master.shutdown().await;
+        s1.shutdown().await;
+        s2.shutdown().await;
+        std::fs::remove_dir_all(dir).unwrap();
+    });
+}
+
+#[test]
+fn a_data_directory_belongs_to_one_node_at_a_time() {
+    block_on(async {
+        let dir = data_dir("locked");
+        let mut first = config("first", Role::Secondary);
+        first.data_dir = Some(dir.clone());
+        let first = node(first, SECONDARY).await;
+        let mut second = config("second", Role::Secondary);
+        second.data_dir = Some(dir.clone());
+        second.component = component_path(SECONDARY);
+        let refused =
+            Node::new(runtime(), second.clone(), compiled(SECONDARY)).await.err().unwrap();
+        assert_eq!(
+            refused.to_string(),
+            format!("data directory {} is in use by pid {}", dir.display(), std::process::id())
+        );
+        drop(first);
+        let again = Node::new(runtime(), second, compiled(SECONDARY)).await;
+        assert!(again.is_ok(), "free once the first node is gone");
+        drop(again);
+        std::fs::remove_dir_all(dir).unwrap();
+    });
+}
