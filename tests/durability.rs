@@ -4,100 +4,12 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use support::nodes::Cluster;
 use support::*;
-
-/// A node with a data directory of its own, which can be killed and started again.
-struct Node {
-    name: String,
-    args: Vec<String>,
-    port: u16,
-    data: PathBuf,
-    process: Option<Process>,
-}
-
-impl Node {
-    fn new(root: &Path, name: &str, port: u16, args: &[&str]) -> Self {
-        let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-        args.extend(["--port".into(), port.to_string(), "--bind".into(), "127.0.0.1".into()]);
-        let data = root.join(name);
-        Self { name: name.to_owned(), args, port, data, process: None }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn spawn(&mut self) -> Process {
-        let mut command = replog();
-        command.env_remove("IN_MEMORY").args(&self.args).arg("--data-dir").arg(&self.data);
-        Process::spawn(&self.name, command)
-    }
-
-    fn start(&mut self) {
-        let mut process = self.spawn();
-        if self.name == "master" {
-            process.wait_writable(&self.url());
-        } else {
-            process.wait_healthy(&format!("{}/health", self.url()));
-        }
-        self.process = Some(process);
-    }
-
-    /// SIGKILL: no chance to flush or finish anything.
-    fn kill(&mut self) {
-        self.process.take().expect("running").kill();
-    }
-
-    fn output(&self) -> String {
-        self.process.as_ref().map(Process::output).unwrap_or_default()
-    }
-
-    fn segment(&self) -> PathBuf {
-        self.data.join("log").join("000000000001.seg")
-    }
-}
-
-struct Cluster {
-    root: PathBuf,
-    master: Node,
-    secondaries: Vec<Node>,
-}
-
-impl Cluster {
-    fn new(name: &str, master_args: &[&str]) -> Self {
-        let root =
-            std::env::temp_dir().join(format!("replog-durability-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        let base = free_ports(3);
-        let secondaries: Vec<Node> = (1..=2)
-            .map(|i| {
-                Node::new(
-                    &root,
-                    &format!("secondary{i}"),
-                    base + i,
-                    &["serve", "--role", "secondary"],
-                )
-            })
-            .collect();
-        let urls: Vec<String> = secondaries.iter().map(Node::url).collect();
-        let peers = urls.join(",");
-        let mut args = vec!["serve", "--role", "master", "--secondaries", &peers];
-        args.extend_from_slice(master_args);
-        let master = Node::new(&root, "master", base, &args);
-        Self { root, master, secondaries }
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.root);
-    }
-}
 
 /// Writers sending `w`s in turn until stopped (or a bound is reached); each returns the
 /// writes that were acknowledged, with their sequence numbers.
@@ -166,7 +78,7 @@ async fn check(client: &Client, cluster: &Cluster, acked: &[(u64, String)]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_killing_the_master_mid_load() {
-    let mut cluster = Cluster::new("master", &[]);
+    let mut cluster = Cluster::new("durability-master", &[]);
     for secondary in &mut cluster.secondaries {
         secondary.start();
     }
@@ -196,7 +108,7 @@ async fn acknowledged_writes_survive_killing_the_master_mid_load() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_secondary_killed_mid_load_keeps_its_log_and_is_resumed_not_restarted() {
-    let mut cluster = Cluster::new("secondary", &["--replication-timeout-ms", "3000"]);
+    let mut cluster = Cluster::new("durability-secondary", &["--replication-timeout-ms", "3000"]);
     for secondary in &mut cluster.secondaries {
         secondary.start();
     }
@@ -226,7 +138,7 @@ async fn a_secondary_killed_mid_load_keeps_its_log_and_is_resumed_not_restarted(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_master_resumes_pending_replication() {
-    let mut cluster = Cluster::new("pending", &[]);
+    let mut cluster = Cluster::new("durability-pending", &[]);
     cluster.secondaries[1].start();
     cluster.master.start();
     let client = client();
@@ -248,7 +160,7 @@ async fn a_restarted_master_resumes_pending_replication() {
 
 /// A master alone (no secondaries) holding `count` messages, then stopped.
 async fn lone_master_with(name: &str, count: usize) -> (Cluster, Client) {
-    let mut cluster = Cluster::new(name, &[]);
+    let mut cluster = Cluster::new(&format!("durability-{name}"), &[]);
     cluster.master.args.retain(|a| !a.starts_with("http://"));
     if let Some(i) = cluster.master.args.iter().position(|a| a == "--secondaries") {
         cluster.master.args.remove(i);

@@ -14,6 +14,7 @@ use hyper_util::client::legacy::{self, connect::HttpConnector};
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
+pub mod nodes;
 pub mod variant;
 pub mod wait;
 
