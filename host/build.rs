@@ -40,6 +40,9 @@ fn main() {
     }
     let built = target_dir.join("wasm32-wasip2").join("release");
     println!("cargo:rustc-env=REPLOG_BUILT_COMPONENTS={}", built.display());
+    // The components' unit tests run on the machine's own target (tests/components.rs).
+    let native = std::env::var("TARGET").expect("set by cargo");
+    println!("cargo:rustc-env=REPLOG_NATIVE_TARGET={native}");
 }
 
 /// Whether the standard library for `target` is in the active toolchain.

@@ -29,6 +29,8 @@ fn compose_program() -> Option<Vec<&'static str>> {
 struct Project {
     program: Vec<&'static str>,
     name: String,
+    /// A folder of the test's own: the Compose file and the cluster secret.
+    dir: PathBuf,
     file: PathBuf,
     image: String,
 }
@@ -67,7 +69,7 @@ impl Drop for Project {
             .args(["image", "prune", "--all", "--force", "--filter"])
             .arg(format!("label=com.docker.compose.project={}", self.name))
             .output();
-        let _ = std::fs::remove_file(&self.file);
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -91,6 +93,20 @@ fn wait_healthy(url: &str, within: Duration) {
     let deadline = Instant::now() + within;
     while blocking_get(url).is_none_or(|(status, _)| status != 200) {
         assert!(Instant::now() < deadline, "{url} not healthy within {within:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Waits until the master at `base` takes writes.
+fn wait_writable(base: &str, within: Duration) {
+    let deadline = Instant::now() + within;
+    let writable = || {
+        let (status, body) = blocking_get(&format!("{base}/health"))?;
+        let health: serde_json::Value = serde_json::from_str(&body).ok()?;
+        Some(status == 200 && health["writable"] == true)
+    };
+    while writable() != Some(true) {
+        assert!(Instant::now() < deadline, "{base} not writable within {within:?}");
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -122,12 +138,16 @@ async fn containers_replicate_fail_over_catch_up_and_swap_components() {
 
     let base = free_ports(3);
     let id = format!("{}-{base}", std::process::id());
+    let dir = std::env::temp_dir().join(format!("replog-compose-{id}"));
+    std::fs::create_dir_all(&dir).unwrap();
     let project = Project {
         program,
         name: format!("replogtest{}", id.replace('-', "")),
-        file: std::env::temp_dir().join(format!("replog-compose-{id}.yml")),
+        file: dir.join("docker-compose.yml"),
+        dir,
         image: format!("replog-test-{id}:latest"),
     };
+    let secret = project.dir.join("cluster-secret");
     // The containers mount a components folder of the test's own, so that installing a new
     // version there touches no one else's build.
     let components = std::env::temp_dir().join(format!("replog-docker-components-{id}"));
@@ -141,11 +161,18 @@ async fn containers_replicate_fail_over_catch_up_and_swap_components() {
         .args(["--replication-timeout-ms", "15000"])
         .arg("--components-dir")
         .arg(&components)
+        .arg("--secret-file")
+        .arg(&secret)
         .arg("-o")
         .arg(&project.file)
         .output()
         .unwrap();
     assert!(generated.status.success(), "{}", String::from_utf8_lossy(&generated.stderr));
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&secret).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the cluster secret is its owner's only");
+    }
     project.run(&["up", "--build", "-d"]);
 
     let size: u64 = String::from_utf8(
@@ -170,7 +197,14 @@ async fn containers_replicate_fail_over_catch_up_and_swap_components() {
     for (url, role) in urls.iter().zip(["master", "secondary", "secondary"]) {
         let (status, health) = get_json(&client, &format!("{url}/health")).await;
         assert_eq!((status, health["role"].as_str()), (200, Some(role)), "{health}");
+        assert_eq!(health["authenticated"], true, "{url} runs with the cluster secret");
     }
+    wait_writable(&urls[0], Duration::from_secs(60));
+    // Only the master may write a secondary's log: a request from anyone else is refused.
+    let forged = r#"{"epoch": 99, "prev": {"seq": 0, "epoch": 0}, "entries": [{"seq": 1, "epoch": 99, "msg": "FORGED"}], "end": 1}"#;
+    let reply = client.post(&format!("{}/replicate", urls[1]), forged).await.unwrap();
+    assert_eq!(reply.status, 401, "{}", reply.text());
+    assert!(messages(&client, &urls[1]).await.is_empty(), "nothing forged was stored");
 
     let master = &urls[0];
     let (status, json, _) =
@@ -280,7 +314,7 @@ async fn containers_replicate_fail_over_catch_up_and_swap_components() {
     // reads it back and numbering goes on.
     project.run(&["kill", "master"]);
     project.run(&["up", "-d", "master"]);
-    wait_healthy(&format!("{master}/health"), Duration::from_secs(60));
+    wait_writable(master, Duration::from_secs(60));
     assert_eq!(messages(&client, master).await, now, "the log survived the kill");
     let (status, json, _) =
         post_json(&client, &format!("{master}/messages"), r#"{"msg":"after the kill"}"#).await;
@@ -290,4 +324,5 @@ async fn containers_replicate_fail_over_catch_up_and_swap_components() {
     let logs = project.run(&["logs", "--no-color", "master"]);
     let logs = String::from_utf8_lossy(&logs.stdout);
     assert!(logs.contains("listening on http://0.0.0.0:8000") && logs.contains("sha256"), "{logs}");
+    assert!(logs.contains("switched user run_as=65534:65534"), "it serves unprivileged:\n{logs}");
 }

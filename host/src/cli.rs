@@ -137,9 +137,9 @@ impl TopologyArgs {
 struct ComposeArgs {
     #[command(flatten)]
     topology: TopologyArgs,
-    /// Where to write the Compose file (`-` for standard output). Beside it, the cluster
-    /// secret the file refers to is made once (.cluster-secret, mode 0600), and never
-    /// replaced. Nothing is written when a setting is wrong.
+    /// Where to write the Compose file (`-` for standard output). The cluster secret it refers
+    /// to is made once (--secret-file, mode 0600) and never replaced. Nothing is written when
+    /// a setting is wrong.
     #[arg(long, short, default_value = "docker-compose.yml", value_name = "FILE")]
     output: PathBuf,
     /// Image the services run.
@@ -149,6 +149,10 @@ struct ComposeArgs {
     /// file, or absolute). A new .wasm in it is swapped in by the running containers.
     #[arg(long, default_value = compose::DEFAULT_COMPONENTS_DIR, value_name = "DIR")]
     components_dir: String,
+    /// The cluster secret's file, made once if it is not there (relative to the Compose file,
+    /// or absolute).
+    #[arg(long, default_value = compose::DEFAULT_SECRET_FILE, value_name = "FILE")]
+    secret_file: String,
     /// The master's REPLICATION_TIMEOUT_MS (how long a write waits for its write concern), if
     /// not the default of 60 s.
     #[arg(long, value_name = "MS")]
@@ -517,6 +521,7 @@ impl Task {
                 let options = compose::Options {
                     image: &args.image,
                     components_dir: &args.components_dir,
+                    secret_file: &args.secret_file,
                     replication_timeout_ms: args.replication_timeout_ms,
                 };
                 let text = compose::render(&args.topology.topology()?, &options);
@@ -526,7 +531,7 @@ impl Task {
                 }
                 compose::write(&args.output, &text)?;
                 eprintln!("wrote {}", args.output.display());
-                let secret = compose::secret_path(&args.output);
+                let secret = compose::secret_path(&args.output, &args.secret_file);
                 if compose::ensure_secret(&secret)? {
                     eprintln!("wrote a new cluster secret to {} (mode 0600)", secret.display());
                 }

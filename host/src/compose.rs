@@ -30,7 +30,7 @@ pub const DATA_MOUNT: &str = "/data";
 /// The build output the containers run, relative to the Compose file.
 pub const DEFAULT_COMPONENTS_DIR: &str = "./target/components/wasm32-wasip2/release";
 /// The cluster secret's file, beside the Compose file.
-pub const SECRET_FILE: &str = ".cluster-secret";
+pub const DEFAULT_SECRET_FILE: &str = "./.cluster-secret";
 /// Its name as a Compose secret, and so its file in the containers, under /run/secrets.
 const SECRET_NAME: &str = "cluster-secret";
 /// The unprivileged user and group the containers serve as, once they have read the secret.
@@ -42,13 +42,15 @@ pub struct Options<'a> {
     pub image: &'a str,
     /// The components folder, relative to the Compose file or absolute.
     pub components_dir: &'a str,
+    /// The cluster secret's file, relative to the Compose file or absolute.
+    pub secret_file: &'a str,
     /// The master's `REPLICATION_TIMEOUT_MS`, when not the default.
     pub replication_timeout_ms: Option<u64>,
 }
 
 /// The Compose file for `topology`.
 pub fn render(topology: &Topology, options: &Options) -> String {
-    let Options { image, components_dir, replication_timeout_ms } = *options;
+    let Options { image, components_dir, secret_file, replication_timeout_ms } = *options;
     let n = topology.delays.len();
     let delays: Vec<String> = topology.delays.iter().map(|d| d.as_millis().to_string()).collect();
     let mut out = String::new();
@@ -61,14 +63,14 @@ pub fn render(topology: &Topology, options: &Options) -> String {
 # The image holds only the static replog binary. Each container runs the components mounted
 # read-only from {components_dir}:
 # a new component build needs no new image. Build both first, make the cluster secret
-# (`replog compose` writes {SECRET_FILE} once, beside this file), then start:
+# (`replog compose` writes {secret_file} once), then start:
 #   cargo build --release --target x86_64-unknown-linux-musl
 #   ./target/x86_64-unknown-linux-musl/release/replog compose
 #   docker compose up --build -d
 
 secrets:
   {SECRET_NAME}:
-    file: ./{SECRET_FILE}
+    file: {secret_file}
 
 services:
 ",
@@ -179,14 +181,14 @@ pub fn write(path: &Path, text: &str) -> std::io::Result<()> {
     }
 }
 
-/// Where the cluster secret goes for a Compose file written to `output` (`-`: standard
-/// output, so the current directory).
-pub fn secret_path(output: &Path) -> PathBuf {
+/// Where the cluster secret named `secret_file` in a Compose file written to `output` is:
+/// relative paths start from the Compose file's folder, as Compose reads them.
+pub fn secret_path(output: &Path, secret_file: &str) -> PathBuf {
     let dir = match output.parent() {
-        Some(dir) if output.as_os_str() != "-" && !dir.as_os_str().is_empty() => dir,
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
     };
-    dir.join(SECRET_FILE)
+    dir.join(secret_file)
 }
 
 /// Makes a new random cluster secret at `path`, readable by its owner only, unless a file is
@@ -217,6 +219,7 @@ mod tests {
         let options = Options {
             image: "replog:test",
             components_dir: "/srv/components",
+            secret_file: "/srv/secret",
             replication_timeout_ms: Some(15_000),
         };
         let text = render(&topology, &options);
@@ -232,7 +235,7 @@ mod tests {
             "      - /srv/components:/components:ro\n      - secondary3-data:/data\n",
             "\nvolumes:\n  secondary1-data:\n  secondary2-data:\n  secondary3-data:\n  master-data:\n",
             "      REPLICATION_TIMEOUT_MS: \"15000\"\n",
-            "secrets:\n  cluster-secret:\n    file: ./.cluster-secret\n",
+            "secrets:\n  cluster-secret:\n    file: /srv/secret\n",
             "      CLUSTER_SECRET_FILE: \"/run/secrets/cluster-secret\"\n      RUN_AS: \"65534:65534\"\n    secrets:\n      - cluster-secret\n",
         ] {
             assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
@@ -245,10 +248,13 @@ mod tests {
         use std::os::unix::fs::PermissionsExt as _;
         let dir = std::env::temp_dir().join(format!("replog-compose-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let path = secret_path(&dir.join("docker-compose.yml"));
+        let path = secret_path(&dir.join("docker-compose.yml"), DEFAULT_SECRET_FILE);
         assert_eq!(path, dir.join(".cluster-secret"));
-        assert_eq!(secret_path(Path::new("-")), Path::new("./.cluster-secret"));
-        assert_eq!(secret_path(Path::new("docker-compose.yml")), Path::new("./.cluster-secret"));
+        assert_eq!(
+            secret_path(Path::new("docker-compose.yml"), DEFAULT_SECRET_FILE),
+            Path::new("./.cluster-secret")
+        );
+        assert_eq!(secret_path(&dir.join("c.yml"), "/run/x"), Path::new("/run/x"));
         assert!(ensure_secret(&path).unwrap());
         let first = std::fs::read_to_string(&path).unwrap();
         assert!(ClusterSecret::new(&first).is_ok());

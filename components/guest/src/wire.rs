@@ -13,7 +13,6 @@
 //! Every request carries the master's proof (see [`crate::auth`]).
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 pub use crate::log::{Entry, Position, Run};
 
@@ -108,33 +107,44 @@ pub struct Entries {
 
 const EXPECTED: &str = r#"expected {"epoch": E, "prev": {"seq": S, "epoch": E}, "entries": [{"seq": S, "epoch": E, "msg": "text"}], "end": N} or {"seq": S, "msg": "text"}"#;
 
+/// Every field either form may hold, read in one pass.
+#[derive(Deserialize)]
+struct Body {
+    epoch: Option<u64>,
+    prev: Option<Position>,
+    entries: Option<Vec<Entry>>,
+    end: Option<u64>,
+    seq: Option<u64>,
+    msg: Option<String>,
+}
+
 /// Reads a `POST /replicate` body; errors are the text of the `400`.
 pub fn parse(body: &[u8]) -> Result<Replicate, String> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| format!("body is not valid JSON ({e}): {EXPECTED}"))?;
-    let Value::Object(fields) = &value else {
-        return Err(format!("expected a JSON object: {EXPECTED}"));
-    };
-    if fields.contains_key("msg") && !fields.contains_key("entries") {
-        if !fields.contains_key("seq") {
+    let body: Body = serde_json::from_slice(body)
+        .map_err(|e| format!("body is not a valid replication request ({e}): {EXPECTED}"))?;
+    if let (Some(msg), None) = (&body.msg, &body.entries) {
+        let Some(seq) = body.seq else {
             return Err(format!(
                 "an entry without \"seq\" is refused: only the master numbers messages (write to \
                  its POST /messages). {EXPECTED}"
             ));
+        };
+        if seq == 0 {
+            return Err("\"seq\" counts from 1".to_owned());
         }
-        return single(&value);
+        return Ok(Replicate::Single { seq, epoch: body.epoch, msg: msg.clone() });
     }
-    if !fields.contains_key("epoch") {
+    let Some(epoch) = body.epoch else {
         return Err(format!("nothing to replicate: {EXPECTED}"));
-    }
-    let append: Append = serde_json::from_value(value).map_err(|e| format!("{e}: {EXPECTED}"))?;
-    let Some(prev) = append.prev else {
-        if append.entries.is_empty() {
-            return Ok(Replicate::Probe { epoch: append.epoch });
+    };
+    let entries = body.entries.unwrap_or_default();
+    let Some(prev) = body.prev else {
+        if entries.is_empty() {
+            return Ok(Replicate::Probe { epoch });
         }
         return Err(format!("entries need \"prev\", the entry they follow: {EXPECTED}"));
     };
-    for (expected, entry) in (prev.seq + 1..).zip(&append.entries) {
+    for (expected, entry) in (prev.seq + 1..).zip(&entries) {
         if entry.seq != expected {
             return Err(format!(
                 "entries must follow prev without gaps: entry {} where {expected} was due",
@@ -142,23 +152,7 @@ pub fn parse(body: &[u8]) -> Result<Replicate, String> {
             ));
         }
     }
-    Ok(Replicate::Append(append))
-}
-
-fn single(value: &Value) -> Result<Replicate, String> {
-    #[derive(Deserialize)]
-    struct Single {
-        seq: u64,
-        #[serde(default)]
-        epoch: Option<u64>,
-        msg: String,
-    }
-    let Single { seq, epoch, msg } = Single::deserialize(value)
-        .map_err(|e| format!("{e}: \"seq\" must be a whole number and \"msg\" a string"))?;
-    if seq == 0 {
-        return Err("\"seq\" counts from 1".to_owned());
-    }
-    Ok(Replicate::Single { seq, epoch, msg })
+    Ok(Replicate::Append(Append { epoch, prev: Some(prev), entries, end: body.end }))
 }
 
 #[cfg(test)]
@@ -211,9 +205,10 @@ mod tests {
             ),
             (br#"{"epoch": "one"}"#, "invalid type"),
             (br#"{"seq": 0, "msg": "x"}"#, "counts from 1"),
-            (br#"{"seq": -1, "msg": "x"}"#, "whole number"),
-            (b"[1]", "JSON object"),
-            (b"{", "not valid JSON"),
+            (br#"{"seq": -1, "msg": "x"}"#, "invalid value"),
+            (br#"{"seq": 1, "msg": 7}"#, "invalid type"),
+            (b"[1]", "not a valid replication request"),
+            (b"{", "not a valid replication request"),
             (b"{}", "nothing to replicate"),
         ] {
             let error = parse(body).unwrap_err();

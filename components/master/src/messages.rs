@@ -84,16 +84,18 @@ pub fn post(request: &Request, out: ResponseOutparam, settings: &Settings) {
         Ok(new) => new,
         Err(why) => return Response::error(400, &why).send(out),
     };
-    if let Some(closed) = closed() {
-        return closed.with_header("retry-after", "1").send(out);
-    }
+    // Whether the master is open at all is the host's to enforce on `append`; asking first
+    // would cost every write a call, so the mode is looked at only when a write is refused.
     if let Err(refusal) = quorum::check(nodes) {
-        return Response::json(503, &refusal).send(out);
+        return closed().unwrap_or_else(|| Response::json(503, &refusal)).send(out);
     }
     let w = new.w.unwrap_or(nodes);
     let seq = match sequencer::append(&new.msg) {
         Ok(seq) => seq,
         Err(e) => {
+            if let (LogError::Closed(_), Some(closed)) = (&e, closed()) {
+                return closed.send(out);
+            }
             let why = format!("the log did not take the message: {}", describe(&e));
             return Response::error(503, &why).send(out);
         }
@@ -171,7 +173,7 @@ fn closed() -> Option<Response> {
             true,
         ),
     };
-    Some(Response::json(503, &Closed { error, recovering, fenced }))
+    Some(Response::json(503, &Closed { error, recovering, fenced }).with_header("retry-after", "1"))
 }
 
 fn describe(error: &LogError) -> String {

@@ -44,8 +44,11 @@ pub fn recover() -> Option<u64> {
             Err(why) => format!("{url} ({why})"),
         })
         .collect();
-    let named: Vec<(&str, Option<&Heard>)> =
-        labels.iter().zip(&heard).map(|(label, (_, h))| (label.as_str(), h.as_ref().ok())).collect();
+    let named: Vec<(&str, Option<&Heard>)> = labels
+        .iter()
+        .zip(&heard)
+        .map(|(label, (_, h))| (label.as_str(), h.as_ref().ok()))
+        .collect();
     let again = Some(millis(settings.heartbeat));
     match policy::recovery(own, &named, settings.force_recovery) {
         Recovery::Wait(why) | Recovery::Diverged(why) => {
@@ -122,7 +125,8 @@ fn ask_everyone(settings: &Settings, epoch: u64) -> Vec<(String, Result<Heard, S
                         )),
                     }
                 });
-            let heard = answer.map(|ack| Heard { epoch: ack.epoch, last: ack.last, runs: ack.runs });
+            let heard =
+                answer.map(|ack| Heard { epoch: ack.epoch, last: ack.last, runs: ack.runs });
             (peer.url.clone(), heard)
         })
         .collect()

@@ -91,8 +91,7 @@ impl Stream<'_> {
     /// Sends what the secondary lacks after what it acknowledged, or a heartbeat.
     fn send(self, len: u64) -> Wake {
         let after = self.known.acked;
-        let prev = Position { seq: after, epoch: log::epoch_at(after).unwrap_or_default() };
-        let entries = batch(after + 1, len);
+        let (prev, entries) = batch(after, len);
         let sent = entries.last().map_or(prev, |e| Position { seq: e.seq, epoch: e.epoch });
         let append = Append { epoch: self.epoch, prev: Some(prev), entries, end: Some(len) };
         let ack = match self.exchange(&append) {
@@ -213,18 +212,24 @@ impl Stream<'_> {
     }
 }
 
-/// The entries `from..=to`, cut short once their JSON passes `BATCH_BYTES` (at least one when
-/// there are any).
-fn batch(from: u64, to: u64) -> Vec<Entry> {
+/// The entry at `after` (where the secondary's log agrees with ours), and the entries after it
+/// up to `to`, cut short once their JSON passes `BATCH_BYTES` (at least one when there are
+/// any). The first read brings `after` along, for its epoch.
+fn batch(after: u64, to: u64) -> (Position, Vec<Entry>) {
+    let mut prev = Position { seq: 0, epoch: 0 };
     let mut entries: Vec<Entry> = Vec::new();
     let mut bytes = 0;
-    let mut next = from;
+    let mut next = after.max(1);
     while next <= to && bytes < BATCH_BYTES {
         let want = u32::try_from(to - next + 1).unwrap_or(u32::MAX).min(READ_CHUNK);
         let chunk = log::read(next, want);
         let Some(last) = chunk.last() else { break };
         next = last.seq + 1;
         for entry in chunk {
+            if entry.seq == after {
+                prev = Position { seq: entry.seq, epoch: entry.epoch };
+                continue;
+            }
             bytes += json_len(&entry) + 1;
             entries.push(entry);
             if bytes >= BATCH_BYTES {
@@ -232,7 +237,7 @@ fn batch(from: u64, to: u64) -> Vec<Entry> {
             }
         }
     }
-    entries
+    (prev, entries)
 }
 
 /// The length of `value` as JSON, without building it.

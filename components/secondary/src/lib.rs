@@ -88,14 +88,15 @@ fn health(settings: &Settings) -> Response {
         authenticated: bool,
         component: about::Running,
     }
-    let last = log::host::last();
+    let bindings::replog::node::replica::Snapshot { epoch, last, .. } =
+        bindings::replog::node::replica::state();
     Response::json(
         200,
         &Health {
             status: "ok",
             role: "secondary",
             count: last.seq,
-            epoch: bindings::replog::node::replica::epoch(),
+            epoch,
             last,
             delay_ms: settings.delay_ms,
             authenticated: replog_guest::auth::enabled(),

@@ -44,12 +44,17 @@ pub struct Apply {
     pub matched: Position,
 }
 
-/// Which held entries `decide` looks at for `append`: from `prev` to one past its last entry.
-pub fn needed(append: &Append) -> (u64, u32) {
-    let prev = append.prev.unwrap_or_default().seq;
-    let start = prev.max(1);
-    let last = prev + append.entries.len() as u64;
-    (start, u32::try_from(last + 2 - start).unwrap_or(u32::MAX))
+/// Which held entries `decide` looks at for `append` on a log ending at `last`: from `prev` to
+/// one past the request's last entry; none when `prev` is the log's last entry (the usual
+/// case: there is nothing past it to compare).
+pub fn needed(append: &Append, last: Position) -> Option<(u64, u32)> {
+    let prev = append.prev.unwrap_or_default();
+    if prev == last {
+        return None;
+    }
+    let start = prev.seq.max(1);
+    let end = prev.seq + append.entries.len() as u64;
+    Some((start, u32::try_from(end + 2 - start).unwrap_or(u32::MAX)))
 }
 
 pub fn decide(append: &Append, local: &Local) -> Decision {
@@ -60,7 +65,10 @@ pub fn decide(append: &Append, local: &Local) -> Decision {
         seq.checked_sub(local.held_from).and_then(|i| local.held.get(usize::try_from(i).ok()?))
     };
     let prev = append.prev.unwrap_or_default();
-    if prev.seq > 0 && held_at(prev.seq).is_none_or(|held| held.epoch != prev.epoch) {
+    let holds_prev = prev.seq == 0
+        || prev == local.last
+        || held_at(prev.seq).is_some_and(|held| held.epoch == prev.epoch);
+    if !holds_prev {
         return Decision::Mismatch;
     }
     let mut apply = Apply {
@@ -112,13 +120,13 @@ mod tests {
 
     /// A node whose log is `log` (seq 1 first) and whose recorded epoch is `epoch`.
     fn decide_on(log: &[Entry], epoch: u64, append: &Append) -> Decision {
-        let (start, count) = needed(append);
+        let last = log.last().map_or(pos(0, 0), |e| pos(e.seq, e.epoch));
+        let (start, count) = needed(append, last).unwrap_or((last.seq + 1, 0));
         let held: Vec<Entry> = log
             .iter()
             .filter(|e| e.seq >= start && e.seq < start + u64::from(count))
             .cloned()
             .collect();
-        let last = log.last().map_or(pos(0, 0), |e| pos(e.seq, e.epoch));
         decide(append, &Local { epoch, last, held_from: start, held: &held })
     }
 
@@ -201,8 +209,12 @@ mod tests {
     }
 
     #[test]
-    fn the_held_range_covers_prev_to_one_past_the_last_entry() {
-        assert_eq!(needed(&append(1, pos(0, 0), vec![], 0)), (1, 1));
-        assert_eq!(needed(&append(1, pos(4, 1), vec![entry(5, 1, "e")], 5)), (4, 3));
+    fn the_held_range_covers_prev_to_one_past_the_last_entry_unless_prev_is_last() {
+        assert_eq!(needed(&append(1, pos(0, 0), vec![], 0), pos(3, 1)), Some((1, 1)));
+        assert_eq!(
+            needed(&append(1, pos(4, 1), vec![entry(5, 1, "e")], 5), pos(9, 1)),
+            Some((4, 3))
+        );
+        assert_eq!(needed(&append(1, pos(4, 1), vec![entry(5, 1, "e")], 5), pos(4, 1)), None);
     }
 }

@@ -44,7 +44,9 @@ pub fn post(request: &Request, settings: &Settings) -> Response {
     };
     let response = match wire::parse(&body) {
         Err(why) => return Response::error(400, &why),
-        Ok(Replicate::Probe { .. }) => return Response::json(200, &state(settings, AckStatus::Ok)),
+        Ok(Replicate::Probe { .. }) => {
+            return Response::json(200, &state(settings, AckStatus::Ok, &replica::state()));
+        }
         // Heartbeats and repairs carry no entries: no delay, no injected fault.
         Ok(Replicate::Append(append)) if append.entries.is_empty() => {
             return apply(&append, settings);
@@ -102,7 +104,8 @@ pub fn get(request: &Request, settings: &Settings) -> Response {
             }
         }
     }
-    Response::json(200, &Entries { entries, epoch: replica::epoch(), last: log::last() })
+    let replica::Snapshot { epoch, last, .. } = replica::state();
+    Response::json(200, &Entries { entries, epoch, last })
 }
 
 fn delay(settings: &Settings) {
@@ -111,16 +114,16 @@ fn delay(settings: &Settings) {
     }
 }
 
-/// Where this node's log stands: the answer to a probe, and to an append that did not match.
-fn state(settings: &Settings, status: AckStatus) -> Ack {
-    let last = log::last();
+/// Where this node's log stands (`state`), as an answer; callers add what their request did.
+fn standing(settings: &Settings, status: AckStatus, state: &replica::Snapshot) -> Ack {
+    let last = state.last;
     Ack {
         status,
-        epoch: replica::epoch(),
+        epoch: state.epoch,
         last,
         count: last.seq,
         matched: None,
-        runs: log::runs(),
+        runs: Vec::new(),
         added: 0,
         duplicates: 0,
         truncated: 0,
@@ -129,63 +132,64 @@ fn state(settings: &Settings, status: AckStatus) -> Ack {
     }
 }
 
+/// The answer to a probe, and to an append that did not match: with the log's runs, so that
+/// the master finds where the two logs agree.
+fn state(settings: &Settings, status: AckStatus, state: &replica::Snapshot) -> Ack {
+    Ack { runs: log::runs(), ..standing(settings, status, state) }
+}
+
 fn apply(append: &Append, settings: &Settings) -> Response {
     for _ in 0..ATTEMPTS {
-        let version = replica::version();
-        let (start, count) = plan::needed(append);
-        let held = log::read(start, count);
-        let local =
-            Local { epoch: replica::epoch(), last: log::last(), held_from: start, held: &held };
+        let now = replica::state();
+        let (held_from, held) = match plan::needed(append, now.last) {
+            Some((start, count)) => (start, log::read(start, count)),
+            None => (now.last.seq + 1, Vec::new()),
+        };
+        let local = Local { epoch: now.epoch, last: now.last, held_from, held: &held };
         let change = match plan::decide(append, &local) {
-            Decision::Fenced => return fenced(append.epoch, local.epoch),
+            Decision::Fenced => return fenced(append.epoch, now.epoch),
             Decision::Mismatch => {
                 // Record a newer master's epoch all the same: older ones are refused from now on.
                 let change = replica::Change {
-                    version,
+                    version: now.version,
                     epoch: append.epoch,
                     truncate_after: None,
                     entries: Vec::new(),
                 };
                 match replica::write(&change) {
-                    Ok(_) => return Response::json(200, &state(settings, AckStatus::Mismatch)),
+                    Ok(after) => {
+                        return Response::json(200, &state(settings, AckStatus::Mismatch, &after));
+                    }
                     Err(LogError::Moved(_)) => continue,
                     Err(e) => return refused(&e),
                 }
             }
             Decision::Apply(apply) => apply,
         };
-        let dropped =
-            change.truncate_after.map(|after| (after, log::read(after + 1, 1), local.last));
+        let dropped = change.truncate_after.map(|after| (after, log::read(after + 1, 1), now.last));
         let write = replica::Change {
-            version,
+            version: now.version,
             epoch: append.epoch,
             truncate_after: change.truncate_after,
             entries: change.entries,
         };
         let added = write.entries.len() as u32;
-        match replica::write(&write) {
-            Ok(_) => {}
+        let after = match replica::write(&write) {
+            Ok(after) => after,
             Err(LogError::Moved(_)) => continue,
             Err(e) => return refused(&e),
-        }
+        };
         if let Some((after, first, last)) = dropped {
             report_repair(after, first.first(), last, append.epoch);
         }
-        let last = log::last();
         return Response::json(
             200,
             &Ack {
-                status: AckStatus::Ok,
-                epoch: replica::epoch(),
-                last,
-                count: last.seq,
                 matched: Some(change.matched),
-                runs: Vec::new(),
                 added,
                 duplicates: change.duplicates,
                 truncated: change.truncated,
-                duplicate: None,
-                delay_ms: settings.delay_ms,
+                ..standing(settings, AckStatus::Ok, &after)
             },
         );
     }
@@ -195,13 +199,11 @@ fn apply(append: &Append, settings: &Settings) -> Response {
 /// The original project's single entry: stored if it continues the log, a duplicate if held.
 fn single(seq: u64, epoch: Option<u64>, msg: String, settings: &Settings) -> Response {
     for _ in 0..ATTEMPTS {
-        let version = replica::version();
-        let recorded = replica::epoch();
-        if let Some(epoch) = epoch.filter(|epoch| *epoch < recorded) {
-            return fenced(epoch, recorded);
+        let now = replica::state();
+        if let Some(epoch) = epoch.filter(|epoch| *epoch < now.epoch) {
+            return fenced(epoch, now.epoch);
         }
-        let last = log::last();
-        let (added, duplicate) = if seq <= last.seq {
+        let (added, duplicate, after) = if seq <= now.last.seq {
             let held = log::read(seq, 1).pop();
             if held.is_none_or(|held| held.msg != msg) {
                 return Response::error(
@@ -209,18 +211,18 @@ fn single(seq: u64, epoch: Option<u64>, msg: String, settings: &Settings) -> Res
                     &format!("this node holds a different message at seq {seq}"),
                 );
             }
-            (0, true)
-        } else if seq == last.seq + 1 {
-            let entry =
-                Entry { seq, epoch: epoch.unwrap_or(last.epoch).max(last.epoch), msg: msg.clone() };
+            (0, true, now)
+        } else if seq == now.last.seq + 1 {
+            // Without an epoch it joins the last entry's (epochs never decrease along a log).
+            let entry = Entry { seq, epoch: epoch.unwrap_or(now.last.epoch), msg: msg.clone() };
             let change = replica::Change {
-                version,
+                version: now.version,
                 epoch: epoch.unwrap_or(0),
                 truncate_after: None,
                 entries: vec![entry],
             };
             match replica::write(&change) {
-                Ok(_) => (1, false),
+                Ok(after) => (1, false, after),
                 Err(LogError::Moved(_)) => continue,
                 Err(e) => return refused(&e),
             }
@@ -229,25 +231,17 @@ fn single(seq: u64, epoch: Option<u64>, msg: String, settings: &Settings) -> Res
                 409,
                 &format!(
                     "seq {seq} leaves a gap: this node holds up to {}; send from there",
-                    last.seq
+                    now.last.seq
                 ),
             );
         };
-        let last = log::last();
         return Response::json(
             200,
             &Ack {
-                status: AckStatus::Ok,
-                epoch: replica::epoch(),
-                last,
-                count: last.seq,
-                matched: None,
-                runs: Vec::new(),
                 added,
                 duplicates: u32::from(duplicate),
-                truncated: 0,
                 duplicate: Some(duplicate),
-                delay_ms: settings.delay_ms,
+                ..standing(settings, AckStatus::Ok, &after)
             },
         );
     }

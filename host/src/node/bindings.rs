@@ -225,23 +225,28 @@ impl Pollable for Settled {
 }
 
 impl replica::Host for NodeView<'_> {
-    fn epoch(&mut self) -> u64 {
-        self.state.log.epoch()
+    fn state(&mut self) -> replica::Snapshot {
+        replica_state(&self.state.log)
     }
 
-    fn version(&mut self) -> u64 {
-        self.state.log.version()
-    }
-
-    async fn write(&mut self, change: replica::Change) -> Result<u64, types::LogError> {
+    async fn write(
+        &mut self,
+        change: replica::Change,
+    ) -> Result<replica::Snapshot, types::LogError> {
         let change = state::Change {
             version: change.version,
             epoch: change.epoch,
             truncate_after: change.truncate_after,
             entries: change.entries.into_iter().map(Into::into).collect(),
         };
-        Ok(self.state.log.write(change).await?)
+        self.state.log.write(change).await?;
+        Ok(replica_state(&self.state.log))
     }
+}
+
+fn replica_state(log: &state::Log) -> replica::Snapshot {
+    let state::Snapshot { epoch, last, version } = log.snapshot();
+    replica::Snapshot { epoch, last: log::Position { seq: last.seq, epoch: last.epoch }, version }
 }
 
 impl From<state::PeerStatus> for peers::Status {

@@ -44,6 +44,14 @@ pub struct Run {
     pub first: u64,
 }
 
+/// The log's epoch, end and version, read together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Snapshot {
+    pub epoch: u64,
+    pub last: Position,
+    pub version: u64,
+}
+
 /// A change to the whole log, applied at once (durably, when the log is on disk) or not at all.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Change {
@@ -101,12 +109,12 @@ struct Inner {
     epoch: u64,
     /// Changes with every visible change.
     version: u64,
-    /// Entries handed to the disk and not yet durable; appends number after them.
+    /// Entries handed to the disk and not yet durable.
     pending: u64,
-    /// The epoch of the last entry handed to the disk (for appends, which follow it).
-    pending_epoch: u64,
-    /// Whether a `write` is on its way to the disk (appends wait for none: they are refused).
-    writing: bool,
+    /// Where the log will end once everything handed to the disk is durable: appends number
+    /// after it. (It stays right when a writer gives up waiting: what was handed over is
+    /// written all the same.)
+    planned: Position,
     /// The last group-commit ticket handed out.
     ticket: u64,
 }
@@ -183,6 +191,12 @@ impl Log {
         self.shared.read().version
     }
 
+    /// Epoch, end and version at one instant.
+    pub fn snapshot(&self) -> Snapshot {
+        let inner = self.shared.read();
+        Snapshot { epoch: inner.epoch, last: inner.last(), version: inner.version }
+    }
+
     /// The epoch of the entry at `seq` (`Some(0)` for `seq` 0, before the first entry).
     pub fn epoch_at(&self, seq: u64) -> Option<u64> {
         self.shared.read().epoch_at(seq)
@@ -218,10 +232,7 @@ impl Log {
     pub async fn append(&self, msg: String, epoch: u64) -> Result<u64, LogError> {
         let (seq, ticket) = {
             let mut inner = self.shared.write();
-            if inner.writing {
-                return Err(LogError::Invalid("the log is being rewritten".to_owned()));
-            }
-            let after = if inner.pending > 0 { inner.pending_epoch } else { inner.last().epoch };
+            let after = inner.planned.epoch;
             if epoch < after || epoch > inner.epoch {
                 return Err(LogError::Invalid(format!(
                     "cannot append in epoch {epoch}: the log's last entry is of epoch {after} and \
@@ -229,14 +240,14 @@ impl Log {
                     inner.epoch
                 )));
             }
-            let seq = inner.len() + inner.pending + 1;
+            let seq = inner.planned.seq + 1;
+            inner.planned = Position { seq, epoch };
             let Some(durable) = &self.durable else {
                 inner.push(epoch, msg);
                 self.shared.changed(&mut inner);
                 return Ok(seq);
             };
             inner.pending += 1;
-            inner.pending_epoch = epoch;
             inner.ticket += 1;
             durable.submit(inner.ticket, vec![Record::Entry { seq, epoch, msg }]);
             (seq, inner.ticket)
@@ -265,27 +276,37 @@ impl Log {
                 self.shared.changed(&mut inner);
                 return Ok(inner.version);
             };
-            for record in &records {
-                if let Record::Entry { epoch, .. } = record {
-                    inner.pending += 1;
-                    inner.pending_epoch = *epoch;
-                }
-            }
-            inner.writing = true;
+            inner.planned = planned_after(inner.last(), &records, |seq| inner.epoch_at(seq));
+            inner.pending +=
+                records.iter().filter(|r| matches!(r, Record::Entry { .. })).count() as u64;
             inner.ticket += 1;
             durable.submit(inner.ticket, records);
             inner.ticket
         };
-        let written = self.wait(ticket).await;
-        let mut inner = self.shared.write();
-        inner.writing = false;
-        written.map(|()| inner.version)
+        self.wait(ticket).await?;
+        Ok(self.shared.read().version)
     }
 
     async fn wait(&self, ticket: u64) -> Result<(), LogError> {
         let durable = self.durable.as_ref().expect("tickets are only handed out with a disk");
         durable.wait(ticket).await.map_err(LogError::Storage)
     }
+}
+
+/// Where a log that ends at `last` ends once `records` are applied (`epoch_at` tells the
+/// epochs it holds, for a truncation).
+fn planned_after(
+    last: Position,
+    records: &[Record],
+    epoch_at: impl Fn(u64) -> Option<u64>,
+) -> Position {
+    records.iter().fold(last, |end, record| match record {
+        Record::Entry { seq, epoch, .. } => Position { seq: *seq, epoch: *epoch },
+        Record::Truncate { after } if *after < end.seq => {
+            Position { seq: *after, epoch: epoch_at(*after).unwrap_or_default() }
+        }
+        Record::Truncate { .. } | Record::Epoch { .. } => end,
+    })
 }
 
 /// Rebuilds the log from its records; returns it with the number of entries left past a gap
@@ -320,6 +341,7 @@ fn replay(records: Vec<Record>, node: &str) -> (Inner, usize) {
         }
     }
     inner.epoch = inner.epoch.max(inner.last().epoch);
+    inner.planned = inner.last();
     (inner, ahead.len())
 }
 
@@ -341,6 +363,9 @@ impl Shared {
     /// After a visible change: a new version, and a word to whoever follows the log.
     fn changed(&self, inner: &mut Inner) {
         inner.version += 1;
+        if inner.pending == 0 {
+            inner.planned = inner.last();
+        }
         self.grown.send_replace(inner.len());
     }
 }

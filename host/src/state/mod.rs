@@ -14,7 +14,7 @@ mod segments;
 
 pub use self::gate::{Gate, Mode};
 pub use self::lock::DirLock;
-pub use self::log::{Change, Entry, Log, LogError, Position, Run};
+pub use self::log::{Change, Entry, Log, LogError, Position, Run, Snapshot};
 pub use self::peers::{Contact, Peer, PeerStatus, Peers};
 pub use self::segments::{Replayed, StorageError};
 
