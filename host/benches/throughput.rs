@@ -191,13 +191,19 @@ fn main() {
 /// the `replog` binary on it and times how long it takes to answer.
 async fn restart_with(dir: &Path, messages: u64) -> (u64, Duration) {
     {
-        let (log, _) = replog::state::Log::open(&dir.join("log"), "restart").unwrap();
+        let (log, _) = replog::state::Log::open(
+            &dir.join("log"),
+            "restart",
+            replog::state::DEFAULT_KEY_WINDOW,
+        )
+        .unwrap();
         let mut seq = 1;
         while seq <= messages {
             let entries: Vec<_> = (seq..(seq + 10_000).min(messages + 1))
                 .map(|s| replog::state::Entry {
                     seq: s,
                     epoch: 1,
+                    key: None,
                     msg: format!("message number {s:07} of the restart test"),
                 })
                 .collect();
@@ -378,7 +384,9 @@ impl Cluster {
         let log = &self.master().state().log;
         let epoch = log.epoch();
         for i in log.len()..messages {
-            log.append(format!("catch-up filler message number {i:06}"), epoch).await.unwrap();
+            log.append(format!("catch-up filler message number {i:06}"), epoch, None)
+                .await
+                .unwrap();
         }
         self.settled(Duration::from_secs(60)).await;
         let (running, addr) = self.secondaries.pop().unwrap();

@@ -18,7 +18,7 @@ use tracing_subscriber::EnvFilter;
 use crate::cluster;
 use crate::components;
 use crate::compose;
-use crate::config::{self, Limits, NodeConfig, PeerUrl, Replication, Role, Topology};
+use crate::config::{self, Edge, Limits, NodeConfig, PeerUrl, Replication, Role, Topology};
 use crate::privileges::RunAs;
 use crate::reload::Reloader;
 use crate::runtime::{Runtime, RuntimeConfig};
@@ -265,6 +265,33 @@ struct NodeArgs {
     /// answered 503.
     #[arg(long, env = "MAX_INSTANCES", default_value_t = 1000)]
     max_instances: u32,
+    /// Of those, how many client requests may never take: kept for replication, recovery and
+    /// health checks [default: 16, or half of MAX_INSTANCES when that is fewer].
+    #[arg(long, env = "RESERVED_INSTANCES", value_name = "N")]
+    reserved_instances: Option<u32>,
+    /// How long a connection may wait for its next request before it is closed.
+    #[arg(long, env = "IDLE_TIMEOUT_MS", value_name = "MS",
+        default_value_t = Edge::default().idle_timeout.as_millis() as u64)]
+    idle_timeout_ms: u64,
+    /// How long a request may take from its first byte to the end of its headers; past it the
+    /// client gets 408.
+    #[arg(long, env = "HEADER_TIMEOUT_MS", value_name = "MS",
+        default_value_t = Edge::default().header_timeout.as_millis() as u64)]
+    header_timeout_ms: u64,
+    /// How long a request's whole body may take to arrive; past it the client gets 408. Bodies
+    /// are received before a component instance is taken.
+    #[arg(long, env = "BODY_TIMEOUT_MS", value_name = "MS",
+        default_value_t = Edge::default().body_timeout.as_millis() as u64)]
+    body_timeout_ms: u64,
+    /// Connections a node keeps open at once; one more is answered 503 and closed.
+    #[arg(long, env = "MAX_CONNECTIONS", value_name = "N",
+        default_value_t = Edge::default().max_connections)]
+    max_connections: usize,
+    /// How many idempotency keys (a write's "id" or Idempotency-Key) a node remembers; a retry
+    /// older than that is taken as a new write.
+    #[arg(long, env = "IDEMPOTENCY_KEYS", value_name = "N",
+        default_value_t = crate::state::DEFAULT_KEY_WINDOW)]
+    idempotency_keys: usize,
     /// A master that lost its log takes writes once the secondaries that answer have given it
     /// theirs, without waiting for every secondary: writes acknowledged only by the missing
     /// ones may be dropped when they come back. For one start, after a disk loss, when a
@@ -324,7 +351,37 @@ impl NodeArgs {
         if self.max_instances == 0 {
             bail!("MAX_INSTANCES must be at least 1");
         }
-        Ok(RuntimeConfig { max_instances: self.max_instances, memory_bytes: limits.memory_bytes })
+        let reserved =
+            self.reserved_instances.unwrap_or(RuntimeConfig::default_reserve(self.max_instances));
+        if reserved >= self.max_instances {
+            bail!(
+                "RESERVED_INSTANCES={reserved} leaves clients nothing of MAX_INSTANCES={}",
+                self.max_instances
+            );
+        }
+        Ok(RuntimeConfig {
+            max_instances: self.max_instances,
+            reserved_instances: reserved,
+            memory_bytes: limits.memory_bytes,
+        })
+    }
+
+    fn edge(&self) -> anyhow::Result<Edge> {
+        let ms = |name: &str, ms: u64| {
+            if ms == 0 {
+                bail!("{name} must be at least 1");
+            }
+            Ok(Duration::from_millis(ms))
+        };
+        if self.max_connections == 0 {
+            bail!("MAX_CONNECTIONS must be at least 1");
+        }
+        Ok(Edge {
+            idle_timeout: ms("IDLE_TIMEOUT_MS", self.idle_timeout_ms)?,
+            header_timeout: ms("HEADER_TIMEOUT_MS", self.header_timeout_ms)?,
+            body_timeout: ms("BODY_TIMEOUT_MS", self.body_timeout_ms)?,
+            max_connections: self.max_connections,
+        })
     }
 }
 
@@ -337,6 +394,7 @@ impl ClusterArgs {
         let limits = self.node.limits()?;
         let replication = self.node.replication()?;
         let fault_rate = self.node.fault_rate()?;
+        let edge = self.node.edge()?;
         // Secondaries are reached over loopback when listening on every address.
         let peer_host =
             if self.bind.is_unspecified() { IpAddr::from([127, 0, 0, 1]) } else { self.bind };
@@ -350,6 +408,8 @@ impl ClusterArgs {
             replication,
             fault_rate,
             max_body_bytes: self.node.max_body_bytes,
+            edge,
+            key_window: self.node.idempotency_keys,
             limits,
             secret: Some(secret.clone()),
             force_recovery: self.node.force_recovery,
@@ -427,6 +487,8 @@ impl ServeArgs {
             replication,
             fault_rate,
             max_body_bytes: self.node.max_body_bytes,
+            edge: self.node.edge()?,
+            key_window: self.node.idempotency_keys,
             limits: self.node.limits()?,
             secret,
             force_recovery: self.node.force_recovery,

@@ -20,6 +20,16 @@ pub enum Role {
 }
 
 impl Role {
+    /// Largest request body the role takes unless told otherwise. A secondary's is larger than
+    /// the master's client limit: a batch carries many messages, and JSON escaping can grow
+    /// each one.
+    pub fn default_max_body_bytes(self) -> u64 {
+        match self {
+            Role::Master => 1 << 20,
+            Role::Secondary => 16 << 20,
+        }
+    }
+
     /// File name of the role's component in a build or components directory.
     pub fn component_file(self) -> &'static str {
         match self {
@@ -113,6 +123,33 @@ impl Default for Limits {
     }
 }
 
+/// The HTTP edge: how long a client may take and how much it may hold, so that slow or
+/// careless clients cannot tie a node up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Edge {
+    /// How long a connection may wait for its next request (keep-alive) before it is closed.
+    pub idle_timeout: Duration,
+    /// How long a request may take from its first byte to the end of its headers; past it the
+    /// client gets `408` and the connection is closed.
+    pub header_timeout: Duration,
+    /// How long a request's whole body may take to arrive; past it, `408`. The body is
+    /// received before a component instance is taken for the request.
+    pub body_timeout: Duration,
+    /// Connections a node keeps open at once; one more is answered `503` and closed.
+    pub max_connections: usize,
+}
+
+impl Default for Edge {
+    fn default() -> Self {
+        Self {
+            idle_timeout: Duration::from_secs(60),
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            max_connections: 1024,
+        }
+    }
+}
+
 /// How the master replicates, and how long writers wait.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Replication {
@@ -200,8 +237,11 @@ pub struct NodeConfig {
     /// A secondary's share of replications answered `500` after storing (fault injection for
     /// tests; 0 in production).
     pub fault_rate: f64,
-    /// Largest request body the component accepts; its own default when `None`.
+    /// Largest request body the node takes; the role's default when `None`.
     pub max_body_bytes: Option<u64>,
+    pub edge: Edge,
+    /// How many idempotency keys the log remembers.
+    pub key_window: usize,
     /// Where the node keeps its log; in memory only when `None`.
     pub data_dir: Option<PathBuf>,
     pub limits: Limits,
@@ -231,6 +271,8 @@ impl NodeConfig {
             replication: Replication::default(),
             fault_rate: 0.0,
             max_body_bytes: None,
+            edge: Edge::default(),
+            key_window: crate::state::DEFAULT_KEY_WINDOW,
             data_dir: None,
             limits: Limits::default(),
             secret: None,
@@ -267,10 +309,13 @@ impl NodeConfig {
                 }
             }
         }
-        if let Some(max) = self.max_body_bytes {
-            env.push(("MAX_BODY_BYTES".to_owned(), max.to_string()));
-        }
+        env.push(("MAX_BODY_BYTES".to_owned(), self.body_limit().to_string()));
         env
+    }
+
+    /// Largest request body the node takes.
+    pub fn body_limit(&self) -> u64 {
+        self.max_body_bytes.unwrap_or(self.role.default_max_body_bytes())
     }
 
     /// The only `host:port`s this node's component may send requests to.

@@ -46,8 +46,8 @@ fn entries_a_secondary_got_from_elsewhere_are_never_counted_and_are_replaced() {
         let secondary = running.node("s").unwrap();
         let log = &secondary.state().log;
         let forged = vec![
-            Entry { seq: 1, epoch: 0, msg: "FORGED".into() },
-            Entry { seq: 2, epoch: 0, msg: "FORGED too".into() },
+            Entry { seq: 1, epoch: 0, key: None, msg: "FORGED".into() },
+            Entry { seq: 2, epoch: 0, key: None, msg: "FORGED too".into() },
         ];
         log.write(Change { version: log.version(), entries: forged, ..Change::default() })
             .await

@@ -231,19 +231,58 @@ impl Cluster {
 
 /// GET without an async runtime, for readiness checks.
 pub fn blocking_get(url: &str) -> Option<(u16, String)> {
+    blocking("GET", url, "")
+}
+
+/// POST without an async runtime; panics without an answer.
+pub fn blocking_post(url: &str, body: &str) -> (u16, String) {
+    blocking("POST", url, body).unwrap_or_else(|| panic!("no answer to POST {url}"))
+}
+
+/// The messages `base` holds, without an async runtime.
+pub fn messages_blocking(base: &str) -> Vec<String> {
+    let (status, body) = blocking_get(&format!("{base}/messages")).expect("an answer");
+    assert_eq!(status, 200, "{body}");
+    let json: Value = serde_json::from_str(&body).unwrap();
+    json["messages"].as_array().unwrap().iter().map(|m| m.as_str().unwrap().to_owned()).collect()
+}
+
+/// One request on a connection of its own, answered with a length or in chunks.
+fn blocking(method: &str, url: &str, body: &str) -> Option<(u16, String)> {
     use std::io::{Read, Write};
     let rest = url.strip_prefix("http://")?;
     let (authority, path) = rest.split_once('/').map(|(a, p)| (a, format!("/{p}")))?;
     let addr: SocketAddr = authority.parse().ok()?;
     let mut stream =
         std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n").ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .ok()?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).ok()?;
+    let response = String::from_utf8_lossy(&response).into_owned();
     let status = response.split(' ').nth(1)?.parse().ok()?;
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
-    Some((status, body))
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
+    Some((status, if chunked { unchunk(body) } else { body.to_owned() }))
+}
+
+/// The data of a chunked body.
+fn unchunk(mut body: &str) -> String {
+    let mut data = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else { break };
+        if size == 0 || rest.len() < size {
+            break;
+        }
+        data.push_str(&rest[..size]);
+        body = rest[size..].strip_prefix("\r\n").unwrap_or(&rest[size..]);
+    }
+    data
 }
 
 /// An HTTP/1 client on the hyper stack the host is built on. A second HTTP library for the
@@ -273,11 +312,21 @@ pub type ClientError = Box<dyn std::error::Error + Send + Sync>;
 
 impl Client {
     pub async fn get(&self, url: &str) -> Result<Reply, ClientError> {
-        self.send(http::Method::GET, url, Bytes::new()).await
+        self.send(http::Method::GET, url, Bytes::new(), &[]).await
     }
 
     pub async fn post(&self, url: &str, body: impl Into<Bytes>) -> Result<Reply, ClientError> {
-        self.send(http::Method::POST, url, body.into()).await
+        self.send(http::Method::POST, url, body.into(), &[]).await
+    }
+
+    /// A POST with headers of its own.
+    pub async fn post_with(
+        &self,
+        url: &str,
+        body: impl Into<Bytes>,
+        headers: &[(&str, &str)],
+    ) -> Result<Reply, ClientError> {
+        self.send(http::Method::POST, url, body.into(), headers).await
     }
 
     async fn send(
@@ -285,12 +334,16 @@ impl Client {
         method: http::Method,
         url: &str,
         body: Bytes,
+        headers: &[(&str, &str)],
     ) -> Result<Reply, ClientError> {
-        let request = http::Request::builder()
+        let mut request = http::Request::builder()
             .method(method)
             .uri(url)
-            .header("content-type", "application/json")
-            .body(Full::new(body))?;
+            .header("content-type", "application/json");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request.body(Full::new(body))?;
         let response = self.0.request(request).await?;
         let status = response.status().as_u16();
         let body = response.into_body().collect().await?.to_bytes();

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::log::host_info;
+use crate::host::host_info;
 
 /// This build's version: the crate version, plus `+TAG` when `REPLOG_COMPONENT_TAG` was set
 /// at build time (to stamp a build with a commit, say, or to tell two test builds apart).

@@ -14,7 +14,7 @@
 //! The key stays in the host (`replog:node/auth`); this module only builds what is signed and
 //! judges the answer.
 
-use crate::log::auth as host;
+use crate::host::auth as host;
 
 pub const SCHEME: &str = "Replog-HMAC-SHA256";
 

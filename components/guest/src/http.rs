@@ -1,6 +1,7 @@
-//! Requests in, JSON responses out.
+//! Requests in, JSON responses out: whole, or written as they are produced (a log of any
+//! length goes out in pages, so a component's memory stays small).
 
-use std::io::{Read, Write};
+use std::io::{BufWriter, Read, Write};
 
 use serde::Serialize;
 use wasip2::http::types::{
@@ -65,11 +66,12 @@ impl Request {
         values.first().and_then(|v| String::from_utf8(v.clone()).ok())
     }
 
-    /// The first value of query parameter `name`, if present (`?name` alone gives `""`).
-    pub fn query_param(&self, name: &str) -> Option<&str> {
+    /// The first value of query parameter `name`, percent-decoded (`+` is a space), if present
+    /// (`?name` alone gives `""`).
+    pub fn query_param(&self, name: &str) -> Option<String> {
         self.query.split('&').find_map(|pair| {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (key == name).then_some(value)
+            (decode(key) == name).then(|| decode(value))
         })
     }
 
@@ -106,10 +108,46 @@ impl Request {
     }
 }
 
-/// A complete response: status and JSON body.
+/// `%XX` escapes and `+` in a query component, decoded; a `%` not followed by two hex digits
+/// stays as it is, and bytes that do not make UTF-8 are replaced.
+pub fn decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |at: usize| bytes.get(at).and_then(|b| (*b as char).to_digit(16));
+        match bytes[i] {
+            b'%' if hex(i + 1).is_some() && hex(i + 2).is_some() => {
+                out.push(
+                    (hex(i + 1).unwrap_or_default() * 16 + hex(i + 2).unwrap_or_default()) as u8,
+                );
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            byte => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Writes a body as it is produced, into a buffered stream.
+pub type Writer = Box<dyn FnOnce(&mut dyn Write) -> std::io::Result<()>>;
+
+enum Body {
+    Whole(Vec<u8>),
+    Streamed(Writer),
+}
+
+/// A response: status, headers and a JSON body, whole or streamed.
 pub struct Response {
     pub status: u16,
-    body: Vec<u8>,
+    body: Body,
     headers: Vec<(&'static str, String)>,
 }
 
@@ -117,9 +155,14 @@ impl Response {
     /// `status` with `value` serialized as the JSON body.
     pub fn json(status: u16, value: &impl Serialize) -> Self {
         match serde_json::to_vec(value) {
-            Ok(body) => Self { status, body, headers: Vec::new() },
+            Ok(body) => Self { status, body: Body::Whole(body), headers: Vec::new() },
             Err(e) => Self::error(500, &format!("could not encode the response: {e}")),
         }
+    }
+
+    /// `status` with a JSON body that `write` produces as it goes, sent with chunked encoding.
+    pub fn streamed(status: u16, write: Writer) -> Self {
+        Self { status, body: Body::Streamed(write), headers: Vec::new() }
     }
 
     /// The answer to a body that could not be read: `413` over the limit, `400` otherwise.
@@ -152,7 +195,7 @@ impl Response {
         }
         Self {
             status,
-            body: serde_json::to_vec(&Error { error: message }).unwrap_or_default(),
+            body: Body::Whole(serde_json::to_vec(&Error { error: message }).unwrap_or_default()),
             headers: Vec::new(),
         }
     }
@@ -170,16 +213,17 @@ impl Response {
     /// Sends the response. Failures here mean the client went away: there is no one left to
     /// tell, so they are reported on stderr (which the host logs) and otherwise ignored.
     pub fn send(self, out: ResponseOutparam) {
+        let status = self.status;
         if let Err(e) = self.try_send(out) {
-            eprintln!("could not send the {} response: {e}", self.status);
+            eprintln!("could not send the {status} response: {e}");
         }
     }
 
-    fn try_send(&self, out: ResponseOutparam) -> Result<(), String> {
-        let mut headers = vec![
-            ("content-type".to_owned(), b"application/json".to_vec()),
-            ("content-length".to_owned(), self.body.len().to_string().into_bytes()),
-        ];
+    fn try_send(self, out: ResponseOutparam) -> Result<(), String> {
+        let mut headers = vec![("content-type".to_owned(), b"application/json".to_vec())];
+        if let Body::Whole(body) = &self.body {
+            headers.push(("content-length".to_owned(), body.len().to_string().into_bytes()));
+        }
         for (name, value) in &self.headers {
             headers.push(((*name).to_owned(), value.as_bytes().to_vec()));
         }
@@ -190,10 +234,30 @@ impl Response {
             .map_err(|()| format!("invalid status {}", self.status))?;
         let body = response.body().map_err(|()| "response body already taken")?;
         ResponseOutparam::set(out, Ok(response));
-        let mut stream = body.write().map_err(|()| "response stream already taken")?;
-        let written = stream.write_all(&self.body).and_then(|()| Write::flush(&mut stream));
+        let stream = body.write().map_err(|()| "response stream already taken")?;
+        // Writes go out in pieces the host takes at a time; a buffer makes them few.
+        let mut stream = BufWriter::with_capacity(64 * 1024, stream);
+        let written = match self.body {
+            Body::Whole(bytes) => stream.write_all(&bytes),
+            Body::Streamed(write) => write(&mut stream),
+        };
+        let flushed = written.and_then(|()| stream.flush());
         drop(stream);
-        written.map_err(|e| e.to_string())?;
+        flushed.map_err(|e| e.to_string())?;
         OutgoingBody::finish(body, None).map_err(|e| format!("{e:?}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_values_are_percent_decoded() {
+        assert_eq!(decode("%31"), "1");
+        assert_eq!(decode("a+b%2Bc%20d"), "a b+c d");
+        assert_eq!(decode("100%"), "100%", "a stray percent stays");
+        assert_eq!(decode("%zz%4"), "%zz%4");
+        assert_eq!(decode("%C3%A9"), "é");
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod about;
 pub mod auth;
+pub mod host;
 pub mod http;
 pub mod log;
 pub mod settings;
@@ -39,9 +40,9 @@ macro_rules! role_bindings {
                 "wasi:cli/stdin@0.2.12": wasip2::cli::stdin,
                 "wasi:http/types@0.2.12": wasip2::http::types,
                 "wasi:http/outgoing-handler@0.2.12": wasip2::http::outgoing_handler,
-                "replog:node/log@0.4.0": replog_guest::log::host,
-                "replog:node/auth@0.4.0": replog_guest::log::auth,
-                "replog:node/host-info@0.4.0": replog_guest::log::host_info,
+                "replog:node/log@0.4.0": replog_guest::host::log,
+                "replog:node/auth@0.4.0": replog_guest::host::auth,
+                "replog:node/host-info@0.4.0": replog_guest::host::host_info,
                 "replog:node/types@0.4.0": generate,
                 $($with)*
             },

@@ -1,38 +1,70 @@
-//! The host-held log, as both roles read it, and the `GET /messages` endpoint built on it.
+//! The host-held log as both roles answer with it: `GET /messages`, and any answer that carries
+//! the log. However long the log, it goes out page by page: the component holds one page at a
+//! time, and the host one buffer of the stream.
+
+use std::io::Write;
 
 use serde::Serialize;
 
-mod bindings {
-    wit_bindgen::generate!({
-        path: "../../wit",
-        inline: "
-            package replog:guest;
-            world shared {
-                import replog:node/log@0.4.0;
-                import replog:node/auth@0.4.0;
-                import replog:node/host-info@0.4.0;
-            }
-        ",
-        world: "replog:guest/shared",
-        generate_all,
-        additional_derives: [serde::Serialize, serde::Deserialize, PartialEq, Eq, Default],
-    });
-}
-
-pub use bindings::replog::node::log::{self as host, Entry, Position, Run};
-pub use bindings::replog::node::{auth, host_info};
-
+pub use crate::host::log::{self as host, Entry, Position, Run};
 use crate::http::{Request, Response};
 
-/// `{"messages": [...]}`, the original project's shape.
-#[derive(Serialize)]
-pub struct Messages {
-    pub messages: Vec<String>,
+/// Entries read from the host at a time while writing the log out...
+const PAGE_ENTRIES: u32 = 4096;
+/// ... and at most about this many bytes of messages (a message may be up to a megabyte).
+const PAGE_BYTES: u32 = 256 * 1024;
+
+/// Writes `[...]`: the messages of the log from `seq` = `from`, at most `limit` of them, as a
+/// JSON array.
+pub fn write_messages(out: &mut dyn Write, from: u64, limit: u64) -> std::io::Result<()> {
+    out.write_all(b"[")?;
+    let mut next = from.max(1);
+    let mut left = limit;
+    while left > 0 {
+        let want = u32::try_from(left).unwrap_or(u32::MAX).min(PAGE_ENTRIES);
+        let page = host::read(next, want, PAGE_BYTES);
+        let Some(last) = page.last() else { break };
+        let (last, count) = (last.seq, page.len() as u64);
+        for Entry { seq, msg, .. } in page {
+            if seq > from.max(1) {
+                out.write_all(b",")?;
+            }
+            serde_json::to_writer(&mut *out, &msg)?;
+        }
+        next = last + 1;
+        left -= count;
+    }
+    out.write_all(b"]")
 }
 
-/// Every message of the gap-free prefix, in order.
-pub fn all_messages() -> Vec<String> {
-    host::read(1, u32::MAX).into_iter().map(|Entry { msg, .. }| msg).collect()
+/// `status` with `{"messages": [the log from `from`, at most `limit`], ...rest}`, where `rest`
+/// is an object whose fields follow the messages. Written page by page.
+pub fn respond_with_log(
+    status: u16,
+    from: u64,
+    limit: u64,
+    rest: Option<&impl Serialize>,
+) -> Response {
+    let rest = match rest.map(serde_json::to_vec).transpose() {
+        Ok(rest) => rest,
+        Err(e) => return Response::error(500, &format!("could not encode the response: {e}")),
+    };
+    Response::streamed(
+        status,
+        Box::new(move |out| {
+            out.write_all(br#"{"messages":"#)?;
+            write_messages(out, from, limit)?;
+            match rest.as_deref() {
+                // `{"a":1}` joins as `,"a":1}`; an empty object adds nothing.
+                Some([b'{', fields @ .., b'}']) if !fields.is_empty() => {
+                    out.write_all(b",")?;
+                    out.write_all(fields)?;
+                    out.write_all(b"}")
+                }
+                _ => out.write_all(b"}"),
+            }
+        }),
+    )
 }
 
 /// `GET /messages[?from=SEQ][&limit=N]`: the whole log, or the page that starts at `seq` =
@@ -48,14 +80,10 @@ pub fn get_messages(request: &Request) -> Response {
             })
             .transpose()
     };
-    let (from, limit) = match (number("from"), number("limit")) {
-        (Ok(from), Ok(limit)) => (from.unwrap_or(1), limit.map_or(u32::MAX, clamp_u32)),
-        (Err(response), _) | (_, Err(response)) => return response,
-    };
-    let messages = host::read(from, limit).into_iter().map(|Entry { msg, .. }| msg).collect();
-    Response::json(200, &Messages { messages })
-}
-
-fn clamp_u32(n: u64) -> u32 {
-    u32::try_from(n).unwrap_or(u32::MAX)
+    match (number("from"), number("limit")) {
+        (Ok(from), Ok(limit)) => {
+            respond_with_log(200, from.unwrap_or(1), limit.unwrap_or(u64::MAX), None::<&()>)
+        }
+        (Err(response), _) | (_, Err(response)) => response,
+    }
 }

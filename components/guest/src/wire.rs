@@ -14,7 +14,31 @@
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::log::{Entry, Position, Run};
+use crate::host::log;
+pub use crate::host::log::{Position, Run};
+
+/// An entry as it travels between nodes: its identity, its client's idempotency key if it had
+/// one (so that a retry is recognised on whichever node holds the entry), and the message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub seq: u64,
+    pub epoch: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    pub msg: String,
+}
+
+impl From<log::Entry> for Entry {
+    fn from(log::Entry { seq, epoch, key, msg }: log::Entry) -> Self {
+        Self { seq, epoch, key, msg }
+    }
+}
+
+impl From<Entry> for log::Entry {
+    fn from(Entry { seq, epoch, key, msg }: Entry) -> Self {
+        Self { seq, epoch, key, msg }
+    }
+}
 
 /// The body of `POST /replicate` from the master.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -160,7 +184,7 @@ mod tests {
     use super::*;
 
     fn entry(seq: u64, epoch: u64, msg: &str) -> Entry {
-        Entry { seq, epoch, msg: msg.to_owned() }
+        Entry { seq, epoch, key: None, msg: msg.to_owned() }
     }
 
     #[test]
@@ -168,10 +192,14 @@ mod tests {
         let append = Append {
             epoch: 3,
             prev: Some(Position { seq: 4, epoch: 2 }),
-            entries: vec![entry(5, 3, "five \"quoted\""), entry(6, 3, "")],
+            entries: vec![
+                entry(5, 3, "five \"quoted\""),
+                Entry { key: Some("client-key-6".into()), ..entry(6, 3, "") },
+            ],
             end: Some(6),
         };
         let json = serde_json::to_vec(&append).unwrap();
+        assert_eq!(String::from_utf8_lossy(&json).matches("\"key\"").count(), 1, "none left out");
         assert_eq!(parse(&json), Ok(Replicate::Append(append)));
     }
 

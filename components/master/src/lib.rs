@@ -99,7 +99,7 @@ fn health(settings: &Settings) -> Response {
         #[serde(skip_serializing_if = "Option::is_none")]
         warning: Option<String>,
     }
-    let count = log::host::len();
+    let count = replog_guest::host::log::len();
     let standing = sequencer::status();
     let (state, epoch, reason) = match standing.mode {
         Mode::Open(epoch) => ("open", epoch, None),

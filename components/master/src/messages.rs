@@ -16,12 +16,25 @@ use crate::quorum;
 use crate::settings::Settings;
 
 /// A client's write, validated.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct NewMessage {
     pub msg: String,
     /// Write concern: how many nodes, the master included, must hold the message before the
     /// client is answered. `None` means all of them.
     pub w: Option<u64>,
+    /// The client's idempotency key (`"id"`), which makes a retry answer the original.
+    pub id: Option<String>,
+}
+
+/// The longest idempotency key taken, in bytes.
+pub const MAX_KEY_BYTES: usize = 128;
+
+/// Checks an idempotency key given as `what`; the error is the text of the `400`.
+fn key(key: String, what: &str) -> Result<String, String> {
+    if key.is_empty() || key.len() > MAX_KEY_BYTES {
+        return Err(format!("{what} must be 1 to {MAX_KEY_BYTES} bytes, got {} bytes", key.len()));
+    }
+    Ok(key)
 }
 
 const EXPECTED: &str = r#"expected a JSON object like {"msg": "text"}"#;
@@ -43,6 +56,11 @@ pub fn parse(body: &[u8], nodes: u64) -> Result<NewMessage, String> {
         Some(other) => return Err(format!(r#""msg" must be a string, got {}"#, kind(&other))),
         None => return Err(format!(r#"missing field "msg": {EXPECTED}"#)),
     };
+    let id = match fields.remove("id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(id)) => Some(key(id, r#""id" (the idempotency key)"#)?),
+        Some(other) => return Err(format!(r#""id" must be a string, got {}"#, kind(&other))),
+    };
     let w = match fields.remove("w") {
         None | Some(Value::Null) => None,
         Some(Value::Number(n)) if n.as_u64().is_some_and(|w| (1..=nodes).contains(&w)) => {
@@ -55,7 +73,7 @@ pub fn parse(body: &[u8], nodes: u64) -> Result<NewMessage, String> {
             ));
         }
     };
-    Ok(NewMessage { msg, w })
+    Ok(NewMessage { msg, w, id })
 }
 
 fn kind(value: &Value) -> &'static str {
@@ -72,7 +90,10 @@ fn kind(value: &Value) -> &'static str {
 /// `POST /messages[?log=false]`: answers `201` once `w` nodes hold the message (with the whole
 /// log, unless `log=false`), `502` when they do not within the replication timeout, and `503`
 /// without appending anything when the master does not take writes: while it recovers its log,
-/// once a newer master has fenced it, or when too few nodes are healthy.
+/// once a newer master has fenced it, or when too few nodes are healthy. A write whose
+/// idempotency key (`"id"`, or the `Idempotency-Key` header) was written already is answered
+/// for the original (`200`, `"duplicate": true`, once `w` nodes hold it), or `409` when the
+/// key came with another message; nothing is appended.
 pub fn post(request: &Request, out: ResponseOutparam, settings: &Settings) {
     let started = monotonic_clock::now();
     let body = match request.read_body(settings.max_body_bytes) {
@@ -80,7 +101,7 @@ pub fn post(request: &Request, out: ResponseOutparam, settings: &Settings) {
         Err(e) => return Response::body_error(e).send(out),
     };
     let nodes = settings.nodes();
-    let new = match parse(&body, nodes) {
+    let new = match parse(&body, nodes).and_then(|new| with_header_key(new, request)) {
         Ok(new) => new,
         Err(why) => return Response::error(400, &why).send(out),
     };
@@ -90,8 +111,20 @@ pub fn post(request: &Request, out: ResponseOutparam, settings: &Settings) {
         return closed().unwrap_or_else(|| Response::json(503, &refusal)).send(out);
     }
     let w = new.w.unwrap_or(nodes);
-    let seq = match sequencer::append(&new.msg) {
-        Ok(seq) => seq,
+    let (seq, duplicate) = match sequencer::append(&new.msg, new.id.as_deref()) {
+        Ok(sequencer::Appended { seq, duplicate }) => (seq, duplicate),
+        Err(LogError::KeyReused(seq)) => {
+            #[derive(Serialize)]
+            struct Reused {
+                error: String,
+                seq: u64,
+            }
+            let error = format!(
+                "the idempotency key was used already, for another message, at seq {seq}; \
+                 nothing was appended"
+            );
+            return Response::json(409, &Reused { error, seq }).send(out);
+        }
         Err(e) => {
             if let (LogError::Closed(_), Some(closed)) = (&e, closed()) {
                 return closed.send(out);
@@ -113,10 +146,15 @@ pub fn post(request: &Request, out: ResponseOutparam, settings: &Settings) {
     let held = 1 + acks.len() as u64;
     let duration_ms = monotonic_clock::now().saturating_sub(started) / 1_000_000;
     if held >= w {
-        let with_log = !matches!(request.query_param("log"), Some("false" | "0" | "no"));
-        let answer =
-            Written { messages: with_log.then(log::all_messages), seq, w, acks, duration_ms };
-        return Response::json(201, &answer).send(out);
+        let with_log = !matches!(request.query_param("log").as_deref(), Some("false" | "0" | "no"));
+        let answer = Written { seq, w, acks, duration_ms, duplicate };
+        let status = if duplicate { 200 } else { 201 };
+        return match with_log {
+            // The whole log goes out page by page, however long it is.
+            true => log::respond_with_log(status, 1, u64::MAX, Some(&answer)),
+            false => Response::json(status, &answer),
+        }
+        .send(out);
     }
     let missing: Vec<Missing> = all
         .iter()
@@ -140,6 +178,7 @@ pub fn post(request: &Request, out: ResponseOutparam, settings: &Settings) {
         missing,
         duration_ms,
         kept: KEPT,
+        duplicate,
     };
     eprintln!("{}", answer.error);
     Response::json(502, &answer).send(out);
@@ -179,6 +218,7 @@ fn closed() -> Option<Response> {
 fn describe(error: &LogError) -> String {
     match error {
         LogError::Moved(_) => "the log changed meanwhile".to_owned(),
+        LogError::KeyReused(seq) => format!("its key was used at seq {seq}"),
         LogError::Invalid(why) | LogError::Closed(why) | LogError::Storage(why) => why.clone(),
     }
 }
@@ -200,15 +240,15 @@ struct Missing {
     error: Option<String>,
 }
 
-/// The `201` answer.
+/// The `201` answer (`200` for a retry), after the log when it is given.
 #[derive(Serialize)]
 struct Written {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    messages: Option<Vec<String>>,
     seq: u64,
     w: u64,
     acks: Vec<Ack>,
     duration_ms: u64,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    duplicate: bool,
 }
 
 /// The `502` answer.
@@ -221,4 +261,60 @@ struct NotReplicated {
     missing: Vec<Missing>,
     duration_ms: u64,
     kept: &'static str,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    duplicate: bool,
+}
+
+/// Takes the key of an `Idempotency-Key` header, which must agree with an `"id"` in the body.
+fn with_header_key(mut new: NewMessage, request: &Request) -> Result<NewMessage, String> {
+    let Some(header) = request.header("idempotency-key") else { return Ok(new) };
+    let header = key(header, "the Idempotency-Key header")?;
+    match &new.id {
+        Some(id) if *id != header => Err(format!(
+            "the Idempotency-Key header and \"id\" differ ({header:?}, {id:?}): give one key"
+        )),
+        _ => {
+            new.id = Some(header);
+            Ok(new)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(body: &str) -> Result<NewMessage, String> {
+        parse(body.as_bytes(), 3)
+    }
+
+    #[test]
+    fn a_write_may_carry_an_idempotency_key_of_up_to_128_bytes() {
+        assert_eq!(
+            parsed(r#"{"msg": "m", "w": 2, "id": "order-17"}"#),
+            Ok(NewMessage { msg: "m".into(), w: Some(2), id: Some("order-17".into()) })
+        );
+        assert_eq!(parsed(r#"{"msg": "m"}"#).unwrap().id, None);
+        let longest = "k".repeat(MAX_KEY_BYTES);
+        assert!(parsed(&format!(r#"{{"msg": "m", "id": "{longest}"}}"#)).is_ok());
+        for (body, says) in [
+            (format!(r#"{{"msg": "m", "id": "{longest}k"}}"#), "1 to 128 bytes"),
+            (r#"{"msg": "m", "id": ""}"#.to_owned(), "1 to 128 bytes"),
+            (r#"{"msg": "m", "id": 7}"#.to_owned(), r#""id" must be a string"#),
+        ] {
+            let error = parsed(&body).unwrap_err();
+            assert!(error.contains(says), "{error:?} should say {says:?}");
+        }
+    }
+
+    #[test]
+    fn a_bad_write_concern_is_named_as_such() {
+        for body in
+            [r#"{"msg": "m", "w": 0}"#, r#"{"msg": "m", "w": 4}"#, r#"{"msg": "m", "w": "2"}"#]
+        {
+            let error = parsed(body).unwrap_err();
+            assert!(error.contains("write concern") && error.contains("from 1 to 3"), "{error}");
+        }
+        assert!(parsed(r#"{"nope": 1}"#).unwrap_err().contains(r#"missing field "msg""#));
+    }
 }

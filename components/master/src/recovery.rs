@@ -7,7 +7,7 @@
 //! for is shown on `/health` and in the `503` writers get meanwhile. The secondaries' health
 //! is the replication streams' to judge, once they run.
 
-use replog_guest::log::host as log;
+use replog_guest::host::log;
 use replog_guest::wire::{Ack, Append, Entries};
 use wasip2::http::types::Method;
 
@@ -148,7 +148,8 @@ fn fetch(settings: &Settings, url: &str, after: u64) -> Result<usize, String> {
         return Ok(0);
     };
     let (first, last) = (first.seq, (last.seq, last.epoch));
-    let len = sequencer::restore(&entries.entries).map_err(|e| format!("{e:?}"))?;
+    let restored: Vec<log::Entry> = entries.entries.into_iter().map(Into::into).collect();
+    let len = sequencer::restore(&restored).map_err(|e| format!("{e:?}"))?;
     println!(
         "recovered entries {first}..={} (to epoch {}) from {url}; the log holds {len}",
         last.0, last.1

@@ -12,8 +12,11 @@
 
 use std::time::Duration;
 
-use replog_guest::log::host as log;
+use replog_guest::host::log;
 use replog_guest::wire::{Ack, AckStatus, Append, Entry, Fenced, Position};
+
+/// Bytes of messages read from the host at a time while building a batch.
+const READ_BYTES: u32 = 256 * 1024;
 use wasip2::http::types::Method;
 
 use crate::bindings::exports::replog::node::replicator::Wake;
@@ -74,6 +77,9 @@ impl Stream<'_> {
             Ok(ack) => ack,
             Err(wake) => return wake,
         };
+        if ack.epoch > self.epoch {
+            return self.fenced(ack.epoch);
+        }
         let agreed = self.agree(&ack, len);
         if ack.last.seq > agreed {
             eprintln!(
@@ -222,10 +228,10 @@ fn batch(after: u64, to: u64) -> (Position, Vec<Entry>) {
     let mut next = after.max(1);
     while next <= to && bytes < BATCH_BYTES {
         let want = u32::try_from(to - next + 1).unwrap_or(u32::MAX).min(READ_CHUNK);
-        let chunk = log::read(next, want);
+        let chunk = log::read(next, want, READ_BYTES);
         let Some(last) = chunk.last() else { break };
         next = last.seq + 1;
-        for entry in chunk {
+        for entry in chunk.into_iter().map(Entry::from) {
             if entry.seq == after {
                 prev = Position { seq: entry.seq, epoch: entry.epoch };
                 continue;

@@ -22,7 +22,7 @@ impl wasip2::exports::http::incoming_handler::Guest for Runaway {
             "/ok" => Response::json(200, &Status { status: "ok" }),
             "/spin" => spin(),
             "/hog" => hog(),
-            "/fetch" => fetch(request.query_param("url").unwrap_or_default()),
+            "/fetch" => fetch(&request.query_param("url").unwrap_or_default()),
             path => Response::not_found(path),
         };
         response.send(out);

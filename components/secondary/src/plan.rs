@@ -111,7 +111,7 @@ mod tests {
     use super::*;
 
     fn entry(seq: u64, epoch: u64, msg: &str) -> Entry {
-        Entry { seq, epoch, msg: msg.to_owned() }
+        Entry { seq, epoch, key: None, msg: msg.to_owned() }
     }
 
     fn pos(seq: u64, epoch: u64) -> Position {

@@ -2,8 +2,8 @@
 //! master's proof first; then `POST` stores (or probes), `GET` reads entries with their epochs.
 
 use replog_guest::auth;
+use replog_guest::host::log;
 use replog_guest::http::{Request, Response, method_name};
-use replog_guest::log::host as log;
 use replog_guest::wire::{self, Ack, AckStatus, Append, Entries, Entry, Fenced, Replicate};
 use wasip2::clocks::monotonic_clock;
 
@@ -17,8 +17,10 @@ use crate::plan::{self, Decision, Local};
 const ATTEMPTS: usize = 3;
 /// `GET /replicate` answers stop growing past this many bytes of JSON.
 const READ_BYTES: usize = 1024 * 1024;
-/// Entries read from the host at a time.
+/// Entries read from the host at a time...
 const READ_CHUNK: u32 = 1024;
+/// ... and at most about this many bytes of messages.
+const READ_CHUNK_BYTES: u32 = 256 * 1024;
 
 /// Reads the body and checks the master's proof; `Err` is the answer to give.
 fn proven(request: &Request, settings: &Settings) -> Result<Vec<u8>, Response> {
@@ -93,10 +95,10 @@ pub fn get(request: &Request, settings: &Settings) -> Response {
     let mut next = from;
     while (entries.len() as u64) < limit && bytes < READ_BYTES {
         let want = u32::try_from(limit - entries.len() as u64).unwrap_or(u32::MAX).min(READ_CHUNK);
-        let chunk = log::read(next, want);
+        let chunk = log::read(next, want, READ_CHUNK_BYTES);
         let Some(last) = chunk.last() else { break };
         next = last.seq + 1;
-        for entry in chunk {
+        for entry in chunk.into_iter().map(Entry::from) {
             bytes += entry.msg.len() + 48;
             entries.push(entry);
             if bytes >= READ_BYTES {
@@ -142,7 +144,7 @@ fn apply(append: &Append, settings: &Settings) -> Response {
     for _ in 0..ATTEMPTS {
         let now = replica::state();
         let (held_from, held) = match plan::needed(append, now.last) {
-            Some((start, count)) => (start, log::read(start, count)),
+            Some((start, count)) => (start, read_all(start, count)),
             None => (now.last.seq + 1, Vec::new()),
         };
         let local = Local { epoch: now.epoch, last: now.last, held_from, held: &held };
@@ -166,12 +168,13 @@ fn apply(append: &Append, settings: &Settings) -> Response {
             }
             Decision::Apply(apply) => apply,
         };
-        let dropped = change.truncate_after.map(|after| (after, log::read(after + 1, 1), now.last));
+        let dropped =
+            change.truncate_after.map(|after| (after, log::read(after + 1, 1, 0), now.last));
         let write = replica::Change {
             version: now.version,
             epoch: append.epoch,
             truncate_after: change.truncate_after,
-            entries: change.entries,
+            entries: change.entries.into_iter().map(Into::into).collect(),
         };
         let added = write.entries.len() as u32;
         let after = match replica::write(&write) {
@@ -204,7 +207,7 @@ fn single(seq: u64, epoch: Option<u64>, msg: String, settings: &Settings) -> Res
             return fenced(epoch, now.epoch);
         }
         let (added, duplicate, after) = if seq <= now.last.seq {
-            let held = log::read(seq, 1).pop();
+            let held = log::read(seq, 1, 0).pop();
             if held.is_none_or(|held| held.msg != msg) {
                 return Response::error(
                     409,
@@ -214,7 +217,8 @@ fn single(seq: u64, epoch: Option<u64>, msg: String, settings: &Settings) -> Res
             (0, true, now)
         } else if seq == now.last.seq + 1 {
             // Without an epoch it joins the last entry's (epochs never decrease along a log).
-            let entry = Entry { seq, epoch: epoch.unwrap_or(now.last.epoch), msg: msg.clone() };
+            let epoch_of_entry = epoch.unwrap_or(now.last.epoch);
+            let entry = log::Entry { seq, epoch: epoch_of_entry, key: None, msg: msg.clone() };
             let change = replica::Change {
                 version: now.version,
                 epoch: epoch.unwrap_or(0),
@@ -269,6 +273,10 @@ fn refused(error: &LogError) -> Response {
         LogError::Invalid(why) | LogError::Closed(why) => {
             Response::error(409, &format!("the log refused the change: {why}"))
         }
+        // Only a master's appends carry keys to check.
+        LogError::KeyReused(seq) => {
+            Response::error(409, &format!("the log refused the change: a key reused at {seq}"))
+        }
     }
 }
 
@@ -278,7 +286,7 @@ fn busy() -> Response {
 }
 
 /// Says in the node's log what a repair dropped: the entries a master did not have.
-fn report_repair(after: u64, first: Option<&Entry>, last: wire::Position, epoch: u64) {
+fn report_repair(after: u64, first: Option<&log::Entry>, last: wire::Position, epoch: u64) {
     let Some(first) = first else { return };
     eprintln!(
         "repaired the log on the word of the master of epoch {epoch}: dropped {} entries after \
@@ -289,6 +297,20 @@ fn report_repair(after: u64, first: Option<&Entry>, last: wire::Position, epoch:
         first.epoch,
         last.epoch
     );
+}
+
+/// Every entry from `start`, `count` of them at most: the whole range, read in chunks.
+fn read_all(start: u64, count: u32) -> Vec<Entry> {
+    let mut entries: Vec<Entry> = Vec::new();
+    let mut next = start;
+    while (entries.len() as u64) < u64::from(count) {
+        let want = count - entries.len() as u32;
+        let chunk = log::read(next, want, READ_CHUNK_BYTES);
+        let Some(last) = chunk.last() else { break };
+        next = last.seq + 1;
+        entries.extend(chunk.into_iter().map(Entry::from));
+    }
+    entries
 }
 
 /// True with probability `rate`.

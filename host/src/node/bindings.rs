@@ -72,14 +72,14 @@ pub struct NodeView<'a> {
 }
 
 impl From<state::Entry> for log::Entry {
-    fn from(entry: state::Entry) -> Self {
-        Self { seq: entry.seq, epoch: entry.epoch, msg: entry.msg }
+    fn from(state::Entry { seq, epoch, key, msg }: state::Entry) -> Self {
+        Self { seq, epoch, key, msg }
     }
 }
 
 impl From<log::Entry> for state::Entry {
-    fn from(entry: log::Entry) -> Self {
-        Self { seq: entry.seq, epoch: entry.epoch, msg: entry.msg }
+    fn from(log::Entry { seq, epoch, key, msg }: log::Entry) -> Self {
+        Self { seq, epoch, key, msg }
     }
 }
 
@@ -88,6 +88,7 @@ impl From<state::LogError> for types::LogError {
         match error {
             state::LogError::Moved(version) => Self::Moved(version),
             state::LogError::Invalid(why) => Self::Invalid(why),
+            state::LogError::KeyReused(seq) => Self::KeyReused(seq),
             state::LogError::Storage(why) => Self::Storage(why),
         }
     }
@@ -105,8 +106,9 @@ impl log::Host for NodeView<'_> {
         log::Position { seq, epoch }
     }
 
-    fn read(&mut self, start: u64, limit: u32) -> Vec<log::Entry> {
-        self.state.log.read(start, limit).into_iter().map(Into::into).collect()
+    fn read(&mut self, start: u64, limit: u32, max_bytes: u32) -> Vec<log::Entry> {
+        let max_bytes = usize::try_from(max_bytes).unwrap_or(usize::MAX);
+        self.state.log.read_bounded(start, limit, max_bytes).into_iter().map(Into::into).collect()
     }
 
     fn epoch_at(&mut self, seq: u64) -> Option<u64> {
@@ -147,7 +149,11 @@ impl sequencer::Host for NodeView<'_> {
         sequencer::Standing { mode, epoch: self.state.log.epoch() }
     }
 
-    async fn append(&mut self, msg: String) -> Result<u64, types::LogError> {
+    async fn append(
+        &mut self,
+        msg: String,
+        key: Option<String>,
+    ) -> Result<sequencer::Appended, types::LogError> {
         let epoch = match self.state.gate.mode() {
             state::Mode::Open(epoch) => epoch,
             state::Mode::Recovering(why) => return Err(closed(format!("recovering: {why}"))),
@@ -155,7 +161,8 @@ impl sequencer::Host for NodeView<'_> {
                 return Err(closed(format!("fenced: a master with epoch {by} has taken over")));
             }
         };
-        Ok(self.state.log.append(msg, epoch).await?)
+        let state::Appended { seq, duplicate } = self.state.log.append(msg, epoch, key).await?;
+        Ok(sequencer::Appended { seq, duplicate })
     }
 
     async fn restore(&mut self, entries: Vec<log::Entry>) -> Result<u64, types::LogError> {

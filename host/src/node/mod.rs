@@ -203,6 +203,11 @@ impl Node {
         &self.shared.parts.state
     }
 
+    /// The places client requests take among the process's instances.
+    pub fn client_places(&self) -> &Arc<tokio::sync::Semaphore> {
+        self.shared.parts.runtime.client_places()
+    }
+
     /// Serves one request with a fresh instance of the current version. Never fails: whatever
     /// goes wrong becomes a JSON error response, and is logged.
     pub async fn handle<B>(&self, request: hyper::Request<B>) -> Response
@@ -419,13 +424,13 @@ async fn open_state(config: &NodeConfig) -> Result<NodeState, StorageError> {
     let secondaries: Vec<String> =
         config.secondaries.iter().map(|p| p.as_str().to_owned()).collect();
     let Some(dir) = config.data_dir.clone() else {
-        return Ok(NodeState::in_memory(secondaries.iter().map(String::as_str)));
+        return Ok(NodeState::in_memory(secondaries.iter().map(String::as_str), config.key_window));
     };
     let name = config.name.clone();
     let started = Instant::now();
     let opening = {
-        let (dir, name) = (dir.clone(), name.clone());
-        move || NodeState::open(&dir, &name, secondaries.iter().map(String::as_str))
+        let (dir, name, key_window) = (dir.clone(), name.clone(), config.key_window);
+        move || NodeState::open(&dir, &name, secondaries.iter().map(String::as_str), key_window)
     };
     let (state, replayed) = tokio::task::spawn_blocking(opening)
         .await
@@ -494,11 +499,16 @@ impl Failure {
     }
 
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "error": self.to_string() }).to_string();
-        hyper::Response::builder()
-            .status(self.status())
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(body)).map_err(|never| match never {}).boxed_unsync())
-            .expect("a static status and header make a valid response")
+        json_error(self.status(), &self.to_string())
     }
+}
+
+/// `status` with `{"error": message}`: how the host itself answers, as the components do.
+pub fn json_error(status: u16, message: &str) -> Response {
+    let body = serde_json::json!({ "error": message }).to_string();
+    hyper::Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body)).map_err(|never| match never {}).boxed_unsync())
+        .expect("a valid status and a static header make a valid response")
 }

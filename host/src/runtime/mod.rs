@@ -30,13 +30,27 @@ pub struct RuntimeConfig {
     /// Instances that may run at once across all nodes of this process; a request beyond that
     /// is answered `503` rather than queued without bound.
     pub max_instances: u32,
+    /// Of those, how many client requests may never take: kept for the cluster's own traffic
+    /// (replication, recovery, health checks), so that clients cannot starve it.
+    pub reserved_instances: u32,
     /// Largest linear memory any instance may have (each node's limit is at most this).
     pub memory_bytes: usize,
 }
 
+impl RuntimeConfig {
+    /// Instances reserved by default out of `max_instances`: 16, or half when that is fewer.
+    pub fn default_reserve(max_instances: u32) -> u32 {
+        (max_instances / 2).min(16)
+    }
+}
+
 impl Default for RuntimeConfig {
     fn default() -> Self {
-        Self { max_instances: 1000, memory_bytes: crate::config::Limits::default().memory_bytes }
+        Self {
+            max_instances: 1000,
+            reserved_instances: Self::default_reserve(1000),
+            memory_bytes: crate::config::Limits::default().memory_bytes,
+        }
     }
 }
 
@@ -54,6 +68,8 @@ struct Inner {
     engine: Engine,
     client: Client,
     config: RuntimeConfig,
+    /// The instances client requests may use (all but the reserve).
+    client_places: Arc<tokio::sync::Semaphore>,
 }
 
 impl Runtime {
@@ -88,7 +104,9 @@ impl Runtime {
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&wasm).map_err(|e| RuntimeError(format!("{e:#}")))?;
         spawn_epoch_ticker(&engine);
-        Ok(Self { inner: Arc::new(Inner { engine, client: Client::new(), config }) })
+        let places = config.max_instances.saturating_sub(config.reserved_instances).max(1);
+        let client_places = Arc::new(tokio::sync::Semaphore::new(places as usize));
+        Ok(Self { inner: Arc::new(Inner { engine, client: Client::new(), config, client_places }) })
     }
 
     pub fn engine(&self) -> &Engine {
@@ -101,6 +119,11 @@ impl Runtime {
 
     pub fn config(&self) -> RuntimeConfig {
         self.inner.config
+    }
+
+    /// The places client requests take among the instances.
+    pub fn client_places(&self) -> &Arc<tokio::sync::Semaphore> {
+        &self.inner.client_places
     }
 }
 

@@ -20,14 +20,17 @@ use std::sync::{Arc, RwLock};
 use tokio::sync::watch;
 
 use super::durable::{Durable, Sink};
+pub use super::entry::Entry;
+use super::keys::{Keys, Seen};
 use super::segments::{Record, Replayed, Segments, StorageError};
 
-/// One message and its identity in the order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
+/// What an append did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
     pub seq: u64,
-    pub epoch: u64,
-    pub msg: String,
+    /// Whether its key was written already, with the same message: nothing new was appended,
+    /// and `seq` is the original's.
+    pub duplicate: bool,
 }
 
 /// Where a log ends: its last entry's `seq` and `epoch` (both 0 when empty).
@@ -73,6 +76,9 @@ pub enum LogError {
     /// The change would break the log's invariants.
     #[error("{0}")]
     Invalid(String),
+    /// The append's key was written already, with another message, at this `seq`.
+    #[error("the key was used already, with another message, at sequence number {0}")]
+    KeyReused(u64),
     /// The disk did not take it; nothing was acknowledged, and the log takes no more writes.
     #[error("the log could not be written: {0}")]
     Storage(String),
@@ -97,10 +103,10 @@ struct Shared {
 
 struct Held {
     epoch: u64,
+    key: Option<Box<str>>,
     msg: String,
 }
 
-#[derive(Default)]
 struct Inner {
     /// The visible log: `entries[i]` has `seq` `i + 1`.
     entries: Vec<Held>,
@@ -117,6 +123,8 @@ struct Inner {
     planned: Position,
     /// The last group-commit ticket handed out.
     ticket: u64,
+    /// The keys of the last entries, for recognising retried writes.
+    keys: Keys,
 }
 
 impl std::fmt::Debug for Log {
@@ -131,25 +139,32 @@ impl std::fmt::Debug for Log {
 
 impl Default for Log {
     fn default() -> Self {
-        Self::in_memory()
+        Self::in_memory(super::keys::DEFAULT_KEY_WINDOW)
     }
 }
 
 impl Log {
-    /// A log kept in memory only: lost when the process ends. For tests and demos.
-    pub fn in_memory() -> Self {
-        Self::new(Shared::new(Inner::default()), None)
+    /// A log kept in memory only, remembering the last `key_window` idempotency keys: lost when
+    /// the process ends. For tests and demos.
+    pub fn in_memory(key_window: usize) -> Self {
+        Self::new(Shared::new(Inner::new(key_window)), None)
     }
 
     fn new(shared: Arc<Shared>, durable: Option<Durable>) -> Self {
         Self { shared, durable, writes: tokio::sync::Mutex::new(()) }
     }
 
-    /// The log kept in `dir`: what is there is read back (a torn tail cut off), and every
-    /// change from now on is on disk before it is acknowledged.
-    pub fn open(dir: &Path, node: &str) -> Result<(Self, Replayed), StorageError> {
+    /// The log kept in `dir`, remembering the last `key_window` idempotency keys: what is there
+    /// is read back (a torn tail cut off), and every change from now on is on disk before it is
+    /// acknowledged.
+    pub fn open(
+        dir: &Path,
+        node: &str,
+        key_window: usize,
+    ) -> Result<(Self, Replayed), StorageError> {
         let (mut segments, mut replayed) = Segments::open(dir)?;
-        let (inner, past_a_gap) = replay(std::mem::take(&mut replayed.records), node);
+        let (inner, past_a_gap) =
+            replay(std::mem::take(&mut replayed.records), node, Inner::new(key_window));
         if past_a_gap > 0 {
             // Only logs written before epochs could hold entries past a gap (a secondary kept
             // what arrived early). They were never visible nor acknowledged; dropping them on
@@ -214,46 +229,109 @@ impl Log {
 
     /// Up to `limit` entries starting at `seq` = `start` (0 is read as 1).
     pub fn read(&self, start: u64, limit: u32) -> Vec<Entry> {
+        self.read_bounded(start, limit, usize::MAX)
+    }
+
+    /// Up to `limit` entries starting at `seq` = `start`, stopping before the entry that would
+    /// take their messages past `max_bytes` (the first always comes).
+    pub fn read_bounded(&self, start: u64, limit: u32, max_bytes: usize) -> Vec<Entry> {
         let inner = self.shared.read();
         let first = start.max(1);
         let Ok(skip) = usize::try_from(first - 1) else { return Vec::new() };
+        let mut bytes = 0usize;
         inner
             .entries
             .iter()
             .skip(skip)
             .take(limit as usize)
+            .take_while(|held| {
+                let fits = bytes == 0 || bytes.saturating_add(held.msg.len()) <= max_bytes;
+                bytes = bytes.saturating_add(held.msg.len()).max(1);
+                fits
+            })
             .zip(first..)
-            .map(|(held, seq)| Entry { seq, epoch: held.epoch, msg: held.msg.clone() })
+            .map(|(held, seq)| Entry {
+                seq,
+                epoch: held.epoch,
+                key: held.key.as_deref().map(str::to_owned),
+                msg: held.msg.clone(),
+            })
             .collect()
     }
 
-    /// Appends `msg` in `epoch` after everything held or on its way, and returns its `seq`
-    /// once it is durable.
-    pub async fn append(&self, msg: String, epoch: u64) -> Result<u64, LogError> {
-        let (seq, ticket) = {
-            let mut inner = self.shared.write();
-            let after = inner.planned.epoch;
-            if epoch < after || epoch > inner.epoch {
-                return Err(LogError::Invalid(format!(
-                    "cannot append in epoch {epoch}: the log's last entry is of epoch {after} and \
-                     the highest epoch recorded is {}",
-                    inner.epoch
-                )));
+    /// Resolves once the entry at `seq` is durable and visible (or the log failed).
+    async fn visible(&self, seq: u64) {
+        let mut grown = self.watch();
+        while self.len() < seq {
+            if grown.changed().await.is_err() {
+                return;
             }
-            let seq = inner.planned.seq + 1;
-            inner.planned = Position { seq, epoch };
-            let Some(durable) = &self.durable else {
-                inner.push(epoch, msg);
-                self.shared.changed(&mut inner);
-                return Ok(seq);
-            };
-            inner.pending += 1;
-            inner.ticket += 1;
-            durable.submit(inner.ticket, vec![Record::Entry { seq, epoch, msg }]);
-            (seq, inner.ticket)
+        }
+    }
+
+    /// Appends `msg` in `epoch` after everything held or on its way, and returns its `seq` once
+    /// it is durable. With a `key` written already: the original's `seq` (once that is durable)
+    /// if the message is the same, `KeyReused` if not; nothing is appended.
+    pub async fn append(
+        &self,
+        msg: String,
+        epoch: u64,
+        key: Option<String>,
+    ) -> Result<Appended, LogError> {
+        /// What happened under the lock, to be waited for after it.
+        enum Taken {
+            Duplicate(u64),
+            Visible(u64),
+            OnItsWay(u64, u64),
+        }
+        let taken = {
+            let mut inner = self.shared.write();
+            let seen = key.as_deref().map_or(Seen::New, |key| inner.keys.check(key, &msg));
+            match seen {
+                Seen::Other(seq) => return Err(LogError::KeyReused(seq)),
+                Seen::Same(seq) => Taken::Duplicate(seq),
+                Seen::New => {
+                    let after = inner.planned.epoch;
+                    if epoch < after || epoch > inner.epoch {
+                        return Err(LogError::Invalid(format!(
+                            "cannot append in epoch {epoch}: the log's last entry is of epoch \
+                             {after} and the highest epoch recorded is {}",
+                            inner.epoch
+                        )));
+                    }
+                    let seq = inner.planned.seq + 1;
+                    inner.planned = Position { seq, epoch };
+                    if let Some(key) = &key {
+                        inner.keys.insert(key, seq, &msg);
+                    }
+                    let entry = Entry { seq, epoch, key, msg };
+                    match &self.durable {
+                        None => {
+                            inner.push(entry);
+                            self.shared.changed(&mut inner);
+                            Taken::Visible(seq)
+                        }
+                        Some(durable) => {
+                            inner.pending += 1;
+                            inner.ticket += 1;
+                            durable.submit(inner.ticket, vec![Record::Entry(entry)]);
+                            Taken::OnItsWay(seq, inner.ticket)
+                        }
+                    }
+                }
+            }
         };
-        self.wait(ticket).await?;
-        Ok(seq)
+        match taken {
+            Taken::Duplicate(seq) => {
+                self.visible(seq).await;
+                Ok(Appended { seq, duplicate: true })
+            }
+            Taken::Visible(seq) => Ok(Appended { seq, duplicate: false }),
+            Taken::OnItsWay(seq, ticket) => {
+                self.wait(ticket).await?;
+                Ok(Appended { seq, duplicate: false })
+            }
+        }
     }
 
     /// Applies `change` if the log is still at `change.version`, and returns the version
@@ -278,7 +356,7 @@ impl Log {
             };
             inner.planned = planned_after(inner.last(), &records, |seq| inner.epoch_at(seq));
             inner.pending +=
-                records.iter().filter(|r| matches!(r, Record::Entry { .. })).count() as u64;
+                records.iter().filter(|r| matches!(r, Record::Entry(_))).count() as u64;
             inner.ticket += 1;
             durable.submit(inner.ticket, records);
             inner.ticket
@@ -301,7 +379,7 @@ fn planned_after(
     epoch_at: impl Fn(u64) -> Option<u64>,
 ) -> Position {
     records.iter().fold(last, |end, record| match record {
-        Record::Entry { seq, epoch, .. } => Position { seq: *seq, epoch: *epoch },
+        Record::Entry(entry) => Position { seq: entry.seq, epoch: entry.epoch },
         Record::Truncate { after } if *after < end.seq => {
             Position { seq: *after, epoch: epoch_at(*after).unwrap_or_default() }
         }
@@ -311,24 +389,23 @@ fn planned_after(
 
 /// Rebuilds the log from its records; returns it with the number of entries left past a gap
 /// (only logs of the format before epochs can hold those).
-fn replay(records: Vec<Record>, node: &str) -> (Inner, usize) {
-    let mut inner = Inner::default();
-    let mut ahead: BTreeMap<u64, Held> = BTreeMap::new();
+fn replay(records: Vec<Record>, node: &str, mut inner: Inner) -> (Inner, usize) {
+    let mut ahead: BTreeMap<u64, Entry> = BTreeMap::new();
     for record in records {
         match record {
-            Record::Entry { seq, epoch, msg } => {
+            Record::Entry(entry) => {
                 let len = inner.len();
-                if seq == len + 1 {
-                    inner.push(epoch, msg);
+                if entry.seq == len + 1 {
+                    inner.push(entry);
                     while let Some(next) = ahead.remove(&(inner.len() + 1)) {
-                        inner.push(next.epoch, next.msg);
+                        inner.push(next);
                     }
-                } else if seq > len {
-                    ahead.insert(seq, Held { epoch, msg });
-                } else if inner.entries[(seq - 1) as usize].msg != msg {
+                } else if entry.seq > len {
+                    ahead.insert(entry.seq, entry);
+                } else if inner.entries[(entry.seq - 1) as usize].msg != entry.msg {
                     tracing::warn!(
                         node,
-                        seq,
+                        seq = entry.seq,
                         "the log holds two different messages at one sequence number; keeping the first"
                     );
                 }
@@ -374,7 +451,7 @@ impl Sink for Shared {
     fn durable(&self, records: Vec<Record>) {
         let mut inner = self.write();
         for record in records {
-            if matches!(record, Record::Entry { .. }) {
+            if matches!(record, Record::Entry(_)) {
                 inner.pending -= 1;
             }
             inner.apply(record);
@@ -384,12 +461,25 @@ impl Sink for Shared {
 
     fn lost(&self, records: Vec<Record>) {
         let mut inner = self.write();
-        let entries = records.iter().filter(|r| matches!(r, Record::Entry { .. })).count();
+        let entries = records.iter().filter(|r| matches!(r, Record::Entry(_))).count();
         inner.pending -= entries as u64;
     }
 }
 
 impl Inner {
+    fn new(key_window: usize) -> Self {
+        Self {
+            entries: Vec::new(),
+            runs: Vec::new(),
+            epoch: 0,
+            version: 0,
+            pending: 0,
+            planned: Position::default(),
+            ticket: 0,
+            keys: Keys::new(key_window),
+        }
+    }
+
     fn len(&self) -> u64 {
         self.entries.len() as u64
     }
@@ -407,25 +497,31 @@ impl Inner {
         }
     }
 
-    fn push(&mut self, epoch: u64, msg: String) {
+    /// Adds `entry` at the end; its key is remembered (appends remember theirs earlier, when
+    /// they are numbered, so that a retry while the entry is on its way is recognised).
+    fn push(&mut self, Entry { seq, epoch, key, msg }: Entry) {
+        debug_assert_eq!(seq, self.len() + 1, "entries are pushed in order");
         if self.runs.last().is_none_or(|run| run.epoch != epoch) {
-            self.runs.push(Run { epoch, first: self.len() + 1 });
+            self.runs.push(Run { epoch, first: seq });
         }
-        self.entries.push(Held { epoch, msg });
+        if let Some(key) = &key
+            && self.keys.check(key, &msg) == Seen::New
+        {
+            self.keys.insert(key, seq, &msg);
+        }
+        self.entries.push(Held { epoch, key: key.map(String::into_boxed_str), msg });
     }
 
     fn truncate(&mut self, after: u64) {
         self.entries.truncate(usize::try_from(after).unwrap_or(usize::MAX));
         self.runs.retain(|run| run.first <= after);
+        self.keys.forget_after(after);
     }
 
     /// Applies one record that `plan` or `append` produced (so it fits).
     fn apply(&mut self, record: Record) {
         match record {
-            Record::Entry { seq, epoch, msg } => {
-                debug_assert_eq!(seq, self.len() + 1, "entries are applied in order");
-                self.push(epoch, msg);
-            }
+            Record::Entry(entry) => self.push(entry),
             Record::Truncate { after } => self.truncate(after),
             Record::Epoch { epoch } => self.epoch = self.epoch.max(epoch),
         }
@@ -453,7 +549,8 @@ impl Inner {
         if base < len {
             records.push(Record::Truncate { after: base });
         }
-        for (expected, Entry { seq, epoch: of, msg }) in (base + 1..).zip(change.entries) {
+        for (expected, entry) in (base + 1..).zip(change.entries) {
+            let (seq, of) = (entry.seq, entry.epoch);
             if seq != expected {
                 return invalid(format!(
                     "entry {seq} does not continue the log, which would end at {}",
@@ -472,7 +569,7 @@ impl Inner {
                 ));
             }
             before = of;
-            records.push(Record::Entry { seq, epoch: of, msg });
+            records.push(Record::Entry(entry));
         }
         Ok(records)
     }
@@ -482,8 +579,38 @@ impl Inner {
 mod tests {
     use super::*;
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_retried_key_answers_the_original_seq_also_after_a_restart() {
+        let dir = dir("keys");
+        {
+            let (log, _) = Log::open(&dir, "test", 10).unwrap();
+            at_epoch(&log, 1).await;
+            let key = || Some("retry-me".to_owned());
+            assert_eq!(log.append("once".into(), 1, key()).await, appended(1));
+            assert_eq!(log.append("other".into(), 1, None).await, appended(2));
+            let retry = log.append("once".into(), 1, key()).await;
+            assert_eq!(retry, Ok(Appended { seq: 1, duplicate: true }));
+            assert_eq!(log.append("changed".into(), 1, key()).await, Err(LogError::KeyReused(1)));
+            assert_eq!(log.len(), 2, "nothing appended for a retry");
+        }
+        let (log, _) = Log::open(&dir, "test", 10).unwrap();
+        at_epoch(&log, 2).await;
+        let retry = log.append("once".into(), 2, Some("retry-me".into())).await;
+        assert_eq!(
+            retry,
+            Ok(Appended { seq: 1, duplicate: true }),
+            "the key came back with the log"
+        );
+        assert_eq!(log.read(1, 1)[0].key.as_deref(), Some("retry-me"));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
     fn entry(seq: u64, epoch: u64, msg: &str) -> Entry {
-        Entry { seq, epoch, msg: msg.to_owned() }
+        Entry { seq, epoch, key: None, msg: msg.to_owned() }
+    }
+
+    fn appended(seq: u64) -> Result<Appended, LogError> {
+        Ok(Appended { seq, duplicate: false })
     }
 
     fn messages(log: &Log) -> Vec<String> {
@@ -503,14 +630,14 @@ mod tests {
 
     #[tokio::test]
     async fn appends_number_from_one_in_the_recorded_epoch() {
-        let log = Log::in_memory();
+        let log = Log::in_memory(10);
         assert!(
-            matches!(log.append("early".into(), 1).await, Err(LogError::Invalid(_))),
+            matches!(log.append("early".into(), 1, None).await, Err(LogError::Invalid(_))),
             "no epoch recorded yet"
         );
         at_epoch(&log, 1).await;
-        assert_eq!(log.append("a".into(), 1).await, Ok(1));
-        assert_eq!(log.append("b".into(), 1).await, Ok(2));
+        assert_eq!(log.append("a".into(), 1, None).await, appended(1));
+        assert_eq!(log.append("b".into(), 1, None).await, appended(2));
         assert_eq!(log.read(2, 10), vec![entry(2, 1, "b")]);
         assert_eq!(log.read(0, 1), vec![entry(1, 1, "a")]);
         assert!(log.read(3, 10).is_empty());
@@ -520,7 +647,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_change_raises_the_epoch_drops_a_suffix_and_appends_at_once() {
-        let log = Log::in_memory();
+        let log = Log::in_memory(10);
         let version = log.version();
         let entries = vec![entry(1, 1, "a"), entry(2, 1, "b"), entry(3, 2, "c")];
         let version = log.write(Change { version, epoch: 2, truncate_after: None, entries }).await;
@@ -542,7 +669,7 @@ mod tests {
 
     #[tokio::test]
     async fn changes_that_would_break_the_log_are_refused_whole() {
-        let log = Log::in_memory();
+        let log = Log::in_memory(10);
         let v = log.version();
         log.write(Change {
             version: v,
@@ -585,14 +712,16 @@ mod tests {
     async fn a_durable_log_comes_back_whole_with_its_repairs_and_epoch() {
         let dir = dir("durable");
         {
-            let (log, replayed) = Log::open(&dir, "test").unwrap();
+            let (log, replayed) = Log::open(&dir, "test", 10).unwrap();
             assert!(replayed.records.is_empty() && log.is_empty());
             at_epoch(&log, 1).await;
             let log = Arc::new(log);
             let appends: Vec<_> = (0..50)
                 .map(|i| {
                     let log = log.clone();
-                    tokio::spawn(async move { log.append(format!("m{i}"), 1).await.unwrap() })
+                    tokio::spawn(
+                        async move { log.append(format!("m{i}"), 1, None).await.unwrap().seq },
+                    )
                 })
                 .collect();
             let mut seqs = Vec::new();
@@ -611,10 +740,54 @@ mod tests {
             };
             log.write(repair).await.unwrap();
         }
-        let (log, _) = Log::open(&dir, "test").unwrap();
+        let (log, _) = Log::open(&dir, "test", 10).unwrap();
         assert_eq!((log.len(), log.epoch()), (49, 4));
         assert_eq!(log.read(49, 1), [entry(49, 4, "new 49")]);
-        assert_eq!(log.append("next".into(), 4).await, Ok(50), "numbering goes on");
+        assert_eq!(log.append("next".into(), 4, None).await, appended(50), "numbering goes on");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn reads_stop_at_their_byte_bound_but_always_bring_one_entry() {
+        let log = Log::in_memory(10);
+        let entries = vec![entry(1, 1, "aaaa"), entry(2, 1, "bbbb"), entry(3, 1, "cccc")];
+        log.write(Change { version: 0, epoch: 1, entries, ..Change::default() }).await.unwrap();
+        assert_eq!(log.read_bounded(1, 10, 8).len(), 2);
+        assert_eq!(log.read_bounded(1, 10, 3).len(), 1, "the first entry comes whatever its size");
+        assert_eq!(log.read_bounded(2, 1, usize::MAX), [entry(2, 1, "bbbb")]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_repair_cut_short_by_a_crash_leaves_a_valid_log() {
+        let dir = dir("torn-repair");
+        {
+            let (log, _) = Log::open(&dir, "test", 10).unwrap();
+            let old: Vec<_> = (1..=5).map(|i| entry(i, 1, "old")).collect();
+            log.write(Change {
+                version: log.version(),
+                epoch: 1,
+                entries: old,
+                ..Change::default()
+            })
+            .await
+            .unwrap();
+            let new: Vec<_> = (3..=6).map(|i| entry(i, 2, "new")).collect();
+            let repair =
+                Change { version: log.version(), epoch: 2, truncate_after: Some(2), entries: new };
+            log.write(repair).await.unwrap();
+        }
+        // The crash cut the repair's last record in half.
+        let segment = dir.join("000000000001.seg");
+        let len = std::fs::metadata(&segment).unwrap().len();
+        std::fs::OpenOptions::new().write(true).open(&segment).unwrap().set_len(len - 3).unwrap();
+        let (log, replayed) = Log::open(&dir, "test", 10).unwrap();
+        assert!(replayed.truncated.is_some());
+        let entries = log.read(1, u32::MAX);
+        assert_eq!(entries.len(), 5, "the old suffix stays dropped, the new one is short by one");
+        assert!(
+            entries[..2].iter().all(|e| e.epoch == 1) && entries[2..].iter().all(|e| e.epoch == 2)
+        );
+        assert_eq!(log.epoch(), 2);
         std::fs::remove_dir_all(dir).unwrap();
     }
 
@@ -623,17 +796,17 @@ mod tests {
         let dir = dir("gap");
         {
             let (mut segments, _) = Segments::open(&dir).unwrap();
-            let old = |seq: u64, msg: &str| Record::Entry { seq, epoch: 0, msg: msg.into() };
+            let old = |seq: u64, msg: &str| Record::Entry(entry(seq, 0, msg));
             segments.append(&[old(1, "a"), old(3, "early")]).unwrap();
         }
-        let (log, _) = Log::open(&dir, "test").unwrap();
+        let (log, _) = Log::open(&dir, "test", 10).unwrap();
         assert_eq!(messages(&log), ["a"]);
         let next = vec![entry(2, 1, "b"), entry(3, 1, "c")];
         log.write(Change { version: log.version(), epoch: 1, truncate_after: None, entries: next })
             .await
             .unwrap();
         drop(log);
-        let (log, _) = Log::open(&dir, "test").unwrap();
+        let (log, _) = Log::open(&dir, "test", 10).unwrap();
         assert_eq!(messages(&log), ["a", "b", "c"], "the early entry does not come back at 3");
         std::fs::remove_dir_all(dir).unwrap();
     }

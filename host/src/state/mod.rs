@@ -6,15 +6,18 @@
 //! the log.
 
 mod durable;
+mod entry;
 mod gate;
+mod keys;
 mod lock;
 mod log;
 mod peers;
 mod segments;
 
 pub use self::gate::{Gate, Mode};
+pub use self::keys::DEFAULT_KEY_WINDOW;
 pub use self::lock::DirLock;
-pub use self::log::{Change, Entry, Log, LogError, Position, Run, Snapshot};
+pub use self::log::{Appended, Change, Entry, Log, LogError, Position, Run, Snapshot};
 pub use self::peers::{Contact, Peer, PeerStatus, Peers};
 pub use self::segments::{Replayed, StorageError};
 
@@ -33,9 +36,13 @@ pub struct NodeState {
 }
 
 impl NodeState {
-    /// A node's state in memory only, knowing the secondaries it replicates to.
-    pub fn in_memory<'a>(secondaries: impl IntoIterator<Item = &'a str>) -> Self {
-        Self { peers: Peers::new(secondaries), ..Self::default() }
+    /// A node's state in memory only, knowing the secondaries it replicates to and
+    /// remembering the last `key_window` idempotency keys.
+    pub fn in_memory<'a>(
+        secondaries: impl IntoIterator<Item = &'a str>,
+        key_window: usize,
+    ) -> Self {
+        Self { log: Log::in_memory(key_window), peers: Peers::new(secondaries), ..Self::default() }
     }
 
     /// A node's state kept in `dir`, which it locks first (one process per directory), with
@@ -44,9 +51,10 @@ impl NodeState {
         dir: &Path,
         node: &str,
         secondaries: impl IntoIterator<Item = &'a str>,
+        key_window: usize,
     ) -> Result<(Self, Replayed), StorageError> {
         let lock = DirLock::acquire(dir)?;
-        let (log, replayed) = Log::open(&dir.join("log"), node)?;
+        let (log, replayed) = Log::open(&dir.join("log"), node, key_window)?;
         let state =
             Self { log, peers: Peers::new(secondaries), gate: Gate::default(), _lock: Some(lock) };
         Ok((state, replayed))

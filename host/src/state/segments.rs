@@ -8,7 +8,7 @@
 //! length: u32 LE   -- of the payload
 //! crc32:  u32 LE   -- CRC-32 (IEEE) of the payload
 //! payload: kind u8, then by kind (integers little-endian)
-//!   1 entry:    seq u64, epoch u64, the message's UTF-8 bytes
+//!   1 entry:    seq u64, epoch u64, key length u16 (0: none), the client's key, the message
 //!   2 truncate: after u64   -- every entry after this seq is dropped
 //!   3 epoch:    epoch u64   -- the highest epoch this node has seen
 //! ```
@@ -24,6 +24,8 @@
 //! refuses to start rather than silently drop what follows.
 
 use std::fs::{File, OpenOptions};
+
+use super::entry::Entry;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
@@ -64,8 +66,8 @@ pub enum StorageError {
 /// One record: what the log does, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record {
-    /// The entry at `seq`, appended in `epoch`.
-    Entry { seq: u64, epoch: u64, msg: String },
+    /// An entry, after the last one.
+    Entry(Entry),
     /// Every entry after `after` is dropped.
     Truncate { after: u64 },
     /// The highest epoch seen is (at least) `epoch`.
@@ -76,7 +78,9 @@ impl Record {
     /// Roughly how many bytes it takes on disk, for batching.
     pub fn size(&self) -> usize {
         match self {
-            Record::Entry { msg, .. } => RECORD_HEADER_LEN + 17 + msg.len(),
+            Record::Entry(entry) => {
+                RECORD_HEADER_LEN + 19 + entry.key.as_ref().map_or(0, String::len) + entry.msg.len()
+            }
             Record::Truncate { .. } | Record::Epoch { .. } => RECORD_HEADER_LEN + 9,
         }
     }
@@ -180,10 +184,14 @@ pub fn encode(record: &Record, buf: &mut Vec<u8>) {
     let start = buf.len();
     buf.extend_from_slice(&[0; RECORD_HEADER_LEN]);
     match record {
-        Record::Entry { seq, epoch, msg } => {
+        Record::Entry(Entry { seq, epoch, key, msg }) => {
             buf.push(KIND_ENTRY);
             buf.extend_from_slice(&seq.to_le_bytes());
             buf.extend_from_slice(&epoch.to_le_bytes());
+            let key = key.as_deref().unwrap_or_default().as_bytes();
+            // Keys are at most a few hundred bytes (the master refuses longer ones).
+            buf.extend_from_slice(&(key.len().min(usize::from(u16::MAX)) as u16).to_le_bytes());
+            buf.extend_from_slice(&key[..key.len().min(usize::from(u16::MAX))]);
             buf.extend_from_slice(msg.as_bytes());
         }
         Record::Truncate { after } => {
@@ -219,14 +227,20 @@ fn decode(bytes: &[u8], version: u32) -> Result<(Record, usize), &'static str> {
         return Err("checksum mismatch");
     }
     let record = if version == FORMAT_V1 {
-        Record::Entry { seq: u64_at(payload, 0)?, epoch: 0, msg: text(&payload[8..])? }
+        let msg = text(&payload[8..])?;
+        Record::Entry(Entry { seq: u64_at(payload, 0)?, epoch: 0, key: None, msg })
     } else {
         match payload[0] {
-            KIND_ENTRY if payload.len() >= 17 => Record::Entry {
-                seq: u64_at(payload, 1)?,
-                epoch: u64_at(payload, 9)?,
-                msg: text(&payload[17..])?,
-            },
+            KIND_ENTRY if payload.len() >= 19 => {
+                let key_len = usize::from(u16::from_le_bytes([payload[17], payload[18]]));
+                let key = payload.get(19..19 + key_len).ok_or("record cut short")?;
+                Record::Entry(Entry {
+                    seq: u64_at(payload, 1)?,
+                    epoch: u64_at(payload, 9)?,
+                    key: (key_len > 0).then(|| text(key)).transpose()?,
+                    msg: text(&payload[19 + key_len..])?,
+                })
+            }
             KIND_TRUNCATE if payload.len() == 9 => Record::Truncate { after: u64_at(payload, 1)? },
             KIND_EPOCH if payload.len() == 9 => Record::Epoch { epoch: u64_at(payload, 1)? },
             _ => return Err("unknown record kind"),
@@ -310,7 +324,7 @@ mod tests {
     }
 
     fn record(seq: u64, msg: &str) -> Record {
-        Record::Entry { seq, epoch: 1, msg: msg.to_owned() }
+        Record::Entry(Entry { seq, epoch: 1, key: None, msg: msg.to_owned() })
     }
 
     fn only_segment(dir: &Path) -> PathBuf {
@@ -340,9 +354,14 @@ mod tests {
         let (mut segments, _) = Segments::open(&dir).unwrap();
         let records = [
             Record::Epoch { epoch: 3 },
-            Record::Entry { seq: 1, epoch: 3, msg: "a".into() },
+            Record::Entry(Entry {
+                seq: 1,
+                epoch: 3,
+                key: Some("client key 1".into()),
+                msg: "a".into(),
+            }),
             Record::Truncate { after: 0 },
-            Record::Entry { seq: 1, epoch: 4, msg: "b".into() },
+            Record::Entry(Entry { seq: 1, epoch: 4, key: None, msg: "b".into() }),
         ];
         segments.append(&records).unwrap();
         drop(segments);
@@ -371,8 +390,8 @@ mod tests {
         assert_eq!(
             replayed.records,
             [
-                Record::Entry { seq: 1, epoch: 0, msg: "old".into() },
-                Record::Entry { seq: 2, epoch: 0, msg: "older format".into() },
+                Record::Entry(Entry { seq: 1, epoch: 0, key: None, msg: "old".into() }),
+                Record::Entry(Entry { seq: 2, epoch: 0, key: None, msg: "older format".into() }),
             ]
         );
         assert_eq!(segments.number, 2, "new records start a segment of the current format");
@@ -419,7 +438,7 @@ mod tests {
         drop(segments);
         let file = only_segment(&dir);
         let mut bytes = std::fs::read(&file).unwrap();
-        let second = HEADER_LEN + RECORD_HEADER_LEN + 17 + "first".len();
+        let second = HEADER_LEN + RECORD_HEADER_LEN + 19 + "first".len();
         bytes[second + RECORD_HEADER_LEN + 9] ^= 0x40;
         std::fs::write(&file, &bytes).unwrap();
 

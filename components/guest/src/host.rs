@@ -1,0 +1,22 @@
+//! The `replog:node` interfaces both roles import: the log, the cluster key, and what the host
+//! knows of the running version. Generated once here so that each role's bindings and this
+//! crate share their types.
+
+mod bindings {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        inline: "
+            package replog:guest;
+            world shared {
+                import replog:node/log@0.4.0;
+                import replog:node/auth@0.4.0;
+                import replog:node/host-info@0.4.0;
+            }
+        ",
+        world: "replog:guest/shared",
+        generate_all,
+        additional_derives: [serde::Serialize, serde::Deserialize, PartialEq, Eq, Default],
+    });
+}
+
+pub use bindings::replog::node::{auth, host_info, log};

@@ -1,0 +1,170 @@
+//! Serving a node over HTTP/1.1 until told to stop, with the edge's limits: a cap on open
+//! connections, deadlines on idle connections, headers and bodies (`deadline`), and requests
+//! admitted whole, and within the instances clients may use, before a component sees them
+//! (`admit`).
+
+mod admit;
+mod deadline;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+use self::admit::{Admitted, Bounds};
+use self::deadline::{Activity, Serving, Watched};
+use crate::node::{Node, Response};
+
+/// How long requests in flight may take to finish once shutdown starts.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    #[error("{node} cannot listen on {addr}: the port is in use (pick another port)")]
+    InUse { node: String, addr: SocketAddr },
+    #[error("{node} cannot listen on {addr}: {error}")]
+    Other { node: String, addr: SocketAddr, error: std::io::Error },
+}
+
+/// Binds `addr` for `node`, with an error that names both.
+pub async fn bind(node: &str, addr: SocketAddr) -> Result<TcpListener, BindError> {
+    TcpListener::bind(addr).await.map_err(|error| match error.kind() {
+        std::io::ErrorKind::AddrInUse => BindError::InUse { node: node.to_owned(), addr },
+        _ => BindError::Other { node: node.to_owned(), addr, error },
+    })
+}
+
+/// Accepts connections for `node` until `shutdown` resolves, then lets requests in flight
+/// finish for up to `DRAIN_TIMEOUT`.
+pub async fn serve(node: Arc<Node>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    let edge = node.config().edge;
+    let connections = Arc::new(Semaphore::new(edge.max_connections));
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: pause rather than spin.
+                    tracing::warn!(node = node.name(), error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let Ok(open) = connections.clone().try_acquire_owned() else {
+            tokio::spawn(turn_away(stream, edge.max_connections));
+            continue;
+        };
+        let activity = Arc::new(Activity::default());
+        let service = service_fn({
+            let (node, activity) = (node.clone(), activity.clone());
+            move |request| {
+                let serving = activity.begin();
+                let node = node.clone();
+                async move { Ok::<_, Infallible>(answer(&node, request).await.into_response(serving)) }
+            }
+        });
+        let io = TokioIo::new(Watched::new(stream, activity, edge));
+        let connection = http1::Builder::new().serve_connection(io, service);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+            drop(open);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
+        tracing::warn!(
+            node = node.name(),
+            "requests still running after {DRAIN_TIMEOUT:?}; leaving them"
+        );
+    }
+}
+
+/// One request: admitted whole, then served by the node's component.
+async fn answer(node: &Node, request: hyper::Request<hyper::body::Incoming>) -> Guarded {
+    let bounds = Bounds {
+        max_body_bytes: node.config().body_limit(),
+        body_timeout: node.config().edge.body_timeout,
+    };
+    let (method, uri) = (request.method().clone(), request.uri().clone());
+    match admit::admit(request, bounds, node.client_places()).await {
+        Ok(Admitted { request, place }) => Guarded { response: node.handle(request).await, place },
+        Err(refused) => {
+            let status = refused.status().as_u16();
+            tracing::debug!(node = node.name(), %method, %uri, status, "refused at the edge");
+            Guarded { response: refused, place: None }
+        }
+    }
+}
+
+/// A response and what its request took: its place among the instances, then its connection's
+/// mark that a request is being served. Both are held by the body until it is sent whole.
+struct Guarded {
+    response: Response,
+    place: Option<OwnedSemaphorePermit>,
+}
+
+impl Guarded {
+    fn into_response(self, serving: Serving) -> hyper::Response<GuardedBody> {
+        let Self { response, place } = self;
+        response.map(|body| GuardedBody { body, _place: place, _serving: serving })
+    }
+}
+
+struct GuardedBody {
+    body: HyperOutgoingBody,
+    _place: Option<OwnedSemaphorePermit>,
+    _serving: Serving,
+}
+
+impl Body for GuardedBody {
+    type Data = Bytes;
+    type Error = <HyperOutgoingBody as Body>::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// Answers a connection past the cap with `503`, and closes it.
+async fn turn_away(mut stream: TcpStream, max: usize) {
+    let body = format!(
+        r#"{{"error":"this node has {max} connections open, its limit (the MAX_CONNECTIONS setting); try again shortly"}}"#
+    );
+    let answer = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(answer.as_bytes())).await;
+}
