@@ -9,8 +9,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 fn main() {
-    let host = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
-    let root = host.parent().expect("the host crate sits in the repository root");
+    let root = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
     let components = root.join("components");
     let target_dir = root.join("target").join("components");
     println!("cargo:rerun-if-changed={}", components.display());

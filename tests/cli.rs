@@ -42,7 +42,7 @@ fn bad_configuration_is_refused_before_anything_starts() {
     fails_with(&["cluster", "--master-port", "65535"], "past 65535");
     fails_with(
         &["cluster", "--components", "/nonexistent"],
-        "replog_master.wasm is not in /nonexistent",
+        "cannot find replog_master.wasm: looked in /nonexistent",
     );
     fails_with(
         &["serve", "--role", "master", "--secondaries", "secondary1:8001"],
@@ -148,22 +148,13 @@ fn exit_of(mut process: Process) -> (bool, String) {
 
 #[test]
 fn a_node_of_a_cluster_without_a_secret_refuses_to_start_unless_told_insecure() {
-    let port = free_ports(1).to_string();
+    let port = free_ports(1);
     let serve = |args: &[&str]| {
-        let mut command = replog();
-        command.env_remove("CLUSTER_SECRET").args([
-            "serve",
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            &port,
-        ]);
-        command.args(args);
+        let mut command = serve(args[0], port);
+        command.env_remove("CLUSTER_SECRET").args(&args[1..]);
         command
     };
-    for args in
-        [&["--role", "secondary"][..], &["--role", "master", "--secondaries", "http://127.0.0.1:1"]]
-    {
+    for args in [&["secondary"][..], &["master", "--secondaries", "http://127.0.0.1:1"]] {
         let output = serve(args).output().unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success(), "{args:?} started without a secret");
@@ -172,7 +163,7 @@ fn a_node_of_a_cluster_without_a_secret_refuses_to_start_unless_told_insecure() 
             "{stderr}"
         );
     }
-    let mut insecure = Process::spawn("insecure", serve(&["--role", "secondary", "--insecure"]));
+    let mut insecure = Process::spawn("insecure", serve(&["secondary", "--insecure"]));
     insecure.wait_healthy(&format!("http://127.0.0.1:{port}/health"));
     assert!(insecure.output().contains("INSECURE"), "a warning says so:\n{}", insecure.output());
 }
@@ -209,14 +200,8 @@ fn a_data_directory_in_use_is_refused_with_the_owner_named() {
     let _ = std::fs::remove_dir_all(&dir);
     let base = free_ports(2);
     let serve = |port: u16| {
-        let mut command = replog();
-        command.env_remove("IN_MEMORY").arg("serve").args([
-            "--role",
-            "secondary",
-            "--bind",
-            "127.0.0.1",
-        ]);
-        command.args(["--port", &port.to_string()]).arg("--data-dir").arg(&dir);
+        let mut command = serve("secondary", port);
+        command.env_remove("IN_MEMORY").arg("--data-dir").arg(&dir);
         command
     };
     let mut first = Process::spawn("first", serve(base));
@@ -241,17 +226,8 @@ fn nodes_started_from_one_folder_get_data_directories_of_their_own() {
     let base = free_ports(2);
     let mut nodes = Vec::new();
     for port in [base, base + 1] {
-        let mut command = replog();
+        let mut command = serve("secondary", port);
         command.current_dir(&folder).env_remove("IN_MEMORY");
-        command.args([
-            "serve",
-            "--role",
-            "secondary",
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-        ]);
         command.arg("--components").arg(env!("REPLOG_BUILT_COMPONENTS"));
         let mut node = Process::spawn(&format!("secondary-{port}"), command);
         node.wait_healthy(&format!("http://127.0.0.1:{port}/health"));
@@ -271,8 +247,38 @@ fn nodes_started_from_one_folder_get_data_directories_of_their_own() {
 fn a_delay_that_cannot_fit_the_peer_timeout_is_refused() {
     fails_with(
         &["cluster", "--secondary-delays", "0,6000"],
-        "secondary2's delay of 6000 ms does not fit in PEER_TIMEOUT_MS=5000",
+        "secondary2: its DELAY_MS of 6000 does not fit in this master's PEER_TIMEOUT_MS of 5000",
     );
     let cluster = Cluster::start(&[0, 6000], &["--peer-timeout-ms", "6500"]);
     assert_eq!(cluster.secondaries.len(), 2, "accepted once the timeout leaves it room");
+}
+
+#[test]
+fn boolean_settings_take_1_0_true_false_yes_no() {
+    let folder = std::env::temp_dir().join(format!("replog-cli-bools-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&folder);
+    std::fs::create_dir_all(&folder).unwrap();
+    for (value, in_memory) in
+        [("1", true), ("yes", true), ("true", true), ("0", false), ("no", false), ("false", false)]
+    {
+        let port = free_ports(1);
+        let mut command = serve("master", port);
+        command.current_dir(&folder).env("IN_MEMORY", value).env("FORCE_RECOVERY", value);
+        command.arg("--components").arg(env!("REPLOG_BUILT_COMPONENTS"));
+        let mut node = Process::spawn(&format!("master-{value}"), command);
+        node.wait_healthy(&format!("http://127.0.0.1:{port}/health"));
+        let on_disk = folder.join(format!("data/master-{port}")).exists();
+        assert_eq!(on_disk, !in_memory, "IN_MEMORY={value}");
+        node.kill();
+    }
+    std::fs::remove_dir_all(folder).unwrap();
+    fails_with(&["serve", "--role", "secondary", "--in-memory", "maybe"], "invalid value 'maybe'");
+    let mut both = replog();
+    both.env("DATA_DIR", "somewhere").args(["serve", "--role", "secondary"]);
+    let output = both.output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success() && stderr.contains("IN_MEMORY is on and DATA_DIR"),
+        "{stderr}"
+    );
 }

@@ -104,22 +104,11 @@ async fn a_stopped_node_fails_writes_with_502_naming_it() {
     // The master of a cluster whose second secondary is not there: serve one master and one
     // secondary separately, pointing the master at an extra port nothing listens on.
     let base = free_ports(3);
-    let mut secondary = replog();
-    secondary.args([
-        "serve",
-        "--role",
-        "secondary",
-        "--port",
-        &(base + 1).to_string(),
-        "--bind",
-        "127.0.0.1",
-    ]);
-    let mut secondary = Process::spawn("secondary", secondary);
+    let mut secondary = Process::spawn("secondary", serve("secondary", base + 1));
     secondary.wait_healthy(&format!("http://127.0.0.1:{}/health", base + 1));
     let down = format!("http://127.0.0.1:{}", base + 2);
-    let mut master = replog();
+    let mut master = serve("master", base);
     master
-        .args(["serve", "--role", "master", "--port", &base.to_string(), "--bind", "127.0.0.1"])
         .args(["--secondaries", &format!("http://127.0.0.1:{},{down}", base + 1)])
         .args(["--replication-timeout-ms", "1000"]);
     let mut master = Process::spawn("master", master);

@@ -149,9 +149,11 @@ async fn containers_replicate_fail_over_catch_up_and_swap_components() {
     };
     let secret = project.dir.join("cluster-secret");
     // The containers mount a components folder of the test's own, so that installing a new
-    // version there touches no one else's build.
+    // version there touches no one else's build. It holds a folder where `cargo component
+    // build` would write, empty at first.
     let components = std::env::temp_dir().join(format!("replog-docker-components-{id}"));
-    std::fs::create_dir_all(&components).unwrap();
+    let second_build = components.join("wasm32-wasip1/release");
+    std::fs::create_dir_all(&second_build).unwrap();
     for file in ["replog_master.wasm", "replog_secondary.wasm"] {
         let built = repo_root().join("target/components/wasm32-wasip2/release").join(file);
         std::fs::copy(built, components.join(file)).unwrap();
@@ -268,8 +270,9 @@ async fn containers_replicate_fail_over_catch_up_and_swap_components() {
         }
     }
 
-    // A new master version dropped into the mounted folder goes live in the running container:
-    // no new image, no restart, the log carries on.
+    // A new master version written where `cargo component build` writes, as it writes it
+    // (mode 0600, readable by its owner alone), goes live in the running container, which
+    // serves as another user: no new image, no restart, the log carries on.
     let container = String::from_utf8(project.run(&["ps", "-q", "master"]).stdout).unwrap();
     let started = |id: &str| {
         let out = Command::new("docker")
@@ -283,9 +286,11 @@ async fn containers_replicate_fail_over_catch_up_and_swap_components() {
     let regular = health["component"]["version"].as_str().unwrap().to_owned();
     let swapped = variant::variant_version(&regular);
     let new = std::fs::read(variant::variant_dir().join("replog_master.wasm")).unwrap();
-    let staging = components.join(".replog_master.wasm.incoming");
+    let staging = second_build.join(".replog_master.wasm.incoming");
     std::fs::write(&staging, new).unwrap();
-    std::fs::rename(&staging, components.join("replog_master.wasm")).unwrap();
+    std::fs::set_permissions(&staging, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .unwrap();
+    std::fs::rename(&staging, second_build.join("replog_master.wasm")).unwrap();
     let landed = Instant::now();
     loop {
         let (_, health) = get_json(&client, &format!("{master}/health")).await;
@@ -324,5 +329,9 @@ async fn containers_replicate_fail_over_catch_up_and_swap_components() {
     let logs = project.run(&["logs", "--no-color", "master"]);
     let logs = String::from_utf8_lossy(&logs.stdout);
     assert!(logs.contains("listening on http://0.0.0.0:8000") && logs.contains("sha256"), "{logs}");
-    assert!(logs.contains("switched user run_as=65534:65534"), "it serves unprivileged:\n{logs}");
+    assert!(
+        logs.contains("switched user, keeping only the capability to read any file")
+            && logs.contains("run_as=65534:65534"),
+        "it serves unprivileged:\n{logs}"
+    );
 }

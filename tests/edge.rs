@@ -58,7 +58,7 @@ fn slow_headers_and_bodies_get_408_and_idle_connections_close_within_their_bound
 
 #[test]
 fn odd_requests_get_json_errors_and_query_values_are_decoded() {
-    let cluster = Cluster::start(&[0], &[]);
+    let cluster = Cluster::start(&[0], &["--max-body-bytes", "64"]);
     let port: u16 = cluster.master.rsplit(':').next().unwrap().parse().unwrap();
     let within = Duration::from_secs(10);
 
@@ -70,6 +70,18 @@ fn odd_requests_get_json_errors_and_query_values_are_decoded() {
     let (answer, _) = exchange(port, gzip, within);
     assert!(answer.starts_with("HTTP/1.1 415"), "{answer:?}");
     assert!(body_of(&answer)["error"].as_str().unwrap().contains("gzip"));
+
+    // Bodies past MAX_BODY_BYTES, announced or streamed in chunks, get 413 from the host.
+    let large = format!(r#"{{"msg": "{}"}}"#, "x".repeat(100));
+    let (status, body) = blocking_post(&format!("{}/messages", cluster.master), &large);
+    assert_eq!(status, 413, "{body}");
+    assert!(body.contains("larger than 64 bytes"), "{body}");
+    let chunked = format!(
+        "POST /messages HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{}0\r\n\r\n",
+        "a\r\n0123456789\r\n".repeat(10)
+    );
+    let (answer, _) = exchange(port, chunked.as_bytes(), within);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer:?}");
 
     for i in 1..=3 {
         let url = format!("{}/messages?log=false", cluster.master);
@@ -153,21 +165,10 @@ async fn slowloris_and_slow_bodies_never_starve_health_replication_or_writes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_that_fill_every_place_leave_the_reserve_to_replication_and_health() {
     let base = free_ports(3);
-    let mut secondary = replog();
-    secondary.args([
-        "serve",
-        "--role",
-        "secondary",
-        "--bind",
-        "127.0.0.1",
-        "--port",
-        &(base + 1).to_string(),
-    ]);
-    let mut secondary = Process::spawn("secondary", secondary);
+    let mut secondary = Process::spawn("secondary", serve("secondary", base + 1));
     secondary.wait_healthy(&format!("http://127.0.0.1:{}/health", base + 1));
     // Secondary 2 never comes: every w=3 write waits for it, holding its instance.
-    let mut master = replog();
-    master.args(["serve", "--role", "master", "--bind", "127.0.0.1", "--port", &base.to_string()]);
+    let mut master = serve("master", base);
     master.args([
         "--secondaries",
         &format!("http://127.0.0.1:{},http://127.0.0.1:{}", base + 1, base + 2),
@@ -258,16 +259,8 @@ async fn a_log_of_a_million_messages_is_answered_whole_in_pages() {
         }
     }
     let port = free_ports(1);
-    let mut node = replog();
-    node.env_remove("IN_MEMORY").args([
-        "serve",
-        "--role",
-        "secondary",
-        "--bind",
-        "127.0.0.1",
-        "--port",
-        &port.to_string(),
-    ]);
+    let mut node = serve("secondary", port);
+    node.env_remove("IN_MEMORY");
     // A component holding the whole log (100 MB of messages) would not fit in 16 MiB.
     node.arg("--data-dir").arg(&dir).args(["--memory-limit-mb", "16"]);
     let mut node = Process::spawn("large", node);

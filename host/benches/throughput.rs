@@ -151,7 +151,7 @@ fn main() {
     servers.block_on(cluster.shutdown());
 
     // The same writes with every node's log on disk (fsynced before each acknowledgement).
-    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-data");
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-data");
     let _ = std::fs::remove_dir_all(&data);
     let cluster = servers.block_on(Cluster::start(&runtime, Some(data.join("cluster"))));
     let master = cluster.master_addr;
@@ -290,8 +290,7 @@ async fn native_hello_world() -> SocketAddr {
 static SECRET: std::sync::LazyLock<ClusterSecret> = std::sync::LazyLock::new(ClusterSecret::random);
 
 fn node_config(name: &str, role: Role, file: &str, secondaries: Vec<String>) -> NodeConfig {
-    NodeConfig {
-        secondaries: secondaries.iter().map(|s| s.parse().unwrap()).collect(),
+    let config = NodeConfig {
         secret: Some(SECRET.clone()),
         ..NodeConfig::new(
             name,
@@ -299,7 +298,8 @@ fn node_config(name: &str, role: Role, file: &str, secondaries: Vec<String>) -> 
             "127.0.0.1:0".parse().unwrap(),
             Path::new(env!("REPLOG_BUILT_COMPONENTS")).join(file),
         )
-    }
+    };
+    if secondaries.is_empty() { config } else { config.with("SECONDARIES", secondaries.join(",")) }
 }
 
 async fn serve_one(runtime: &Runtime, role: Role, file: &str, secondaries: Vec<String>) -> Running {

@@ -14,6 +14,7 @@ use crate::node::{CompiledComponent, LoadError, Node};
 use crate::runtime::Runtime;
 use crate::server::{self, BindError};
 
+/// Why nodes could not be started.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(transparent)]

@@ -21,7 +21,7 @@ impl WasiView for CommandCtx {
 }
 
 /// Runs the component at `path` with `args` and returns its exit code.
-pub async fn run(path: &Path, args: &[String]) -> anyhow::Result<i32> {
+pub(crate) async fn run(path: &Path, args: &[String]) -> anyhow::Result<i32> {
     let engine = Engine::default();
     let component = Component::from_file(&engine, path)
         .map_err(anyhow::Error::from)

@@ -14,23 +14,25 @@ use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
+use crate::components::BUILD_OUTPUTS;
 use crate::secret::ClusterSecret;
 
 use crate::config::Topology;
 
-pub const DEFAULT_IMAGE: &str = "replog:latest";
+pub(crate) const DEFAULT_IMAGE: &str = "replog:latest";
 /// Port every node listens on inside its container: secondaries all use 8001, so the master
 /// reaches them at `http://secondaryN:8001`, as in the original project.
-pub const MASTER_CONTAINER_PORT: u16 = 8000;
-pub const SECONDARY_CONTAINER_PORT: u16 = 8001;
+pub(crate) const MASTER_CONTAINER_PORT: u16 = 8000;
+pub(crate) const SECONDARY_CONTAINER_PORT: u16 = 8001;
 /// Where the built components are mounted in each container.
-pub const COMPONENTS_MOUNT: &str = "/components";
+pub(crate) const COMPONENTS_MOUNT: &str = "/components";
 /// Where each container keeps its log: a named volume of its own.
-pub const DATA_MOUNT: &str = "/data";
-/// The build output the containers run, relative to the Compose file.
-pub const DEFAULT_COMPONENTS_DIR: &str = "./target/components/wasm32-wasip2/release";
+pub(crate) const DATA_MOUNT: &str = "/data";
+/// The folder mounted at `COMPONENTS_MOUNT`, relative to the Compose file: it holds the
+/// outputs of both `cargo build` and `cargo component build` (`components::BUILD_OUTPUTS`).
+pub(crate) const DEFAULT_COMPONENTS_DIR: &str = "./target/components";
 /// The cluster secret's file, beside the Compose file.
-pub const DEFAULT_SECRET_FILE: &str = "./.cluster-secret";
+pub(crate) const DEFAULT_SECRET_FILE: &str = "./.cluster-secret";
 /// Its name as a Compose secret, and so its file in the containers, under /run/secrets.
 const SECRET_NAME: &str = "cluster-secret";
 /// The unprivileged user and group the containers serve as, once they have read the secret.
@@ -38,18 +40,18 @@ const RUN_AS: &str = "65534:65534";
 
 /// What the Compose file runs, beyond the cluster's shape.
 #[derive(Debug, Clone)]
-pub struct Options<'a> {
-    pub image: &'a str,
+pub(crate) struct Options<'a> {
+    pub(crate) image: &'a str,
     /// The components folder, relative to the Compose file or absolute.
-    pub components_dir: &'a str,
+    pub(crate) components_dir: &'a str,
     /// The cluster secret's file, relative to the Compose file or absolute.
-    pub secret_file: &'a str,
+    pub(crate) secret_file: &'a str,
     /// The master's `REPLICATION_TIMEOUT_MS`, when not the default.
-    pub replication_timeout_ms: Option<u64>,
+    pub(crate) replication_timeout_ms: Option<u64>,
 }
 
 /// The Compose file for `topology`.
-pub fn render(topology: &Topology, options: &Options) -> String {
+pub(crate) fn render(topology: &Topology, options: &Options) -> String {
     let Options { image, components_dir, secret_file, replication_timeout_ms } = *options;
     let n = topology.delays.len();
     let delays: Vec<String> = topology.delays.iter().map(|d| d.as_millis().to_string()).collect();
@@ -61,9 +63,10 @@ pub fn render(topology: &Topology, options: &Options) -> String {
 # Change those settings and run it again rather than editing this file.
 #
 # The image holds only the static replog binary. Each container runs the components mounted
-# read-only from {components_dir}:
-# a new component build needs no new image. Build both first, make the cluster secret
-# (`replog compose` writes {secret_file} once), then start:
+# read-only from {components_dir}
+# (the newest of `cargo build` and `cargo component build` outputs): a new component build
+# needs no new image, and running containers swap it in. Build both first, make the cluster
+# secret (`replog compose` writes {secret_file} once), then start:
 #   cargo build --release --target x86_64-unknown-linux-musl
 #   ./target/x86_64-unknown-linux-musl/release/replog compose
 #   docker compose up --build -d
@@ -89,8 +92,13 @@ services:
     }
     let peers: Vec<String> =
         (1..=n).map(|i| format!("http://secondary{i}:{SECONDARY_CONTAINER_PORT}")).collect();
-    let mut env =
-        vec![("PORT", MASTER_CONTAINER_PORT.to_string()), ("SECONDARIES", peers.join(","))];
+    // The master checks that each secondary's delay leaves it time to answer, as in
+    // `replog cluster`.
+    let mut env = vec![
+        ("PORT", MASTER_CONTAINER_PORT.to_string()),
+        ("SECONDARIES", peers.join(",")),
+        ("SECONDARY_DELAYS", delays.join(",")),
+    ];
     if let Some(ms) = replication_timeout_ms {
         env.push(("REPLICATION_TIMEOUT_MS", ms.to_string()));
     }
@@ -126,14 +134,23 @@ struct Service<'a> {
 impl Service<'_> {
     fn write(&self, out: &mut String, image: &str, components_dir: &str) {
         let Self { name, role, ports: (host_port, port), .. } = self;
+        // The mounted folder itself, or either build's output in it: the newest file runs.
+        let components = std::iter::once(COMPONENTS_MOUNT.to_owned())
+            .chain(BUILD_OUTPUTS.iter().map(|output| format!("{COMPONENTS_MOUNT}/{output}")))
+            .collect::<Vec<_>>()
+            .join(":");
         let _ = write!(
             out,
             "  {name}:
     build: .
     image: {image}
     command: [\"serve\", \"--role\", \"{role}\", \"--name\", \"{name}\"]
-    # Root only to read the secret: the node switches to RUN_AS before it serves.
+    # Root only to read the secret: the node switches to RUN_AS before it serves, keeping of
+    # these capabilities only the one to read any file (cargo component writes its builds
+    # readable by their owner alone, and a new build is read long after the switch).
     user: \"0:0\"
+    cap_drop: [ALL]
+    cap_add: [SETUID, SETGID, DAC_READ_SEARCH]
     environment:
 "
         );
@@ -142,7 +159,7 @@ impl Service<'_> {
         }
         let _ = write!(
             out,
-            "      REPLOG_COMPONENTS: \"{COMPONENTS_MOUNT}\"
+            "      REPLOG_COMPONENTS: \"{components}\"
       DATA_DIR: \"{DATA_MOUNT}\"
       CLUSTER_SECRET_FILE: \"/run/secrets/{SECRET_NAME}\"
       RUN_AS: \"{RUN_AS}\"
@@ -164,7 +181,7 @@ impl Service<'_> {
 }
 
 /// Writes `text` to `path` whole or not at all: into a temporary file beside it, then renamed.
-pub fn write(path: &Path, text: &str) -> std::io::Result<()> {
+pub(crate) fn write(path: &Path, text: &str) -> std::io::Result<()> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
@@ -183,7 +200,7 @@ pub fn write(path: &Path, text: &str) -> std::io::Result<()> {
 
 /// Where the cluster secret named `secret_file` in a Compose file written to `output` is:
 /// relative paths start from the Compose file's folder, as Compose reads them.
-pub fn secret_path(output: &Path, secret_file: &str) -> PathBuf {
+pub(crate) fn secret_path(output: &Path, secret_file: &str) -> PathBuf {
     let dir = match output.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
@@ -194,7 +211,7 @@ pub fn secret_path(output: &Path, secret_file: &str) -> PathBuf {
 /// Makes a new random cluster secret at `path`, readable by its owner only, unless a file is
 /// there already: an existing secret is never replaced (nodes already use it). Returns whether
 /// it made one.
-pub fn ensure_secret(path: &Path) -> std::io::Result<bool> {
+pub(crate) fn ensure_secret(path: &Path) -> std::io::Result<bool> {
     let file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path);
     let mut file = match file {
         Ok(file) => file,
@@ -234,9 +251,11 @@ mod tests {
             "image: replog:test",
             "      - /srv/components:/components:ro\n      - secondary3-data:/data\n",
             "\nvolumes:\n  secondary1-data:\n  secondary2-data:\n  secondary3-data:\n  master-data:\n",
+            "      SECONDARY_DELAYS: \"0,500,2000\"\n",
             "      REPLICATION_TIMEOUT_MS: \"15000\"\n",
             "secrets:\n  cluster-secret:\n    file: /srv/secret\n",
             "      CLUSTER_SECRET_FILE: \"/run/secrets/cluster-secret\"\n      RUN_AS: \"65534:65534\"\n    secrets:\n      - cluster-secret\n",
+            "    cap_drop: [ALL]\n    cap_add: [SETUID, SETGID, DAC_READ_SEARCH]\n",
         ] {
             assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
         }

@@ -23,20 +23,20 @@ use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 use crate::config::normalize_authority;
 
 /// Bound on establishing a connection to a peer.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Bound on waiting for an answer when the component sets none.
-pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
 
 type Pool = hyper_util::client::legacy::Client<HttpConnector, WasiBody>;
 
 /// The process-wide connection pool. Cheap to clone.
 #[derive(Clone)]
-pub struct Client {
+pub(crate) struct Client {
     pool: Pool,
 }
 
 impl Client {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
@@ -55,7 +55,7 @@ impl Default for Client {
 
 /// One node's outbound policy: who it may call, and how. Cheap to clone into each request.
 #[derive(Clone)]
-pub struct Outbound {
+pub(crate) struct Outbound {
     node: Arc<str>,
     allowed: Arc<HashSet<String>>,
     client: Client,
@@ -63,7 +63,11 @@ pub struct Outbound {
 
 impl Outbound {
     /// `allowed` holds `host:port` strings as `config::normalize_authority` writes them.
-    pub fn new(node: &str, allowed: impl IntoIterator<Item = String>, client: Client) -> Self {
+    pub(crate) fn new(
+        node: &str,
+        allowed: impl IntoIterator<Item = String>,
+        client: Client,
+    ) -> Self {
         Self { node: node.into(), allowed: Arc::new(allowed.into_iter().collect()), client }
     }
 

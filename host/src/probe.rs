@@ -6,7 +6,7 @@ use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
 
 #[derive(Debug, thiserror::Error)]
-pub enum ProbeError {
+pub(crate) enum ProbeError {
     #[error("not an http:// URL with a host")]
     BadUrl,
     #[error("no answer within {} ms", .0.as_millis())]
@@ -18,7 +18,7 @@ pub enum ProbeError {
 }
 
 /// GETs `url` and returns the status.
-pub async fn get(url: &str, timeout: Duration) -> Result<u16, ProbeError> {
+pub(crate) async fn get(url: &str, timeout: Duration) -> Result<u16, ProbeError> {
     let uri: http::Uri = url.parse().map_err(|_| ProbeError::BadUrl)?;
     if uri.scheme_str() != Some("http") {
         return Err(ProbeError::BadUrl);

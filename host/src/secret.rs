@@ -20,6 +20,7 @@ pub struct ClusterSecret {
     key: Arc<[u8]>,
 }
 
+/// Why a cluster secret cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
     #[error(
@@ -40,7 +41,7 @@ impl fmt::Debug for ClusterSecret {
 
 impl ClusterSecret {
     /// Shorter secrets are refused: they can be guessed.
-    pub const MIN_LEN: usize = 16;
+    pub(crate) const MIN_LEN: usize = 16;
 
     /// `text` as the secret, surrounding whitespace (a file's last newline) left out.
     pub fn new(text: &str) -> Result<Self, SecretError> {
@@ -52,7 +53,7 @@ impl ClusterSecret {
     }
 
     /// The secret kept in the file at `path` (the Docker and Kubernetes secret form).
-    pub fn from_file(path: &Path) -> Result<Self, SecretError> {
+    pub(crate) fn from_file(path: &Path) -> Result<Self, SecretError> {
         let text = std::fs::read_to_string(path)
             .map_err(|error| SecretError::Read { path: path.to_owned(), error })?;
         Self::new(&text)
@@ -77,7 +78,7 @@ impl ClusterSecret {
 
     /// Whether `signature` (hex) is the HMAC-SHA256 of `head` then `body`, compared in
     /// constant time.
-    pub fn verify(&self, head: &[u8], body: &[u8], signature: &str) -> bool {
+    pub(crate) fn verify(&self, head: &[u8], body: &[u8], signature: &str) -> bool {
         match unhex(signature) {
             Some(tag) => self.mac(head, body).verify_slice(&tag).is_ok(),
             None => false,

@@ -12,7 +12,7 @@ pub const TAG: &str = "swap";
 pub fn variant_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repository root");
+        let root = super::repo_root();
         let target = root.join("target").join("components-swap");
         let output = Command::new(option_env!("CARGO").unwrap_or("cargo"))
             .current_dir(root.join("components"))

@@ -32,15 +32,6 @@ pub fn method_name(method: &Method) -> &str {
     }
 }
 
-/// Why a request body could not be read.
-#[derive(Debug)]
-pub enum BodyError {
-    /// Over the configured limit (the payload is the limit in bytes).
-    TooLarge(u64),
-    /// The connection broke while reading.
-    Io(String),
-}
-
 impl Request {
     pub fn new(inner: IncomingRequest) -> Self {
         let method = inner.method();
@@ -75,36 +66,18 @@ impl Request {
         })
     }
 
-    /// Reads the whole body, refusing more than `limit` bytes. A `Content-Length` over the
-    /// limit is refused before anything is read.
-    pub fn read_body(&self, limit: u64) -> Result<Vec<u8>, BodyError> {
-        let declared = self
-            .inner
-            .headers()
-            .get("content-length")
-            .first()
-            .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<u64>().ok());
-        if declared.is_some_and(|n| n > limit) {
-            return Err(BodyError::TooLarge(limit));
-        }
-        let body = self
-            .inner
-            .consume()
-            .map_err(|()| BodyError::Io("request body was already taken".into()))?;
-        let mut stream =
-            body.stream().map_err(|()| BodyError::Io("request body has no stream".into()))?;
-        let mut buf = Vec::with_capacity(declared.unwrap_or(0).min(limit) as usize);
-        // Read one byte past the limit so that "exactly at the limit" and "over it" differ.
-        let read = (&mut stream)
-            .take(limit + 1)
-            .read_to_end(&mut buf)
-            .map_err(|e| BodyError::Io(e.to_string()));
+    /// The whole body, or the `400` to answer when it cannot be read. The host received it,
+    /// within its `MAX_BODY_BYTES`, before this component was called: bounding it is the
+    /// host's.
+    pub fn body(&self) -> Result<Vec<u8>, Response> {
+        let broke = |why: &str| Response::error(400, &format!("could not read the body: {why}"));
+        let body = self.inner.consume().map_err(|()| broke("it was already taken"))?;
+        let mut stream = body.stream().map_err(|()| broke("it has no stream"))?;
+        let mut bytes = Vec::new();
+        let read = stream.read_to_end(&mut bytes);
         drop(stream);
-        read?;
-        if buf.len() as u64 > limit {
-            return Err(BodyError::TooLarge(limit));
-        }
-        Ok(buf)
+        read.map_err(|e| broke(&e.to_string()))?;
+        Ok(bytes)
     }
 }
 
@@ -163,17 +136,6 @@ impl Response {
     /// `status` with a JSON body that `write` produces as it goes, sent with chunked encoding.
     pub fn streamed(status: u16, write: Writer) -> Self {
         Self { status, body: Body::Streamed(write), headers: Vec::new() }
-    }
-
-    /// The answer to a body that could not be read: `413` over the limit, `400` otherwise.
-    pub fn body_error(error: BodyError) -> Self {
-        match error {
-            BodyError::TooLarge(limit) => Self::error(
-                413,
-                &format!("body is larger than {limit} bytes (the MAX_BODY_BYTES setting)"),
-            ),
-            BodyError::Io(e) => Self::error(400, &format!("could not read the body: {e}")),
-        }
     }
 
     /// `401` for a node-to-node request without a valid proof.

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod host;
 pub mod http;
 pub mod log;
+pub mod peer;
 pub mod settings;
 pub mod wire;
 
@@ -20,11 +21,25 @@ pub fn now_ms() -> u64 {
 }
 
 /// Generates a role's bindings for its world in `wit/`, taking the WASI types from `wasip2` and
-/// the shared `log` interface from this crate, so that a role's code and this crate work with
-/// the same types. `$with` maps (or `generate`s) the role's own interfaces.
+/// the interfaces every role imports (`log`, `auth`, `host-info`) from this crate, so that a
+/// role's code and this crate work with the same types. `$with` maps (or `generate`s) the
+/// role's own interfaces. `role_bindings!(plain "world")` is for a world that imports nothing
+/// of replog's.
 #[macro_export]
 macro_rules! role_bindings {
     ($world:literal, { $($with:tt)* }) => {
+        $crate::role_bindings!(@generate $world, {
+            "replog:node/log@0.4.0": replog_guest::host::log,
+            "replog:node/auth@0.4.0": replog_guest::host::auth,
+            "replog:node/host-info@0.4.0": replog_guest::host::host_info,
+            "replog:node/types@0.4.0": generate,
+            $($with)*
+        });
+    };
+    (plain $world:literal) => {
+        $crate::role_bindings!(@generate $world, {});
+    };
+    (@generate $world:literal, { $($with:tt)* }) => {
         wit_bindgen::generate!({
             path: "../../wit",
             world: $world,
@@ -40,13 +55,10 @@ macro_rules! role_bindings {
                 "wasi:cli/stdin@0.2.12": wasip2::cli::stdin,
                 "wasi:http/types@0.2.12": wasip2::http::types,
                 "wasi:http/outgoing-handler@0.2.12": wasip2::http::outgoing_handler,
-                "replog:node/log@0.4.0": replog_guest::host::log,
-                "replog:node/auth@0.4.0": replog_guest::host::auth,
-                "replog:node/host-info@0.4.0": replog_guest::host::host_info,
-                "replog:node/types@0.4.0": generate,
                 $($with)*
             },
             pub_export_macro: false,
+            additional_derives: [PartialEq, Eq],
         });
     };
 }

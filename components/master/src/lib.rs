@@ -7,6 +7,7 @@
 
 mod bindings;
 mod messages;
+mod pace;
 mod peer_http;
 mod policy;
 mod quorum;
@@ -19,7 +20,6 @@ use replog_guest::{about, log};
 use serde::Serialize;
 use wasip2::http::types::{IncomingRequest, Method, ResponseOutparam};
 
-use crate::bindings::exports::replog::node::about::Description;
 use crate::bindings::exports::replog::node::replicator::Wake;
 use crate::bindings::replog::node::peers;
 use crate::bindings::replog::node::sequencer::{self, Mode};
@@ -55,11 +55,17 @@ impl bindings::exports::replog::node::replicator::Guest for Master {
     }
 }
 
-impl bindings::exports::replog::node::about::Guest for Master {
-    fn describe() -> Description {
-        Description { name: "replog-master".into(), version: about::version() }
-    }
+/// What the master's settings need of its host, once read and checked.
+fn needs() -> Result<replog_guest::about::Needs, replog_guest::settings::BadSetting> {
+    Settings::from_env().map(|settings| replog_guest::about::Needs {
+        longest_call: settings.longest_call(),
+        peers: settings.secondaries,
+    })
 }
+
+replog_guest::export_about!(
+    Master, "replog-master", settings::NAMES, needs, with_types_in bindings
+);
 
 bindings::export!(Master with_types_in bindings);
 
@@ -68,10 +74,7 @@ bindings::export!(Master with_types_in bindings);
 /// answers.
 fn health(settings: &Settings) -> Response {
     #[derive(Serialize)]
-    struct Health {
-        status: &'static str,
-        role: &'static str,
-        count: u64,
+    struct Fields {
         /// The epoch this master numbers in (the highest recorded while not open).
         epoch: u64,
         /// `open`, `recovering` or `fenced`.
@@ -80,9 +83,6 @@ fn health(settings: &Settings) -> Response {
         #[serde(skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
         secondaries: Vec<Secondary>,
-        /// Whether node-to-node requests are signed (false: started `--insecure`).
-        authenticated: bool,
-        component: about::Running,
     }
     #[derive(Serialize)]
     struct Secondary {
@@ -117,7 +117,7 @@ fn health(settings: &Settings) -> Response {
     let secondaries = peers::all()
         .into_iter()
         .map(|p| Secondary {
-            status: policy::status_name(p.status),
+            status: pace::status_name(p.status),
             lag: count.saturating_sub(p.acked),
             warning: p.delay_ms.and_then(|delay| {
                 policy::delay_warning(
@@ -133,19 +133,6 @@ fn health(settings: &Settings) -> Response {
             delay_ms: p.delay_ms,
         })
         .collect();
-    Response::json(
-        200,
-        &Health {
-            status: "ok",
-            role: "master",
-            count,
-            epoch,
-            state,
-            writable: state == "open" && quorum.is_ok(),
-            reason,
-            secondaries,
-            authenticated: replog_guest::auth::enabled(),
-            component: about::running(),
-        },
-    )
+    let writable = state == "open" && quorum.is_ok();
+    about::health("master", &Fields { epoch, state, writable, reason, secondaries })
 }

@@ -11,7 +11,7 @@ use wasip2::io::poll;
 use crate::bindings::replog::node::peers;
 use crate::bindings::replog::node::sequencer::{self, Mode};
 use crate::bindings::replog::node::types::LogError;
-use crate::policy::status_name;
+use crate::pace::status_name;
 use crate::quorum;
 use crate::settings::Settings;
 
@@ -96,9 +96,9 @@ fn kind(value: &Value) -> &'static str {
 /// key came with another message; nothing is appended.
 pub fn post(request: &Request, out: ResponseOutparam, settings: &Settings) {
     let started = monotonic_clock::now();
-    let body = match request.read_body(settings.max_body_bytes) {
+    let body = match request.body() {
         Ok(body) => body,
-        Err(e) => return Response::body_error(e).send(out),
+        Err(refused) => return refused.send(out),
     };
     let nodes = settings.nodes();
     let new = match parse(&body, nodes).and_then(|new| with_header_key(new, request)) {

@@ -14,7 +14,7 @@ use wasip2::http::types::{
 };
 use wasip2::io::poll::{self, Pollable};
 
-use crate::settings::Peer;
+use replog_guest::peer::Peer;
 
 /// Connecting is bounded on its own, so that a peer that swallows connection attempts is
 /// retried rather than waited on for the whole `timeout`.
@@ -55,7 +55,7 @@ pub fn start(
     let request = OutgoingRequest::new(headers);
     let invalid = |what: &str| format!("invalid {what} in {}", peer.url);
     request.set_method(&method).map_err(|()| invalid("method"))?;
-    request.set_scheme(Some(&peer.scheme)).map_err(|()| invalid("scheme"))?;
+    request.set_scheme(Some(&peer.scheme())).map_err(|()| invalid("scheme"))?;
     request.set_authority(Some(&peer.authority)).map_err(|()| invalid("authority"))?;
     request.set_path_with_query(Some(&path)).map_err(|()| invalid("path"))?;
     let outgoing = request.body().map_err(|()| "request body already taken".to_owned())?;

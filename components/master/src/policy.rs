@@ -1,17 +1,11 @@
-//! The master's decisions, pure so that they are tested on the native target: where a
-//! secondary's log agrees with the master's, what counts as an acknowledgement, how a
-//! secondary's health follows from failed contacts, how long to back off, and when a master
-//! that starts may take writes.
+//! The master's decisions about logs, pure so that they are tested on the native target: where
+//! a secondary's log agrees with the master's, what counts as an acknowledgement, whether a
+//! secondary's delay can fit, and when a master that starts may take writes (and in which
+//! epoch). When streams run and how contacts are judged is `pace`.
 
 use std::time::Duration;
 
 use replog_guest::wire::{Ack, AckStatus, Position, Run};
-
-use crate::bindings::replog::node::peers::Status;
-
-/// The first retry after a failure waits about this long; each further failure doubles it,
-/// up to the heartbeat interval.
-pub const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 
 /// What a secondary needs of `PEER_TIMEOUT_MS` beyond its `DELAY_MS` to store and answer (the
 /// host refuses a cluster that breaks this at start, by the same rule).
@@ -57,36 +51,6 @@ pub fn acknowledged(sent: Position, ack: &Ack) -> Result<u64, String> {
         )),
         (AckStatus::Mismatch, _) => Err("its log does not hold the entry sent as prev".to_owned()),
     }
-}
-
-/// The status of a secondary whose last `failures` contacts failed.
-pub fn status_after(failures: u32, suspect_after: u32, unhealthy_after: u32) -> Status {
-    if failures >= unhealthy_after {
-        Status::Unhealthy
-    } else if failures >= suspect_after {
-        Status::Suspected
-    } else {
-        Status::Healthy
-    }
-}
-
-pub fn status_name(status: Status) -> &'static str {
-    match status {
-        Status::Healthy => "healthy",
-        Status::Suspected => "suspected",
-        Status::Unhealthy => "unhealthy",
-    }
-}
-
-/// How long to wait after the `failures`-th failure in a row: doubling from `FIRST_BACKOFF`
-/// up to the heartbeat interval, which is also the pace for an unhealthy secondary; `jitter`
-/// (0 to 1) spreads retries over the upper half of that so that they do not fall in step.
-pub fn backoff(failures: u32, status: Status, heartbeat: Duration, jitter: f64) -> Duration {
-    let ceiling = match status {
-        Status::Unhealthy => heartbeat,
-        _ => FIRST_BACKOFF.saturating_mul(1 << failures.saturating_sub(1).min(16)).min(heartbeat),
-    };
-    ceiling.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
 }
 
 /// Why a secondary with `delay` can never acknowledge within `peer_timeout`, if it cannot.
@@ -234,24 +198,6 @@ mod tests {
             assert!(refused.is_err_and(|e| e.contains("not counted")), "{claimed:?}");
         }
         assert!(acknowledged(sent, &ack(AckStatus::Mismatch, None)).is_err());
-    }
-
-    #[test]
-    fn failures_make_a_secondary_suspected_then_unhealthy() {
-        assert_eq!(status_after(0, 1, 3), Status::Healthy);
-        assert_eq!(status_after(1, 1, 3), Status::Suspected);
-        assert_eq!(status_after(3, 1, 3), Status::Unhealthy);
-    }
-
-    #[test]
-    fn backoff_doubles_up_to_the_heartbeat_with_jitter_over_its_upper_half() {
-        let heartbeat = Duration::from_millis(500);
-        let ms =
-            |failures, status, jitter| backoff(failures, status, heartbeat, jitter).as_millis();
-        assert_eq!((ms(1, Status::Suspected, 0.0), ms(1, Status::Suspected, 1.0)), (50, 100));
-        assert_eq!(ms(2, Status::Suspected, 1.0), 200);
-        assert_eq!(ms(9, Status::Suspected, 1.0), 500);
-        assert_eq!((ms(3, Status::Unhealthy, 0.0), ms(3, Status::Unhealthy, 1.0)), (250, 500));
     }
 
     #[test]

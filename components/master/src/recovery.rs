@@ -12,9 +12,9 @@ use replog_guest::wire::{Ack, Append, Entries};
 use wasip2::http::types::Method;
 
 use crate::bindings::replog::node::sequencer::{self, Mode};
+use crate::pace::millis;
 use crate::peer_http;
 use crate::policy::{self, Heard, Own, Recovery};
-use crate::replicator::millis;
 use crate::settings::Settings;
 
 /// Entries asked for at a time from a replica.

@@ -20,11 +20,13 @@ const READ_BYTES: u32 = 256 * 1024;
 use wasip2::http::types::Method;
 
 use crate::bindings::exports::replog::node::replicator::Wake;
-use crate::bindings::replog::node::peers::{self, Contact, Peer as Known, Status};
+use crate::bindings::replog::node::peers::{self, Peer as Known};
 use crate::bindings::replog::node::sequencer::{self, Mode};
+use crate::pace::{self, Next};
 use crate::peer_http;
 use crate::policy;
-use crate::settings::{Peer, Settings};
+use crate::settings::Settings;
+use replog_guest::peer::Peer;
 
 /// A batch stops growing past about this many bytes (it always holds at least one entry).
 const BATCH_BYTES: usize = 1024 * 1024;
@@ -36,28 +38,23 @@ pub fn step(url: &str) -> Wake {
         Ok(settings) => settings,
         Err(e) => {
             eprintln!("cannot replicate to {url}: {e}");
-            return later(Duration::from_secs(5));
+            return pace::later(Duration::from_secs(5));
         }
     };
     let (Some(peer), Some(known)) = (settings.peer(url), peers::get(url)) else {
         eprintln!("{url} is not one of this master's secondaries");
-        return later(Duration::from_secs(60));
+        return pace::later(Duration::from_secs(60));
     };
     let Mode::Open(epoch) = sequencer::status().mode else {
         // Recovering (the host starts streams after recovery) or fenced: nothing to send.
-        return later(settings.heartbeat);
+        return pace::later(settings.heartbeat);
     };
     let stream = Stream { settings: &settings, peer, known, epoch };
     let len = log::len();
-    if !stream.known.synced {
-        return stream.probe(len);
-    }
-    let since = stream.known.last_contact_ms.map(|at| replog_guest::now_ms().saturating_sub(at));
-    match since {
-        Some(since) if stream.known.acked >= len && since < millis(settings.heartbeat) => {
-            Wake { after_ms: Some(millis(settings.heartbeat) - since), on_append: true }
-        }
-        _ => stream.send(len),
+    match pace::next(&stream.known, len, replog_guest::now_ms(), settings.heartbeat) {
+        Next::Probe => stream.probe(len),
+        Next::Send => stream.send(len),
+        Next::Idle(after) => Wake { after_ms: Some(pace::millis(after)), on_append: true },
     }
 }
 
@@ -96,8 +93,7 @@ impl Stream<'_> {
 
     /// Sends what the secondary lacks after what it acknowledged, or a heartbeat.
     fn send(self, len: u64) -> Wake {
-        let after = self.known.acked;
-        let (prev, entries) = batch(after, len);
+        let (prev, entries) = batch(self.known.acked, len);
         let sent = entries.last().map_or(prev, |e| Position { seq: e.seq, epoch: e.epoch });
         let append = Append { epoch: self.epoch, prev: Some(prev), entries, end: Some(len) };
         let ack = match self.exchange(&append) {
@@ -174,17 +170,9 @@ impl Stream<'_> {
                 len.saturating_sub(holds)
             );
         }
-        self.record(Contact {
-            ok: true,
-            status: Status::Healthy,
-            error: None,
-            delay_ms: Some(ack.delay_ms),
-        });
-        if holds < len {
-            later(Duration::ZERO)
-        } else {
-            Wake { after_ms: Some(millis(self.settings.heartbeat)), on_append: true }
-        }
+        let contact = pace::answered(replog_guest::now_ms(), Some(ack.delay_ms));
+        peers::record_contact(&self.peer.url, &contact);
+        pace::after_answer(holds, len, self.settings.heartbeat)
     }
 
     /// A secondary follows a newer master: this one takes no more writes.
@@ -195,26 +183,26 @@ impl Stream<'_> {
             self.peer.url, self.epoch
         );
         sequencer::fence(theirs);
-        self.record(Contact { ok: true, status: Status::Healthy, error: None, delay_ms: None });
-        later(self.settings.heartbeat)
+        peers::record_contact(&self.peer.url, &pace::answered(replog_guest::now_ms(), None));
+        pace::later(self.settings.heartbeat)
     }
 
     /// After a failed contact: counts it, judges the secondary's status, and backs off.
     fn failed(&self, error: String) -> Wake {
         let settings = self.settings;
-        let failures = self.known.failures.saturating_add(1);
-        let status =
-            policy::status_after(failures, settings.suspect_after, settings.unhealthy_after);
-        if status != self.known.status {
-            let name = policy::status_name(status);
-            eprintln!("{} is now {name} after {failures} failed contacts: {error}", self.peer.url);
+        let contact =
+            pace::failed(&self.known, error, settings.suspect_after, settings.unhealthy_after);
+        if contact.status != self.known.status {
+            eprintln!(
+                "{} is now {} after {} failed contacts: {}",
+                self.peer.url,
+                pace::status_name(contact.status),
+                contact.failures,
+                contact.error.as_deref().unwrap_or_default()
+            );
         }
-        self.record(Contact { ok: false, status, error: Some(error), delay_ms: None });
-        later(policy::backoff(failures, status, settings.heartbeat, random_unit()))
-    }
-
-    fn record(&self, contact: Contact) {
         peers::record_contact(&self.peer.url, &contact);
+        pace::after_failure(&contact, settings.heartbeat, random_unit())
     }
 }
 
@@ -261,14 +249,6 @@ fn json_len(value: &impl serde::Serialize) -> usize {
     let mut count = Count(0);
     serde_json::to_writer(&mut count, value).expect("an entry always serializes");
     count.0
-}
-
-pub fn later(after: Duration) -> Wake {
-    Wake { after_ms: Some(millis(after)), on_append: false }
-}
-
-pub fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 pub fn random_unit() -> f64 {

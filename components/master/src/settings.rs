@@ -1,13 +1,26 @@
-//! The master's settings, read from the environment the host gives it. The defaults here
-//! match the host's, for a component run by some other host.
+//! The master's settings: their names, their defaults and their rules, all here. The host
+//! passes them through from its command line and environment, and asks `check` (the `about`
+//! export) before it starts or swaps in a version, so a new version that wants a new setting
+//! needs no new host.
 
 use std::time::Duration;
 
+use replog_guest::peer::{self, Peer};
 use replog_guest::settings::{self, BadSetting};
-use wasip2::http::types::Scheme;
 
-/// Largest client request body unless `MAX_BODY_BYTES` says otherwise.
-pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
+use crate::policy;
+
+/// The settings it reads, by name: the host passes these through.
+pub const NAMES: &[&str] = &[
+    "SECONDARIES",
+    "REPLICATION_TIMEOUT_MS",
+    "HEARTBEAT_MS",
+    "SUSPECT_AFTER",
+    "UNHEALTHY_AFTER",
+    "PEER_TIMEOUT_MS",
+    "FORCE_RECOVERY",
+    "SECONDARY_DELAYS",
+];
 
 pub struct Settings {
     pub secondaries: Vec<Peer>,
@@ -20,43 +33,59 @@ pub struct Settings {
     pub unhealthy_after: u32,
     /// Bound on one contact with a secondary.
     pub peer_timeout: Duration,
-    pub max_body_bytes: u64,
     /// Whether a master that lost its log may take writes without hearing from every
     /// secondary.
     pub force_recovery: bool,
 }
 
-/// A secondary, as the master addresses it.
-pub struct Peer {
-    /// The URL exactly as configured: its name in `acks`, `/health` and the host's records.
-    pub url: String,
-    pub scheme: Scheme,
-    pub authority: String,
-    /// Its path prefix, if the URL has one (`""` otherwise).
-    pub prefix: String,
-}
-
 impl Settings {
     pub fn from_env() -> Result<Self, BadSetting> {
-        let secondaries = settings::list("SECONDARIES")
-            .into_iter()
-            .map(|url| Peer::parse(&url))
-            .collect::<Result<_, _>>()?;
+        let secondaries = peer::list(&std::env::var("SECONDARIES").unwrap_or_default())
+            .map_err(|e| BadSetting(format!("SECONDARIES: {e}")))?;
         let count = |name: &str, default: u64| {
             settings::number(name, default).and_then(|n| {
                 u32::try_from(n).map_err(|_| BadSetting(format!("{name}={n} is too large")))
             })
         };
-        Ok(Self {
+        let settings = Self {
             secondaries,
             replication_timeout: settings::millis("REPLICATION_TIMEOUT_MS", 60_000)?,
             heartbeat: settings::millis("HEARTBEAT_MS", 500)?,
             suspect_after: count("SUSPECT_AFTER", 1)?,
             unhealthy_after: count("UNHEALTHY_AFTER", 3)?,
             peer_timeout: settings::millis("PEER_TIMEOUT_MS", 5_000)?,
-            max_body_bytes: settings::number("MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)?,
             force_recovery: settings::flag("FORCE_RECOVERY")?,
-        })
+        };
+        settings.checked()
+    }
+
+    /// The rules the settings must follow together.
+    fn checked(self) -> Result<Self, BadSetting> {
+        let bad = |why: &str| Err(BadSetting(why.to_owned()));
+        if self.suspect_after == 0 {
+            return bad("SUSPECT_AFTER must be at least 1");
+        }
+        if self.unhealthy_after < self.suspect_after {
+            return bad("UNHEALTHY_AFTER must be at least SUSPECT_AFTER");
+        }
+        if self.heartbeat < Duration::from_millis(10) {
+            return bad("HEARTBEAT_MS must be at least 10");
+        }
+        if self.peer_timeout.is_zero() || self.replication_timeout.is_zero() {
+            return bad("PEER_TIMEOUT_MS and REPLICATION_TIMEOUT_MS must be at least 1");
+        }
+        // Where the host knows the secondaries' delays (one process runs them all), each must
+        // leave its secondary time to answer.
+        let delays = settings::list("SECONDARY_DELAYS");
+        for (i, delay) in delays.iter().enumerate() {
+            let delay = delay.parse::<u64>().map(Duration::from_millis).map_err(|_| {
+                BadSetting(format!("SECONDARY_DELAYS item {delay:?} is not a whole number"))
+            })?;
+            if let Some(why) = policy::delay_warning(delay, self.peer_timeout) {
+                return Err(BadSetting(format!("secondary{}: {why}", i + 1)));
+            }
+        }
+        Ok(self)
     }
 
     /// Number of nodes holding the log: the master and every secondary.
@@ -67,29 +96,10 @@ impl Settings {
     pub fn peer(&self, url: &str) -> Option<&Peer> {
         self.secondaries.iter().find(|p| p.url == url)
     }
-}
 
-impl Peer {
-    fn parse(url: &str) -> Result<Self, BadSetting> {
-        let bad = |why: &str| BadSetting(format!("SECONDARIES entry {url:?} {why}"));
-        let (scheme, rest) = if let Some(rest) = url.strip_prefix("http://") {
-            (Scheme::Http, rest)
-        } else if let Some(rest) = url.strip_prefix("https://") {
-            (Scheme::Https, rest)
-        } else {
-            return Err(bad("must start with http:// or https://"));
-        };
-        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-        if authority.is_empty() {
-            return Err(bad("has no host"));
-        }
-        let prefix = path.trim_end_matches('/');
-        let prefix = if prefix.is_empty() { String::new() } else { format!("/{prefix}") };
-        Ok(Self { url: url.to_owned(), scheme, authority: authority.to_owned(), prefix })
-    }
-
-    /// The path of its endpoint `endpoint` (e.g. `/replicate`).
-    pub fn path(&self, endpoint: &str) -> String {
-        format!("{}{endpoint}", self.prefix)
+    /// The longest one call may take: a write waiting for its write concern, or a recovery
+    /// round's probe and fetch.
+    pub fn longest_call(&self) -> Duration {
+        self.replication_timeout.max(self.peer_timeout * 2)
     }
 }

@@ -6,6 +6,15 @@
 //! - `GET /hog`: allocates (and touches) memory until something stops it.
 //! - `GET /fetch?url=http://host:port/path`: makes an outbound request and answers with what
 //!   happened (`200` with the status it got, or `502` with the error code).
+//! - `GET /env`: answers its whole environment, to show which settings reached it.
+//!
+//! It says what it is, which settings it reads (`SECONDARIES`, `RUNAWAY_NOTE`, and, to show
+//! the host never passes it, `CLUSTER_SECRET`) and names its peers (from `SECONDARIES`) as any
+//! component a replog host serves may, through `about`.
+
+mod bindings;
+
+use std::collections::BTreeMap;
 
 use replog_guest::http::{Request, Response};
 use wasip2::http::outgoing_handler;
@@ -15,7 +24,7 @@ use wasip2::http::types::{
 
 struct Runaway;
 
-impl wasip2::exports::http::incoming_handler::Guest for Runaway {
+impl bindings::exports::wasi::http::incoming_handler::Guest for Runaway {
     fn handle(request: IncomingRequest, out: ResponseOutparam) {
         let request = Request::new(request);
         let response = match request.path.as_str() {
@@ -23,13 +32,28 @@ impl wasip2::exports::http::incoming_handler::Guest for Runaway {
             "/spin" => spin(),
             "/hog" => hog(),
             "/fetch" => fetch(&request.query_param("url").unwrap_or_default()),
+            "/env" => Response::json(200, &std::env::vars().collect::<BTreeMap<_, _>>()),
             path => Response::not_found(path),
         };
         response.send(out);
     }
 }
 
-wasip2::http::proxy::export!(Runaway);
+/// The settings it declares: one the host has no flag for, and one it must never pass.
+const SETTINGS: [&str; 3] = ["SECONDARIES", "RUNAWAY_NOTE", "CLUSTER_SECRET"];
+
+/// Its peers, from `SECONDARIES`; no call of it legitimately waits long.
+fn needs() -> Result<replog_guest::about::Needs, replog_guest::settings::BadSetting> {
+    let peers = replog_guest::peer::list(&std::env::var("SECONDARIES").unwrap_or_default())
+        .map_err(replog_guest::settings::BadSetting)?;
+    Ok(replog_guest::about::Needs { longest_call: std::time::Duration::from_secs(5), peers })
+}
+
+replog_guest::export_about!(
+    Runaway, "replog-runaway", SETTINGS, needs, with_types_in bindings
+);
+
+bindings::export!(Runaway with_types_in bindings);
 
 #[derive(serde::Serialize)]
 struct Status {

@@ -7,37 +7,17 @@
 mod bindings;
 mod plan;
 mod replicate;
+mod settings;
 
 use replog_guest::http::{Request, Response};
-use replog_guest::settings::{self, BadSetting};
 use replog_guest::{about, log};
 use serde::Serialize;
 use wasip2::http::types::{IncomingRequest, Method, ResponseOutparam};
 
-use crate::bindings::exports::replog::node::about::Description;
-
-/// Largest `/replicate` body unless `MAX_BODY_BYTES` says otherwise. Larger than the master's
-/// client limit: a batch carries many messages, and JSON escaping can grow each one.
-pub const DEFAULT_MAX_BODY_BYTES: u64 = 16 * 1024 * 1024;
+use crate::bindings::replog::node::replica;
+use crate::settings::Settings;
 
 struct Secondary;
-
-pub struct Settings {
-    pub delay_ms: u64,
-    pub max_body_bytes: u64,
-    /// Share of replications answered `500` after storing: fault injection for tests.
-    pub fault_rate: f64,
-}
-
-impl Settings {
-    fn from_env() -> Result<Self, BadSetting> {
-        Ok(Self {
-            delay_ms: settings::number("DELAY_MS", 0)?,
-            max_body_bytes: settings::number("MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)?,
-            fault_rate: settings::fraction("FAULT_RATE")?,
-        })
-    }
-}
 
 impl bindings::exports::wasi::http::incoming_handler::Guest for Secondary {
     fn handle(request: IncomingRequest, out: ResponseOutparam) {
@@ -48,7 +28,7 @@ impl bindings::exports::wasi::http::incoming_handler::Guest for Secondary {
         };
         let response = match (request.path.as_str(), &request.method) {
             ("/replicate", Method::Post) => replicate::post(&request, &settings),
-            ("/replicate", Method::Get) => replicate::get(&request, &settings),
+            ("/replicate", Method::Get) => replicate::get(&request),
             ("/replicate", _) => Response::method_not_allowed("/replicate", "GET, POST"),
             ("/messages", Method::Get) => log::get_messages(&request),
             ("/messages", Method::Post) => Response::method_not_allowed(
@@ -64,43 +44,27 @@ impl bindings::exports::wasi::http::incoming_handler::Guest for Secondary {
     }
 }
 
-impl bindings::exports::replog::node::about::Guest for Secondary {
-    fn describe() -> Description {
-        Description { name: "replog-secondary".into(), version: about::version() }
-    }
+/// What the secondary's settings need of its host, once read and checked.
+fn needs() -> Result<about::Needs, replog_guest::settings::BadSetting> {
+    Settings::from_env().map(|settings| settings.needs())
 }
+
+replog_guest::export_about!(
+    Secondary, "replog-secondary", settings::NAMES, needs, with_types_in bindings
+);
 
 bindings::export!(Secondary with_types_in bindings);
 
-/// `GET /health`: liveness, the log's length and epoch, the configured delay, and which
+/// `GET /health`: liveness, the log's length, epoch and end, the configured delay, and which
 /// component version answers.
 fn health(settings: &Settings) -> Response {
     #[derive(Serialize)]
-    struct Health {
-        status: &'static str,
-        role: &'static str,
-        count: u64,
+    struct Fields {
         /// The highest master epoch this node has recorded.
         epoch: u64,
-        last: replog_guest::wire::Position,
+        last: log::Position,
         delay_ms: u64,
-        /// Whether it checks the master's proof (false: started `--insecure`).
-        authenticated: bool,
-        component: about::Running,
     }
-    let bindings::replog::node::replica::Snapshot { epoch, last, .. } =
-        bindings::replog::node::replica::state();
-    Response::json(
-        200,
-        &Health {
-            status: "ok",
-            role: "secondary",
-            count: last.seq,
-            epoch,
-            last,
-            delay_ms: settings.delay_ms,
-            authenticated: replog_guest::auth::enabled(),
-            component: about::running(),
-        },
-    )
+    let replica::Snapshot { epoch, last, .. } = replica::state();
+    about::health("secondary", &Fields { epoch, last, delay_ms: settings.delay_ms })
 }

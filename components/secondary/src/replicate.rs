@@ -7,10 +7,10 @@ use replog_guest::http::{Request, Response, method_name};
 use replog_guest::wire::{self, Ack, AckStatus, Append, Entries, Entry, Fenced, Replicate};
 use wasip2::clocks::monotonic_clock;
 
-use crate::Settings;
 use crate::bindings::replog::node::replica;
 use crate::bindings::replog::node::types::LogError;
 use crate::plan::{self, Decision, Local};
+use crate::settings::Settings;
 
 /// A change decided on a log that moved meanwhile (another request wrote first) is decided
 /// again, this many times at most.
@@ -23,8 +23,8 @@ const READ_CHUNK: u32 = 1024;
 const READ_CHUNK_BYTES: u32 = 256 * 1024;
 
 /// Reads the body and checks the master's proof; `Err` is the answer to give.
-fn proven(request: &Request, settings: &Settings) -> Result<Vec<u8>, Response> {
-    let body = request.read_body(settings.max_body_bytes).map_err(Response::body_error)?;
+fn proven(request: &Request) -> Result<Vec<u8>, Response> {
+    let body = request.body()?;
     let header = request.header("authorization");
     let method = method_name(&request.method);
     auth::verify(
@@ -40,7 +40,7 @@ fn proven(request: &Request, settings: &Settings) -> Result<Vec<u8>, Response> {
 
 /// `POST /replicate`.
 pub fn post(request: &Request, settings: &Settings) -> Response {
-    let body = match proven(request, settings) {
+    let body = match proven(request) {
         Ok(body) => body,
         Err(refused) => return refused,
     };
@@ -76,8 +76,8 @@ pub fn post(request: &Request, settings: &Settings) -> Response {
 }
 
 /// `GET /replicate?from=SEQ&limit=N`: entries with their epochs, about a megabyte at most.
-pub fn get(request: &Request, settings: &Settings) -> Response {
-    if let Err(refused) = proven(request, settings) {
+pub fn get(request: &Request) -> Response {
+    if let Err(refused) = proven(request) {
         return refused;
     }
     let number = |name: &str, default: u64| match request.query_param(name) {

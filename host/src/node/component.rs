@@ -14,6 +14,8 @@ use super::bindings::replog::node::{auth, host_info, log, peers, replica, sequen
 use super::ctx::{ReplogNode, RequestCtx, node_view};
 use crate::config::Role;
 
+/// Why a component version cannot serve: unreadable, invalid, unfit for the role, or
+/// refusing its settings.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("cannot read component {path}: {error}")]
@@ -26,17 +28,19 @@ pub enum LoadError {
     Linker(String),
     #[error("{path} failed to describe itself: {reason}")]
     Describe { path: PathBuf, reason: String },
+    #[error("{path} refuses its settings: {message}")]
+    Settings { path: PathBuf, message: String },
 }
 
 /// A component compiled for this process's engine, with what identifies it in logs.
 #[derive(Clone)]
 pub struct CompiledComponent {
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
     /// Hex sha256 of the file's bytes.
-    pub sha256: String,
-    pub component: Component,
+    pub(crate) sha256: String,
+    pub(crate) component: Component,
     /// How long reading and compiling took.
-    pub compile_time: Duration,
+    pub(crate) compile_time: Duration,
 }
 
 impl CompiledComponent {
@@ -46,7 +50,7 @@ impl CompiledComponent {
     }
 
     /// Compiles `bytes`, read from `path`.
-    pub fn compile(engine: &Engine, path: &Path, bytes: &[u8]) -> Result<Self, LoadError> {
+    pub(crate) fn compile(engine: &Engine, path: &Path, bytes: &[u8]) -> Result<Self, LoadError> {
         let started = Instant::now();
         let component = Component::new(engine, bytes).map_err(|e| LoadError::Compile {
             path: path.to_owned(),
@@ -62,7 +66,7 @@ impl CompiledComponent {
 
     /// Links the component against what `role` offers (WASI, `wasi:http`, and that role's
     /// `replog:node` interfaces only) and checks it exports `wasi:http/incoming-handler`.
-    pub fn prepare(&self, role: Role) -> Result<Prepared, LoadError> {
+    pub(crate) fn prepare(&self, role: Role) -> Result<Prepared, LoadError> {
         let linker = role_linker(self.component.engine(), role)?;
         let wrong = |e: wasmtime::Error| LoadError::WrongWorld {
             path: self.path.clone(),
@@ -94,11 +98,11 @@ pub fn sha256(bytes: &[u8]) -> String {
 }
 
 /// A component linked for a role, ready to instantiate.
-pub struct Prepared {
-    pub proxy: ProxyPre<RequestCtx>,
-    pub described: Option<DescribedPre<RequestCtx>>,
+pub(crate) struct Prepared {
+    pub(crate) proxy: ProxyPre<RequestCtx>,
+    pub(crate) described: Option<DescribedPre<RequestCtx>>,
     /// The master's `replicator`, which the replication streams call.
-    pub replicator: Option<ReplicatingPre<RequestCtx>>,
+    pub(crate) replicator: Option<ReplicatingPre<RequestCtx>>,
 }
 
 fn role_linker(engine: &Engine, role: Role) -> Result<Linker<RequestCtx>, LoadError> {

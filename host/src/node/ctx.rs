@@ -6,14 +6,14 @@ use wasmtime::component::{HasData, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use super::ComponentInfo;
 use super::bindings::NodeView;
+use super::info::ComponentInfo;
 use crate::outbound::Outbound;
 use crate::runtime::RequestLimits;
 use crate::secret::ClusterSecret;
 use crate::state::NodeState;
 
-pub struct RequestCtx {
+pub(crate) struct RequestCtx {
     pub(super) table: ResourceTable,
     pub(super) wasi: WasiCtx,
     pub(super) http: WasiHttpCtx,
@@ -38,13 +38,13 @@ impl WasiHttpView for RequestCtx {
 }
 
 /// Marks `NodeView` as what the `replog:node` imports borrow from a `RequestCtx`.
-pub struct ReplogNode;
+pub(crate) struct ReplogNode;
 
 impl HasData for ReplogNode {
     type Data<'a> = NodeView<'a>;
 }
 
-pub fn node_view(ctx: &mut RequestCtx) -> NodeView<'_> {
+pub(crate) fn node_view(ctx: &mut RequestCtx) -> NodeView<'_> {
     NodeView {
         state: &ctx.state,
         secret: ctx.secret.as_ref(),

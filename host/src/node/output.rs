@@ -14,20 +14,20 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 
 /// Which of the component's output streams.
 #[derive(Debug, Clone, Copy)]
-pub enum Stream {
+pub(crate) enum Stream {
     Stdout,
     Stderr,
 }
 
 /// A `StdoutStream` for `WasiCtxBuilder::stdout` / `stderr`.
 #[derive(Clone)]
-pub struct GuestOutput {
+pub(crate) struct GuestOutput {
     node: Arc<str>,
     stream: Stream,
 }
 
 impl GuestOutput {
-    pub fn new(node: Arc<str>, stream: Stream) -> Self {
+    pub(crate) fn new(node: Arc<str>, stream: Stream) -> Self {
         Self { node, stream }
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::task::JoinSet;
 
-use super::{NextStep, Recovery, Shared};
+use super::call::{NextStep, Recovery, Shared};
 
 /// Pause after a call that failed in the host (a trap, a timeout) or on a component version
 /// without a replicator, before trying again.
@@ -19,8 +19,9 @@ const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
 pub(super) async fn replicate(shared: Arc<Shared>) {
     recover(&shared).await;
     let mut streams = JoinSet::new();
-    for peer in &shared.parts.config.secondaries {
-        streams.spawn(run(shared.clone(), peer.as_str().to_owned()));
+    // The secondaries the component named when the node started (a swap cannot change them).
+    for peer in &shared.current().needs.peers {
+        streams.spawn(run(shared.clone(), peer.url.clone()));
     }
     while streams.join_next().await.is_some() {}
 }

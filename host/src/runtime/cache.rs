@@ -7,7 +7,7 @@ use std::sync::Mutex;
 /// Compiled functions keyed by what they were compiled from. When full, the oldest entries
 /// go first: they belong to the versions least likely to come back.
 #[derive(Debug)]
-pub struct FunctionCache {
+pub(crate) struct FunctionCache {
     capacity: usize,
     inner: Mutex<Entries>,
 }
@@ -20,7 +20,7 @@ struct Entries {
 }
 
 impl FunctionCache {
-    pub fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize) -> Self {
         Self { capacity, inner: Mutex::default() }
     }
 

@@ -24,20 +24,23 @@ pub enum LimitExceeded {
 
 /// The limits of one request, kept in its store.
 #[derive(Debug)]
-pub struct RequestLimits {
+pub(crate) struct RequestLimits {
     memory_bytes: usize,
     cpu_budget: Duration,
     ticks_left: u64,
 }
 
 impl RequestLimits {
-    pub fn new(memory_bytes: usize, cpu_budget: Duration) -> Self {
+    pub(crate) fn new(memory_bytes: usize, cpu_budget: Duration) -> Self {
         let ticks = cpu_budget.as_nanos().div_ceil(EPOCH_TICK.as_nanos()).max(1);
         Self { memory_bytes, cpu_budget, ticks_left: u64::try_from(ticks).unwrap_or(u64::MAX) }
     }
 
     /// Arms both limits on `store`, whose data holds these limits at `limits`.
-    pub fn install<T: Send + 'static>(store: &mut Store<T>, limits: fn(&mut T) -> &mut Self) {
+    pub(crate) fn install<T: Send + 'static>(
+        store: &mut Store<T>,
+        limits: fn(&mut T) -> &mut Self,
+    ) {
         store.limiter(move |data| limits(data));
         // The callback runs when the guest is executing and the epoch has passed its deadline:
         // at most once per tick while it computes, once on resuming after a wait.

@@ -12,11 +12,11 @@ use std::time::Duration;
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use self::cache::FunctionCache;
-pub use self::limits::{LimitExceeded, RequestLimits};
+pub(crate) use self::limits::{LimitExceeded, RequestLimits};
 use crate::outbound::Client;
 
 /// How often the epoch advances: the resolution of the CPU budget.
-pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// Bound on Cranelift's incremental cache: a few versions of our components' functions.
 const FUNCTION_CACHE_BYTES: usize = 64 << 20;
@@ -39,7 +39,7 @@ pub struct RuntimeConfig {
 
 impl RuntimeConfig {
     /// Instances reserved by default out of `max_instances`: 16, or half when that is fewer.
-    pub fn default_reserve(max_instances: u32) -> u32 {
+    pub(crate) fn default_reserve(max_instances: u32) -> u32 {
         (max_instances / 2).min(16)
     }
 }
@@ -54,6 +54,7 @@ impl Default for RuntimeConfig {
     }
 }
 
+/// Why the engine could not be set up (its pooling allocator, most likely: see the limits).
 #[derive(Debug, thiserror::Error)]
 #[error("could not set up the WebAssembly engine: {0}")]
 pub struct RuntimeError(String);
@@ -67,12 +68,13 @@ pub struct Runtime {
 struct Inner {
     engine: Engine,
     client: Client,
-    config: RuntimeConfig,
     /// The instances client requests may use (all but the reserve).
     client_places: Arc<tokio::sync::Semaphore>,
 }
 
 impl Runtime {
+    /// The engine with its pooling allocator sized for `config`, and the epoch ticker that
+    /// enforces CPU budgets.
     pub fn new(config: RuntimeConfig) -> Result<Self, RuntimeError> {
         let n = config.max_instances;
         let mut pool = PoolingAllocationConfig::new();
@@ -106,23 +108,20 @@ impl Runtime {
         spawn_epoch_ticker(&engine);
         let places = config.max_instances.saturating_sub(config.reserved_instances).max(1);
         let client_places = Arc::new(tokio::sync::Semaphore::new(places as usize));
-        Ok(Self { inner: Arc::new(Inner { engine, client: Client::new(), config, client_places }) })
+        Ok(Self { inner: Arc::new(Inner { engine, client: Client::new(), client_places }) })
     }
 
+    /// The engine components are compiled for.
     pub fn engine(&self) -> &Engine {
         &self.inner.engine
     }
 
-    pub fn client(&self) -> &Client {
+    pub(crate) fn client(&self) -> &Client {
         &self.inner.client
     }
 
-    pub fn config(&self) -> RuntimeConfig {
-        self.inner.config
-    }
-
     /// The places client requests take among the instances.
-    pub fn client_places(&self) -> &Arc<tokio::sync::Semaphore> {
+    pub(crate) fn client_places(&self) -> &Arc<tokio::sync::Semaphore> {
         &self.inner.client_places
     }
 }

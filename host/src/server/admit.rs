@@ -8,7 +8,8 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body::Body as _;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -17,15 +18,15 @@ use crate::node::{Response, json_error};
 /// What limits a request before it reaches the component.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Bounds {
-    pub max_body_bytes: u64,
-    pub body_timeout: Duration,
+    pub(crate) max_body_bytes: u64,
+    pub(crate) body_timeout: Duration,
 }
 
 /// A request ready for a component, with its place among the instances (none for the cluster's
 /// own traffic, which uses the reserve).
 pub(crate) struct Admitted {
-    pub request: hyper::Request<Full<Bytes>>,
-    pub place: Option<OwnedSemaphorePermit>,
+    pub(crate) request: hyper::Request<Full<Bytes>>,
+    pub(crate) place: Option<OwnedSemaphorePermit>,
 }
 
 /// Whether `path` is the cluster's own traffic, which may use the reserved instances.
@@ -53,18 +54,24 @@ pub(crate) async fn admit(
             ));
         }
     }
-    let limit = usize::try_from(bounds.max_body_bytes).unwrap_or(usize::MAX);
-    let body = match tokio::time::timeout(bounds.body_timeout, Limited::new(body, limit).collect())
-        .await
-    {
-        Ok(Ok(body)) => body.to_bytes(),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+    let mut body = body;
+    let body = match tokio::time::timeout(bounds.body_timeout, whole(&mut body, bounds)).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(Unread::TooLarge)) => {
+            // Read on, and drop, what the client still sends: closing a socket with unread
+            // data resets it, and the reset would destroy the answer before the client read it.
+            tokio::spawn(drain(body, bounds));
             return Err(json_error(
                 413,
-                &format!("body is larger than {limit} bytes (the MAX_BODY_BYTES setting)"),
+                &format!(
+                    "body is larger than {} bytes (the MAX_BODY_BYTES setting)",
+                    bounds.max_body_bytes
+                ),
             ));
         }
-        Ok(Err(e)) => return Err(json_error(400, &format!("could not read the body: {e}"))),
+        Ok(Err(Unread::Broken(e))) => {
+            return Err(json_error(400, &format!("could not read the body: {e}")));
+        }
         Err(_) => {
             return Err(json_error(
                 408,
@@ -88,4 +95,50 @@ pub(crate) async fn admit(
         Some(place)
     };
     Ok(Admitted { request: hyper::Request::from_parts(parts, Full::new(body)), place })
+}
+
+/// Why a body was not received whole.
+enum Unread {
+    TooLarge,
+    Broken(hyper::Error),
+}
+
+/// The body, whole, if it stays within `MAX_BODY_BYTES` (checked against its announced length
+/// first, then as it arrives). A body in one piece, the usual case, is not copied.
+async fn whole(body: &mut Incoming, bounds: Bounds) -> Result<Bytes, Unread> {
+    let limit = bounds.max_body_bytes;
+    if body.size_hint().lower() > limit {
+        return Err(Unread::TooLarge);
+    }
+    let mut first = Bytes::new();
+    let mut rest: Option<Vec<u8>> = None;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(Unread::Broken)?.into_data() else { continue };
+        let received = rest.as_ref().map_or(first.len(), Vec::len) + data.len();
+        if received as u64 > limit {
+            return Err(Unread::TooLarge);
+        }
+        match &mut rest {
+            Some(rest) => rest.extend_from_slice(&data),
+            None if first.is_empty() => first = data,
+            None => rest = Some([first.as_ref(), data.as_ref()].concat()),
+        }
+    }
+    Ok(rest.map_or(first, Bytes::from))
+}
+
+/// Reads and drops the rest of a refused body: at most `MAX_BODY_BYTES` more, within the
+/// body timeout. A client that sends more than that is cut off.
+async fn drain(mut body: Incoming, bounds: Bounds) {
+    let mut left = bounds.max_body_bytes;
+    let _ = tokio::time::timeout(bounds.body_timeout, async {
+        while let Some(Ok(frame)) = body.frame().await {
+            let Some(data) = frame.data_ref() else { continue };
+            left = left.saturating_sub(data.len() as u64);
+            if left == 0 {
+                return;
+            }
+        }
+    })
+    .await;
 }

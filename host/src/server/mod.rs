@@ -29,8 +29,9 @@ use self::deadline::{Activity, Serving, Watched};
 use crate::node::{Node, Response};
 
 /// How long requests in flight may take to finish once shutdown starts.
-pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Why a node cannot listen.
 #[derive(Debug, thiserror::Error)]
 pub enum BindError {
     #[error("{node} cannot listen on {addr}: the port is in use (pick another port)")]
@@ -40,7 +41,7 @@ pub enum BindError {
 }
 
 /// Binds `addr` for `node`, with an error that names both.
-pub async fn bind(node: &str, addr: SocketAddr) -> Result<TcpListener, BindError> {
+pub(crate) async fn bind(node: &str, addr: SocketAddr) -> Result<TcpListener, BindError> {
     TcpListener::bind(addr).await.map_err(|error| match error.kind() {
         std::io::ErrorKind::AddrInUse => BindError::InUse { node: node.to_owned(), addr },
         _ => BindError::Other { node: node.to_owned(), addr, error },
@@ -49,7 +50,11 @@ pub async fn bind(node: &str, addr: SocketAddr) -> Result<TcpListener, BindError
 
 /// Accepts connections for `node` until `shutdown` resolves, then lets requests in flight
 /// finish for up to `DRAIN_TIMEOUT`.
-pub async fn serve(node: Arc<Node>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+pub(crate) async fn serve(
+    node: Arc<Node>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) {
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     let edge = node.config().edge;

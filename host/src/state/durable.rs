@@ -24,7 +24,7 @@ struct Progress {
 }
 
 /// What the writer does with records once they are on disk, or could not be written.
-pub trait Sink: Send + Sync + 'static {
+pub(crate) trait Sink: Send + Sync + 'static {
     fn durable(&self, records: Vec<Record>);
     fn lost(&self, records: Vec<Record>);
 }
@@ -35,13 +35,13 @@ struct Job {
 }
 
 /// The handle to a node's writer thread. Dropping it lets the thread finish and exit.
-pub struct Durable {
+pub(crate) struct Durable {
     jobs: mpsc::Sender<Job>,
     progress: watch::Receiver<Progress>,
 }
 
 impl Durable {
-    pub fn start(mut segments: Segments, name: &str, sink: Arc<dyn Sink>) -> Self {
+    pub(crate) fn start(mut segments: Segments, name: &str, sink: Arc<dyn Sink>) -> Self {
         let (jobs, incoming) = mpsc::channel::<Job>();
         let (report, progress) = watch::channel(Progress::default());
         let node = name.to_owned();
@@ -83,14 +83,14 @@ impl Durable {
 
     /// Hands `records` to the writer under `ticket`; tickets must be submitted in increasing
     /// order (the log submits under its lock).
-    pub fn submit(&self, ticket: u64, records: Vec<Record>) {
+    pub(crate) fn submit(&self, ticket: u64, records: Vec<Record>) {
         // The writer only stops when this handle is dropped.
         let _ = self.jobs.send(Job { ticket, records });
     }
 
     /// Resolves once the records of `ticket` are on disk (and visible), or with why they never
     /// will be.
-    pub async fn wait(&self, ticket: u64) -> Result<(), String> {
+    pub(crate) async fn wait(&self, ticket: u64) -> Result<(), String> {
         let mut progress = self.progress.clone();
         loop {
             {

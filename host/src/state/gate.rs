@@ -28,20 +28,13 @@ impl Default for Gate {
 }
 
 impl Gate {
+    /// Whether the master recovers, takes writes, or was fenced.
     pub fn mode(&self) -> Mode {
         self.mode.borrow().clone()
     }
 
-    /// The open epoch, if writes are taken.
-    pub fn open_epoch(&self) -> Option<u64> {
-        match *self.mode.borrow() {
-            Mode::Open(epoch) => Some(epoch),
-            _ => None,
-        }
-    }
-
     /// Says what recovery waits for; ignored once it is over.
-    pub fn hold(&self, reason: String) {
+    pub(crate) fn hold(&self, reason: String) {
         self.mode.send_if_modified(|mode| match mode {
             Mode::Recovering(now) if *now != reason => {
                 *now = reason;
@@ -51,12 +44,12 @@ impl Gate {
         });
     }
 
-    pub fn open(&self, epoch: u64) {
+    pub(crate) fn open(&self, epoch: u64) {
         self.mode.send_replace(Mode::Open(epoch));
     }
 
     /// Closes writes, unless already fenced by a newer epoch.
-    pub fn fence(&self, epoch: u64) {
+    pub(crate) fn fence(&self, epoch: u64) {
         self.mode.send_if_modified(|mode| match mode {
             Mode::Fenced(by) if *by >= epoch => false,
             _ => {
@@ -67,7 +60,7 @@ impl Gate {
     }
 
     /// Resolves once the master is no longer recovering.
-    pub async fn settled(&self) {
+    pub(crate) async fn settled(&self) {
         let mut mode = self.mode.subscribe();
         // The sender lives as long as `self`, which this borrows.
         let _ = mode.wait_for(|mode| !matches!(mode, Mode::Recovering(_))).await;

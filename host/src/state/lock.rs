@@ -16,13 +16,13 @@ use super::segments::StorageError;
 
 /// Held for as long as the node uses the directory.
 #[derive(Debug)]
-pub struct DirLock {
+pub(crate) struct DirLock {
     _file: File,
 }
 
 impl DirLock {
     /// Takes `dir` (creating it if needed), or says which process has it.
-    pub fn acquire(dir: &Path) -> Result<Self, StorageError> {
+    pub(crate) fn acquire(dir: &Path) -> Result<Self, StorageError> {
         let dir_error = |error| StorageError::Dir { dir: dir.to_owned(), error };
         std::fs::create_dir_all(dir).map_err(dir_error)?;
         let path = dir.join("LOCK");

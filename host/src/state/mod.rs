@@ -14,18 +14,21 @@ mod log;
 mod peers;
 mod segments;
 
+pub use self::entry::Entry;
 pub use self::gate::{Gate, Mode};
 pub use self::keys::DEFAULT_KEY_WINDOW;
-pub use self::lock::DirLock;
-pub use self::log::{Appended, Change, Entry, Log, LogError, Position, Run, Snapshot};
+pub(crate) use self::lock::DirLock;
+pub use self::log::{Appended, Change, Log, LogError, Position, Run, Snapshot};
 pub use self::peers::{Contact, Peer, PeerStatus, Peers};
 pub use self::segments::{Replayed, StorageError};
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 /// The state of one node.
 #[derive(Debug, Default)]
 pub struct NodeState {
+    /// The replicated log, in memory or on disk.
     pub log: Log,
     /// The master's secondaries (none on a secondary).
     pub peers: Peers,
@@ -36,27 +39,56 @@ pub struct NodeState {
 }
 
 impl NodeState {
-    /// A node's state in memory only, knowing the secondaries it replicates to and
-    /// remembering the last `key_window` idempotency keys.
-    pub fn in_memory<'a>(
-        secondaries: impl IntoIterator<Item = &'a str>,
-        key_window: usize,
-    ) -> Self {
-        Self { log: Log::in_memory(key_window), peers: Peers::new(secondaries), ..Self::default() }
+    /// A node's state in memory only, remembering the last `key_window` idempotency keys.
+    pub(crate) fn in_memory(key_window: usize) -> Self {
+        Self { log: Log::in_memory(key_window), ..Self::default() }
     }
 
     /// A node's state kept in `dir`, which it locks first (one process per directory), with
     /// the log under `dir/log`. Reads back what is there.
-    pub fn open<'a>(
+    pub(crate) fn open_dir(
         dir: &Path,
         node: &str,
-        secondaries: impl IntoIterator<Item = &'a str>,
         key_window: usize,
     ) -> Result<(Self, Replayed), StorageError> {
         let lock = DirLock::acquire(dir)?;
         let (log, replayed) = Log::open(&dir.join("log"), node, key_window)?;
-        let state =
-            Self { log, peers: Peers::new(secondaries), gate: Gate::default(), _lock: Some(lock) };
+        let state = Self { log, peers: Peers::default(), gate: Gate::default(), _lock: Some(lock) };
         Ok((state, replayed))
     }
+}
+
+/// The state of node `name`: read back from `dir` (off the async threads; it takes a while
+/// for a long log), or new in memory without one. Says in the log what it found.
+pub(crate) async fn open(
+    dir: Option<PathBuf>,
+    name: &str,
+    key_window: usize,
+) -> Result<NodeState, StorageError> {
+    let Some(dir) = dir else { return Ok(NodeState::in_memory(key_window)) };
+    let started = Instant::now();
+    let opening = {
+        let (dir, name) = (dir.clone(), name.to_owned());
+        move || NodeState::open_dir(&dir, &name, key_window)
+    };
+    let (state, replayed) = tokio::task::spawn_blocking(opening)
+        .await
+        .map_err(|e| StorageError::Io { file: dir.clone(), error: std::io::Error::other(e) })??;
+    if let Some((file, offset, bytes)) = &replayed.truncated {
+        tracing::warn!(
+            node = %name,
+            file = %file.display(),
+            offset,
+            bytes,
+            "the log ended in a record cut short (a crash while writing it): cut it off"
+        );
+    }
+    tracing::info!(
+        node = %name,
+        dir = %dir.display(),
+        messages = state.log.len(),
+        ms = started.elapsed().as_millis() as u64,
+        "log read back"
+    );
+    Ok(state)
 }

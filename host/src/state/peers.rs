@@ -12,24 +12,30 @@ use tokio::sync::watch;
 /// Whether a secondary answers, as the replicator last judged it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PeerStatus {
+    /// Answering.
     Healthy,
     /// Failing, or not contacted yet; still counted towards a majority.
     Suspected,
+    /// Failed too often; not counted towards a majority until it answers again.
     Unhealthy,
 }
 
+/// One secondary as the master sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Peer {
+    /// Its base URL, as configured.
     pub url: String,
     /// Through which `seq` its log was checked to agree with the master's.
     pub acked: u64,
     /// Whether `acked` was established since this master started.
     pub synced: bool,
+    /// How the replicator last judged it.
     pub status: PeerStatus,
     /// Contacts that failed in a row.
     pub failures: u32,
     /// When it last answered, in milliseconds since the Unix epoch.
     pub last_contact_ms: Option<u64>,
+    /// Why its last contact failed, if it did.
     pub last_error: Option<String>,
     /// The `DELAY_MS` it last reported.
     pub delay_ms: Option<u64>,
@@ -50,12 +56,18 @@ impl Peer {
     }
 }
 
-/// The outcome of one contact, as the replicator judged it.
+/// What one contact showed, as the replicator judged it; stored as given.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Contact {
-    pub ok: bool,
+    /// How the replicator judges it now.
     pub status: PeerStatus,
+    /// Contacts that failed in a row, this one included.
+    pub failures: u32,
+    /// When it last answered, in milliseconds since the Unix epoch.
+    pub answered_ms: Option<u64>,
+    /// Why this contact failed, if it did.
     pub error: Option<String>,
+    /// The `DELAY_MS` it reported, if it answered.
     pub delay_ms: Option<u64>,
 }
 
@@ -74,17 +86,25 @@ impl Default for Peers {
 }
 
 impl Peers {
-    pub fn new<'a>(urls: impl IntoIterator<Item = &'a str>) -> Self {
+    pub(crate) fn new<'a>(urls: impl IntoIterator<Item = &'a str>) -> Self {
         Self {
             peers: Mutex::new(urls.into_iter().map(Peer::new).collect()),
             acks: watch::channel(0).0,
         }
     }
 
+    /// Starts over with `urls`, as none of them has been contacted yet (when a node learns its
+    /// peers from its component).
+    pub(crate) fn configure<'a>(&self, urls: impl IntoIterator<Item = &'a str>) {
+        *self.lock() = urls.into_iter().map(Peer::new).collect();
+    }
+
+    /// Every secondary, in configuration order.
     pub fn all(&self) -> Vec<Peer> {
         self.lock().clone()
     }
 
+    /// The secondary at `url`.
     pub fn get(&self, url: &str) -> Option<Peer> {
         self.lock().iter().find(|p| p.url == url).cloned()
     }
@@ -96,7 +116,7 @@ impl Peers {
 
     /// Stores the position as the replicator established it, even when lower than before (the
     /// secondary lost or repaired its log). Unknown peers are ignored.
-    pub fn record_ack(&self, url: &str, acked: u64, synced: bool) {
+    pub(crate) fn record_ack(&self, url: &str, acked: u64, synced: bool) {
         let changed = self.update(url, |peer| {
             peer.acked = acked;
             peer.synced = synced;
@@ -106,31 +126,26 @@ impl Peers {
         }
     }
 
-    /// Records a contact's outcome and the status judged from it.
-    pub fn record_contact(&self, url: &str, contact: Contact) {
+    /// Records what a contact showed, as the replicator judged it.
+    pub(crate) fn record_contact(&self, url: &str, contact: Contact) {
         self.update(url, |peer| {
             peer.status = contact.status;
+            peer.failures = contact.failures;
+            peer.last_contact_ms = contact.answered_ms;
+            peer.last_error = contact.error;
             if contact.delay_ms.is_some() {
                 peer.delay_ms = contact.delay_ms;
-            }
-            if contact.ok {
-                peer.failures = 0;
-                peer.last_contact_ms = Some(now_ms());
-                peer.last_error = None;
-            } else {
-                peer.failures = peer.failures.saturating_add(1);
-                peer.last_error = contact.error;
             }
         });
     }
 
     /// How many peers have acknowledged `seq`.
-    pub fn count_acked(&self, seq: u64) -> usize {
+    pub(crate) fn count_acked(&self, seq: u64) -> usize {
         self.lock().iter().filter(|p| p.acked >= seq).count()
     }
 
     /// Resolves once at least `count` peers have acknowledged `seq`.
-    pub async fn wait_acked(&self, seq: u64, count: usize) {
+    pub(crate) async fn wait_acked(&self, seq: u64, count: usize) {
         let mut acks = self.acks.subscribe();
         while self.count_acked(seq) < count {
             if acks.changed().await.is_err() {
@@ -156,21 +171,11 @@ impl Peers {
     }
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
     use super::*;
-
-    fn contact(ok: bool, status: PeerStatus) -> Contact {
-        Contact { ok, status, error: (!ok).then(|| "refused".to_owned()), delay_ms: None }
-    }
 
     #[test]
     fn positions_are_stored_as_established() {
@@ -185,25 +190,34 @@ mod tests {
     }
 
     #[test]
-    fn contacts_count_failures_until_one_succeeds() {
-        let peers = Peers::new(["http://a"]);
+    fn contacts_are_stored_as_the_replicator_judged_them() {
+        let peers = Peers::default();
+        peers.configure(["http://a"]);
         let a = peers.get("http://a").unwrap();
         assert_eq!((a.status, a.last_contact_ms), (PeerStatus::Suspected, None));
-        peers.record_contact("http://a", contact(false, PeerStatus::Suspected));
-        peers.record_contact("http://a", contact(false, PeerStatus::Unhealthy));
+        let failed = Contact {
+            status: PeerStatus::Unhealthy,
+            failures: 3,
+            answered_ms: Some(10),
+            error: Some("refused".into()),
+            delay_ms: None,
+        };
+        peers.record_contact("http://a", failed);
         let a = peers.get("http://a").unwrap();
         assert_eq!(
-            (a.status, a.failures, a.last_error.as_deref()),
-            (PeerStatus::Unhealthy, 2, Some("refused"))
+            (a.status, a.failures, a.last_contact_ms, a.last_error.as_deref()),
+            (PeerStatus::Unhealthy, 3, Some(10), Some("refused"))
         );
-        peers.record_contact(
-            "http://a",
-            Contact { delay_ms: Some(7), ..contact(true, PeerStatus::Healthy) },
-        );
+        let back = Contact {
+            status: PeerStatus::Healthy,
+            failures: 0,
+            answered_ms: Some(20),
+            error: None,
+            delay_ms: Some(7),
+        };
+        peers.record_contact("http://a", back);
         let a = peers.get("http://a").unwrap();
-        assert_eq!((a.status, a.failures, a.last_error), (PeerStatus::Healthy, 0, None));
-        assert_eq!(a.delay_ms, Some(7));
-        assert!(a.last_contact_ms.is_some());
+        assert_eq!((a.failures, a.last_error, a.delay_ms), (0, None, Some(7)));
     }
 
     #[tokio::test]

@@ -1,8 +1,10 @@
 //! Hot swap: a new component version goes live in the running process.
 //!
 //! Each node's component file is watched through its directory, so that both copying over the
-//! file (`cp`) and renaming a new one into place (`mv`) are seen; SIGHUP asks for every file to
-//! be looked at again. A changed file is compiled off the request path, linked for each node's
+//! file (`cp`) and renaming a new one into place (`mv`) are seen; so are the other files a new
+//! version may appear in (another build's output), of which the most recently built wins.
+//! SIGHUP asks for every file to be looked at again (also in a folder that did not exist when
+//! the node started). A changed file is compiled off the request path, linked for each node's
 //! role and asked to describe itself; only then is it swapped in, atomically, for new requests.
 //! Requests already running finish on the version they started with. A file that does not
 //! compile, does not fit the role, or is still being written never replaces the running
@@ -14,26 +16,23 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use notify::event::{AccessKind, AccessMode, EventKind};
-use notify::{RecursiveMode, Watcher};
+use notify::Watcher;
 use tokio::sync::{broadcast, mpsc};
 
+pub use self::watch::WatchError;
+use self::watch::{sources, watch};
+
+use crate::components;
 use crate::node::{self, CompiledComponent, ComponentInfo, LoadError, Node};
 use crate::runtime::Runtime;
 
+mod watch;
+
 /// How long a file must stay untouched after a change before it is loaded: a copy is many
 /// writes, and loading it halfway through would only be refused.
-pub const QUIET: Duration = Duration::from_millis(25);
-/// How often a directory is polled where the kernel cannot notify about it.
-pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
+pub(crate) const QUIET: Duration = Duration::from_millis(25);
 /// Compiled versions kept for swapping back without compiling again.
 const KEEP_COMPILED: usize = 8;
-
-#[derive(Debug, thiserror::Error)]
-pub enum WatchError {
-    #[error("cannot watch {dir}: {reason}")]
-    Watch { dir: PathBuf, reason: String },
-}
 
 /// What became of one look at a component file, for one node.
 #[derive(Debug, Clone)]
@@ -49,8 +48,11 @@ pub enum Outcome {
 /// One reload, as reported to subscribers (and the log).
 #[derive(Debug, Clone)]
 pub struct Report {
+    /// The node whose component it was.
     pub node: String,
+    /// The component file looked at.
     pub path: PathBuf,
+    /// What became of it.
     pub outcome: Outcome,
     /// When the file was last seen changing (or the reload was asked for).
     pub changed_at: Instant,
@@ -75,8 +77,9 @@ impl Reloader {
     pub fn start(runtime: &Runtime, nodes: &[Arc<Node>]) -> Result<Self, WatchError> {
         let mut files: HashMap<PathBuf, Vec<Arc<Node>>> = HashMap::new();
         for node in nodes {
-            let path = watched_path(&node.current().info.path);
-            files.entry(path).or_default().push(node.clone());
+            for path in sources(node) {
+                files.entry(path).or_default().push(node.clone());
+            }
         }
         let (requests, incoming) = mpsc::unbounded_channel();
         let watched: HashSet<PathBuf> = files.keys().cloned().collect();
@@ -101,60 +104,6 @@ impl Drop for Reloader {
     fn drop(&mut self) {
         self.task.abort();
     }
-}
-
-/// The path events will name for `path`: its directory resolved (the file itself may come and
-/// go), joined with its name.
-fn watched_path(path: &Path) -> PathBuf {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_owned());
-    dir.join(path.file_name().unwrap_or_default())
-}
-
-/// Watches the directories of `files` with the kernel's notifications, or by polling where
-/// those are not available, and turns events on the files into reload requests.
-fn watch(
-    files: &HashSet<PathBuf>,
-    requests: mpsc::UnboundedSender<Request>,
-) -> Result<Box<dyn Watcher + Send>, WatchError> {
-    let interesting = files.clone();
-    let handler = move |event: notify::Result<notify::Event>| {
-        let Ok(event) = event else { return };
-        let reading = matches!(
-            event.kind,
-            EventKind::Access(AccessKind::Open(_) | AccessKind::Read)
-                | EventKind::Access(AccessKind::Close(AccessMode::Read))
-        );
-        if reading {
-            return;
-        }
-        for path in event.paths.iter().filter(|p| interesting.contains(*p)) {
-            let _ = requests.send(Request::File(path.clone(), Instant::now()));
-        }
-    };
-    let dirs: HashSet<&Path> = files.iter().filter_map(|f| f.parent()).collect();
-    let watch_all = |watcher: &mut dyn Watcher| {
-        dirs.iter().try_for_each(|dir| {
-            watcher.watch(dir, RecursiveMode::NonRecursive).map_err(|e| (dir.to_path_buf(), e))
-        })
-    };
-    let native = notify::recommended_watcher(handler.clone())
-        .map_err(|e| (PathBuf::new(), e))
-        .and_then(|mut watcher| watch_all(&mut watcher).map(|()| watcher));
-    let (dir, error) = match native {
-        Ok(watcher) => return Ok(Box::new(watcher)),
-        Err(failed) => failed,
-    };
-    tracing::warn!(
-        dir = %dir.display(),
-        %error,
-        "cannot use file change notifications; polling every {POLL_INTERVAL:?} instead"
-    );
-    let config = notify::Config::default().with_poll_interval(POLL_INTERVAL);
-    let mut poller = notify::PollWatcher::new(handler, config)
-        .map_err(|e| WatchError::Watch { dir: PathBuf::new(), reason: e.to_string() })?;
-    watch_all(&mut poller).map_err(|(dir, e)| WatchError::Watch { dir, reason: e.to_string() })?;
-    Ok(Box::new(poller))
 }
 
 /// Gathers requests until the files have been quiet for `QUIET`, then reloads them.
@@ -187,7 +136,19 @@ async fn run(
         }
         for (path, changed_at) in pending {
             let Some(nodes) = files.get(&path) else { continue };
-            for report in reload(&runtime, &path, nodes, &mut compiled, changed_at).await {
+            // A file changed that is older than another of a node's sources: the newer serves.
+            // (When none is left, the report says the file is gone.)
+            let nodes: Vec<Arc<Node>> = nodes
+                .iter()
+                .filter(|node| {
+                    components::newest(&sources(node)).is_none_or(|newest| newest == path)
+                })
+                .cloned()
+                .collect();
+            if nodes.is_empty() {
+                continue;
+            }
+            for report in reload(&runtime, &path, &nodes, &mut compiled, changed_at).await {
                 log(&report);
                 let _ = reports.send(report);
             }

@@ -1,10 +1,10 @@
-//! Driving the real components through the real host, in process.
+//! Nodes in this process, through the library: the real components on the real host, called
+//! directly (no socket) or served on loopback ports, alone or as the embedded cluster that
+//! `replog cluster` runs.
 //!
 //! Components come from the host's build script (the same checkout's `components/`). One
 //! engine, one async runtime and one compiled copy of each component serve every test in a
 //! test binary, as they would serve every node of a process.
-
-#![allow(dead_code)] // Each test binary uses its own share of these helpers.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -15,16 +15,13 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use replog::cluster::{self, Running};
-use replog::config::{NodeConfig, PeerUrl, Role};
+use replog::config::{NodeConfig, Role};
 use replog::node::{CompiledComponent, Node};
 use replog::runtime::{Runtime, RuntimeConfig};
 use replog::secret::ClusterSecret;
 use serde_json::Value;
 
-#[path = "../../../tests/support/variant.rs"]
-pub mod variant;
-#[path = "../../../tests/support/wait.rs"]
-pub mod wait;
+use super::SECRET;
 
 pub const MASTER: &str = "replog_master.wasm";
 pub const SECONDARY: &str = "replog_secondary.wasm";
@@ -66,20 +63,18 @@ pub fn compiled(file: &'static str) -> CompiledComponent {
         .clone()
 }
 
-/// The cluster secret every test node shares.
-pub const SECRET: &str = "a cluster secret for the host tests";
-
 pub fn secret() -> ClusterSecret {
     ClusterSecret::new(SECRET).unwrap()
 }
 
-/// A node configuration with test-friendly defaults and the test cluster's secret; adjust
-/// fields as a test needs.
+/// A node configuration with the defaults and the test cluster's secret, on an ephemeral
+/// loopback port; adjust it as a test needs (`.with(SETTING, value)` for the component's).
 pub fn config(name: &str, role: Role) -> NodeConfig {
-    NodeConfig {
-        secret: Some(secret()),
-        ..NodeConfig::new(name, role, "127.0.0.1:0".parse().unwrap(), PathBuf::new())
-    }
+    config_at(name, role, "127.0.0.1:0".parse().unwrap())
+}
+
+fn config_at(name: &str, role: Role, listen: SocketAddr) -> NodeConfig {
+    NodeConfig { secret: Some(secret()), ..NodeConfig::new(name, role, listen, PathBuf::new()) }
 }
 
 /// A node running `file`, its replication started (a master recovers, then streams).
@@ -102,17 +97,17 @@ pub async fn settled(master: &Node) {
     });
 }
 
+/// A secondary that waits `delay` before it applies what the master sends.
 pub async fn secondary_node(name: &str, delay: Duration) -> Node {
-    let mut config = config(name, Role::Secondary);
-    config.delay = delay;
+    let config = config(name, Role::Secondary).with("DELAY_MS", delay.as_millis());
     node(config, SECONDARY).await
 }
 
 /// A master whose secondaries are `urls`, recovered and taking writes.
 pub async fn master_node(urls: &[String], replication_timeout: Duration) -> Node {
-    let mut config = config("master", Role::Master);
-    config.secondaries = urls.iter().map(|u| u.parse::<PeerUrl>().unwrap()).collect();
-    config.replication.timeout = replication_timeout;
+    let config = config("master", Role::Master)
+        .with("SECONDARIES", urls.join(","))
+        .with("REPLICATION_TIMEOUT_MS", replication_timeout.as_millis());
     let master = node(config, MASTER).await;
     settled(&master).await;
     master
@@ -202,4 +197,117 @@ pub fn strings(value: &Value) -> Vec<String> {
 pub fn closed_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().port()
+}
+
+/// A secondary of an embedded cluster: how long it waits before it applies what it is sent,
+/// and the share of requests it fails on purpose.
+pub struct Secondary {
+    pub delay: Duration,
+    pub fault_rate: f64,
+}
+
+impl Secondary {
+    pub fn new(delay_ms: u64) -> Self {
+        Self { delay: Duration::from_millis(delay_ms), fault_rate: 0.0 }
+    }
+}
+
+/// The embedded cluster, with the means to stop a secondary and start it again (empty, as
+/// after a crash).
+pub struct Cluster {
+    pub master_url: String,
+    pub urls: Vec<String>,
+    master: Option<Running>,
+    secondaries: Vec<Option<Running>>,
+    configs: Vec<NodeConfig>,
+}
+
+impl Cluster {
+    /// A master and `secondaries` on free ports; those listed in `down` are not started. The
+    /// master's settings (`REPLICATION_TIMEOUT_MS`, ...) are `master_settings`; this sets its
+    /// `SECONDARIES`.
+    pub async fn start(
+        secondaries: Vec<Secondary>,
+        master_settings: &[(&str, &str)],
+        down: &[usize],
+    ) -> Self {
+        let base = super::free_ports(secondaries.len() as u16 + 1);
+        let configs: Vec<NodeConfig> = secondaries
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let listen = SocketAddr::from(([127, 0, 0, 1], base + 1 + i as u16));
+                NodeConfig {
+                    component: component_path(SECONDARY),
+                    ..config_at(&format!("secondary{}", i + 1), Role::Secondary, listen)
+                }
+                .with("DELAY_MS", s.delay.as_millis())
+                .with("FAULT_RATE", s.fault_rate)
+            })
+            .collect();
+        let urls: Vec<String> = configs.iter().map(|c| format!("http://{}", c.listen)).collect();
+        let mut cluster = Self {
+            master_url: format!("http://127.0.0.1:{base}"),
+            urls: urls.clone(),
+            master: None,
+            secondaries: configs.iter().map(|_| None).collect(),
+            configs,
+        };
+        for i in 0..cluster.configs.len() {
+            if !down.contains(&i) {
+                cluster.start_secondary(i).await;
+            }
+        }
+        let listen = SocketAddr::from(([127, 0, 0, 1], base));
+        let mut master = NodeConfig {
+            component: component_path(MASTER),
+            ..config_at("master", Role::Master, listen)
+        }
+        .with("SECONDARIES", urls.join(","));
+        for (name, value) in master_settings {
+            master = master.with(name, value);
+        }
+        let node = Node::new(&RUNTIME, master, compiled(MASTER)).await.unwrap();
+        cluster.master = Some(cluster::serve_nodes(vec![node]).await.unwrap());
+        cluster.settled().await;
+        cluster
+    }
+
+    /// Waits until the master has recovered (it may still lack a majority to write).
+    pub async fn settled(&self) {
+        tokio::time::timeout(Duration::from_secs(20), self.master().settled())
+            .await
+            .unwrap_or_else(|_| panic!("recovery: {:?}", self.master().state().gate.mode()));
+    }
+
+    /// Starts secondary `i` (0-based), with an empty log.
+    pub async fn start_secondary(&mut self, i: usize) {
+        assert!(self.secondaries[i].is_none(), "secondary {i} is running");
+        let node = Node::new(&RUNTIME, self.configs[i].clone(), compiled(SECONDARY)).await.unwrap();
+        self.secondaries[i] = Some(cluster::serve_nodes(vec![node]).await.unwrap());
+    }
+
+    /// Stops secondary `i`: it no longer listens, and its log is gone.
+    pub async fn stop_secondary(&mut self, i: usize) {
+        let running = self.secondaries[i].take().expect("secondary is running");
+        running.shutdown().await;
+    }
+
+    pub fn master(&self) -> &Node {
+        self.master.as_ref().unwrap().nodes()[0].0.as_ref()
+    }
+
+    /// Secondary `i`'s node, if it runs.
+    pub fn secondary(&self, i: usize) -> Option<&Node> {
+        self.secondaries[i].as_ref().map(|r| r.nodes()[0].0.as_ref())
+    }
+
+    pub async fn shutdown(mut self) {
+        if let Some(master) = self.master.take() {
+            master.shutdown().await;
+        }
+        for running in self.secondaries.iter_mut().filter_map(Option::take) {
+            running.shutdown().await;
+        }
+    }
 }

@@ -5,19 +5,19 @@ mod support;
 
 use std::time::Duration;
 
-use replog::config::{PeerUrl, Role};
+use replog::config::Role;
 use replog::node::{NextStep, Node, Recovery};
 use replog::state::PeerStatus;
-use support::*;
+use support::inproc::*;
 
 /// A master whose replication does not run by itself: the test calls the steps. It has
 /// recovered (forced, as an operator would, when its secondaries are not up yet: the tests are
 /// about what steps do next).
 async fn stepped_master(urls: &[String]) -> Node {
-    let mut config = config("master", Role::Master);
-    config.secondaries = urls.iter().map(|u| u.parse::<PeerUrl>().unwrap()).collect();
+    let mut config = config("master", Role::Master)
+        .with("SECONDARIES", urls.join(","))
+        .with("FORCE_RECOVERY", "true");
     config.component = component_path(MASTER);
-    config.force_recovery = true;
     let master = Node::new(runtime(), config, compiled(MASTER)).await.unwrap();
     loop {
         match master.recovery_round().await.expect("a recovery round").expect("a master") {
@@ -136,8 +136,7 @@ fn replays_after_faults_are_stored_once_and_acknowledged() {
         // A secondary that stores every batch and then answers 500, as one crashing between
         // writing and answering would: the master keeps resending, the secondary keeps each
         // message once.
-        let mut faulty = config("faulty", Role::Secondary);
-        faulty.fault_rate = 1.0;
+        let faulty = config("faulty", Role::Secondary).with("FAULT_RATE", 1.0);
         let (running, urls) = serve(vec![node(faulty, SECONDARY).await]).await;
         let master = stepped_master(&urls).await;
         for msg in ["a", "b", "c"] {
@@ -204,12 +203,9 @@ fn without_a_majority_the_master_is_read_only_until_one_comes_back() {
 fn a_write_waits_for_its_write_concern_and_no_longer() {
     block_on(async {
         let (running, urls) = serve(vec![secondary_node("s", Duration::ZERO).await]).await;
-        let mut config = config("master", Role::Master);
-        config.secondaries = vec![
-            urls[0].parse().unwrap(),
-            format!("http://127.0.0.1:{}", closed_port()).parse().unwrap(),
-        ];
-        config.replication.timeout = Duration::from_millis(700);
+        let config = config("master", Role::Master)
+            .with("SECONDARIES", format!("{},http://127.0.0.1:{}", urls[0], closed_port()))
+            .with("REPLICATION_TIMEOUT_MS", 700);
         let master = node(config, MASTER).await;
         settled(&master).await;
 

@@ -29,17 +29,18 @@ use super::entry::Entry;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-pub const MAGIC: &[u8; 8] = b"REPLOG\0\0";
-pub const FORMAT_VERSION: u32 = 2;
+pub(crate) const MAGIC: &[u8; 8] = b"REPLOG\0\0";
+pub(crate) const FORMAT_VERSION: u32 = 2;
 /// The format before epochs, still read.
 const FORMAT_V1: u32 = 1;
-pub const HEADER_LEN: usize = 16;
+pub(crate) const HEADER_LEN: usize = 16;
 const RECORD_HEADER_LEN: usize = 8;
 /// A new segment is started once the current one holds this much.
-pub const SEGMENT_BYTES: u64 = 64 << 20;
+pub(crate) const SEGMENT_BYTES: u64 = 64 << 20;
 /// No record is larger: messages are bounded by the nodes' request limits well below this.
 const MAX_RECORD_LEN: usize = 64 << 20;
 
+/// Why a log on disk cannot be opened or written.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     #[error("cannot use data directory {dir}: {error}")]
@@ -65,7 +66,7 @@ pub enum StorageError {
 
 /// One record: what the log does, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Record {
+pub(crate) enum Record {
     /// An entry, after the last one.
     Entry(Entry),
     /// Every entry after `after` is dropped.
@@ -76,7 +77,7 @@ pub enum Record {
 
 impl Record {
     /// Roughly how many bytes it takes on disk, for batching.
-    pub fn size(&self) -> usize {
+    pub(crate) fn size(&self) -> usize {
         match self {
             Record::Entry(entry) => {
                 RECORD_HEADER_LEN + 19 + entry.key.as_ref().map_or(0, String::len) + entry.msg.len()
@@ -93,15 +94,15 @@ const KIND_EPOCH: u8 = 3;
 /// What was found on disk at start.
 #[derive(Debug, Default)]
 pub struct Replayed {
-    pub records: Vec<Record>,
+    pub(crate) records: Vec<Record>,
     /// A torn tail that was cut off: the file, where, and how many bytes went.
-    pub truncated: Option<(PathBuf, u64, u64)>,
+    pub(crate) truncated: Option<(PathBuf, u64, u64)>,
     /// The format of the last segment read (0: none).
     last_version: u32,
 }
 
 /// The segment files of one data directory, open for appending.
-pub struct Segments {
+pub(crate) struct Segments {
     dir: PathBuf,
     file: File,
     path: PathBuf,
@@ -112,7 +113,7 @@ pub struct Segments {
 impl Segments {
     /// Reads every record in `dir` (creating it if needed), cuts off a torn tail, and opens
     /// the last segment for appending.
-    pub fn open(dir: &Path) -> Result<(Self, Replayed), StorageError> {
+    pub(crate) fn open(dir: &Path) -> Result<(Self, Replayed), StorageError> {
         let dir_error = |error| StorageError::Dir { dir: dir.to_owned(), error };
         std::fs::create_dir_all(dir).map_err(dir_error)?;
         let mut numbers = Vec::new();
@@ -161,7 +162,7 @@ impl Segments {
 
     /// Writes `records` and waits until they are on disk (one write, one fdatasync), starting
     /// a new segment first when the current one is full.
-    pub fn append(&mut self, records: &[Record]) -> Result<(), StorageError> {
+    pub(crate) fn append(&mut self, records: &[Record]) -> Result<(), StorageError> {
         let mut buf = Vec::with_capacity(records.iter().map(Record::size).sum());
         for record in records {
             encode(record, &mut buf);
@@ -180,7 +181,7 @@ fn segment_path(dir: &Path, number: u64) -> PathBuf {
     dir.join(format!("{number:012}.seg"))
 }
 
-pub fn encode(record: &Record, buf: &mut Vec<u8>) {
+pub(crate) fn encode(record: &Record, buf: &mut Vec<u8>) {
     let start = buf.len();
     buf.extend_from_slice(&[0; RECORD_HEADER_LEN]);
     match record {
@@ -313,168 +314,4 @@ fn truncate(path: &Path, at: u64, cut: u64, replayed: &mut Replayed) -> Result<(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn dir(name: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("replog-segments-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        dir
-    }
-
-    fn record(seq: u64, msg: &str) -> Record {
-        Record::Entry(Entry { seq, epoch: 1, key: None, msg: msg.to_owned() })
-    }
-
-    fn only_segment(dir: &Path) -> PathBuf {
-        segment_path(dir, 1)
-    }
-
-    #[test]
-    fn what_is_appended_is_replayed_in_order() {
-        let dir = dir("roundtrip");
-        let (mut segments, replayed) = Segments::open(&dir).unwrap();
-        assert!(replayed.records.is_empty());
-        segments.append(&[record(1, "a"), record(2, "bé")]).unwrap();
-        segments.append(&[record(4, "d"), record(3, "")]).unwrap();
-        drop(segments);
-        let (_, replayed) = Segments::open(&dir).unwrap();
-        assert_eq!(
-            replayed.records,
-            [record(1, "a"), record(2, "bé"), record(4, "d"), record(3, "")]
-        );
-        assert!(replayed.truncated.is_none());
-        std::fs::remove_dir_all(dir).unwrap();
-    }
-
-    #[test]
-    fn truncations_and_epochs_are_records_too() {
-        let dir = dir("kinds");
-        let (mut segments, _) = Segments::open(&dir).unwrap();
-        let records = [
-            Record::Epoch { epoch: 3 },
-            Record::Entry(Entry {
-                seq: 1,
-                epoch: 3,
-                key: Some("client key 1".into()),
-                msg: "a".into(),
-            }),
-            Record::Truncate { after: 0 },
-            Record::Entry(Entry { seq: 1, epoch: 4, key: None, msg: "b".into() }),
-        ];
-        segments.append(&records).unwrap();
-        drop(segments);
-        let (_, replayed) = Segments::open(&dir).unwrap();
-        assert_eq!(replayed.records, records);
-        std::fs::remove_dir_all(dir).unwrap();
-    }
-
-    #[test]
-    fn format_1_segments_are_read_as_epoch_0_and_never_appended_to() {
-        let dir = dir("v1");
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut bytes = MAGIC.to_vec();
-        bytes.extend_from_slice(&FORMAT_V1.to_le_bytes());
-        bytes.extend_from_slice(&[0; 4]);
-        for (seq, msg) in [(1u64, "old"), (2, "older format")] {
-            let mut payload = seq.to_le_bytes().to_vec();
-            payload.extend_from_slice(msg.as_bytes());
-            bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-            bytes.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-            bytes.extend_from_slice(&payload);
-        }
-        std::fs::write(segment_path(&dir, 1), &bytes).unwrap();
-
-        let (mut segments, replayed) = Segments::open(&dir).unwrap();
-        assert_eq!(
-            replayed.records,
-            [
-                Record::Entry(Entry { seq: 1, epoch: 0, key: None, msg: "old".into() }),
-                Record::Entry(Entry { seq: 2, epoch: 0, key: None, msg: "older format".into() }),
-            ]
-        );
-        assert_eq!(segments.number, 2, "new records start a segment of the current format");
-        segments.append(&[record(3, "new")]).unwrap();
-        drop(segments);
-        assert_eq!(std::fs::read(segment_path(&dir, 1)).unwrap(), bytes, "left as it was");
-        let (_, replayed) = Segments::open(&dir).unwrap();
-        assert_eq!(replayed.records.len(), 3);
-        assert_eq!(replayed.records[2], record(3, "new"));
-        std::fs::remove_dir_all(dir).unwrap();
-    }
-
-    #[test]
-    fn a_torn_last_record_is_cut_off_and_reported() {
-        let dir = dir("torn");
-        let (mut segments, _) = Segments::open(&dir).unwrap();
-        segments.append(&[record(1, "kept"), record(2, "torn in half")]).unwrap();
-        drop(segments);
-        let file = only_segment(&dir);
-        let len = std::fs::metadata(&file).unwrap().len();
-        OpenOptions::new().write(true).open(&file).unwrap().set_len(len - 5).unwrap();
-
-        let (mut segments, replayed) = Segments::open(&dir).unwrap();
-        assert_eq!(replayed.records, [record(1, "kept")]);
-        let (path, at, cut) = replayed.truncated.unwrap();
-        assert_eq!(path, file);
-        assert_eq!(at + cut, len - 5);
-        segments.append(&[record(2, "again")]).unwrap();
-        drop(segments);
-        let (_, replayed) = Segments::open(&dir).unwrap();
-        assert_eq!(
-            replayed.records,
-            [record(1, "kept"), record(2, "again")],
-            "appends resume after the cut"
-        );
-        std::fs::remove_dir_all(dir).unwrap();
-    }
-
-    #[test]
-    fn damage_in_the_middle_stops_the_start_with_the_place_named() {
-        let dir = dir("flipped");
-        let (mut segments, _) = Segments::open(&dir).unwrap();
-        segments.append(&[record(1, "first"), record(2, "second"), record(3, "third")]).unwrap();
-        drop(segments);
-        let file = only_segment(&dir);
-        let mut bytes = std::fs::read(&file).unwrap();
-        let second = HEADER_LEN + RECORD_HEADER_LEN + 19 + "first".len();
-        bytes[second + RECORD_HEADER_LEN + 9] ^= 0x40;
-        std::fs::write(&file, &bytes).unwrap();
-
-        let error = Segments::open(&dir).err().expect("refused").to_string();
-        assert!(error.contains(&file.display().to_string()), "{error}");
-        assert!(
-            error.contains(&format!("byte {second}")) && error.contains("checksum mismatch"),
-            "{error}"
-        );
-        assert_eq!(std::fs::read(&file).unwrap(), bytes, "nothing was cut");
-        std::fs::remove_dir_all(dir).unwrap();
-    }
-
-    #[test]
-    fn another_format_version_is_refused() {
-        let dir = dir("version");
-        drop(Segments::open(&dir).unwrap());
-        let file = only_segment(&dir);
-        let mut bytes = std::fs::read(&file).unwrap();
-        bytes[8] = 9;
-        std::fs::write(&file, &bytes).unwrap();
-        let error = Segments::open(&dir).err().unwrap().to_string();
-        assert!(error.contains("format version 9"), "{error}");
-        std::fs::remove_dir_all(dir).unwrap();
-    }
-
-    #[test]
-    fn a_full_segment_continues_in_the_next() {
-        let dir = dir("rotate");
-        let (mut segments, _) = Segments::open(&dir).unwrap();
-        segments.len = SEGMENT_BYTES - 10;
-        segments.append(&[record(1, "in the second segment")]).unwrap();
-        assert_eq!(segments.number, 2);
-        drop(segments);
-        let (_, replayed) = Segments::open(&dir).unwrap();
-        assert_eq!(replayed.records, [record(1, "in the second segment")]);
-        std::fs::remove_dir_all(dir).unwrap();
-    }
-}
+mod tests;

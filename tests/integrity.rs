@@ -16,8 +16,8 @@ use replog::config::Role;
 use replog::node::Node;
 use replog::state::{Change, Entry};
 use serde_json::json;
+use support::inproc::*;
 use support::wait::eventually;
-use support::*;
 
 async fn write(master: &Node, msg: &str, w: u64) -> (u16, serde_json::Value) {
     let body = format!(r#"{{"msg": "{msg}", "w": {w}}}"#);
@@ -165,8 +165,7 @@ async fn durable_secondary(name: &str, dir: &Path, listen: &str) -> replog::clus
 async fn durable_master(dir: &Path, urls: &[String]) -> replog::cluster::Running {
     let mut config = config("master", Role::Master);
     config.data_dir = Some(dir.join("master"));
-    config.secondaries = urls.iter().map(|u| u.parse().unwrap()).collect();
-    config.replication.timeout = Duration::from_secs(2);
+    let config = config.with("SECONDARIES", urls.join(",")).with("REPLICATION_TIMEOUT_MS", 2000);
     replog::cluster::serve_nodes(vec![node(config, MASTER).await]).await.unwrap()
 }
 

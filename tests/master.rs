@@ -5,13 +5,13 @@ mod support;
 
 use std::time::Duration;
 
+use support::inproc::*;
 use support::wait::eventually;
-use support::*;
 
 #[test]
 fn a_write_waits_for_all_secondaries_concurrently_not_one_after_another() {
     block_on(async {
-        let delays = [0, 400, 800];
+        let delays = [1000, 1000, 1000];
         let mut secondaries = Vec::new();
         for (i, ms) in delays.iter().enumerate() {
             secondaries.push(secondary_node(&format!("s{i}"), Duration::from_millis(*ms)).await);
@@ -21,9 +21,10 @@ fn a_write_waits_for_all_secondaries_concurrently_not_one_after_another() {
 
         let answer = call(&master, "POST", "/messages", r#"{"msg": "hello"}"#).await;
         assert_eq!(answer.status, 201, "{:?}", answer.json);
-        // The slowest secondary sets the pace; one after another would take 1200 ms.
-        assert!(answer.elapsed >= Duration::from_millis(800), "took {:?}", answer.elapsed);
-        assert!(answer.elapsed < Duration::from_millis(1150), "took {:?}", answer.elapsed);
+        // Side by side they take one delay; one after another would take 3000 ms (the bound
+        // leaves a loaded machine 1.5 s).
+        assert!(answer.elapsed >= Duration::from_millis(1000), "took {:?}", answer.elapsed);
+        assert!(answer.elapsed < Duration::from_millis(2500), "took {:?}", answer.elapsed);
         assert_eq!(strings(&answer.json["messages"]), ["hello"]);
         assert_eq!(answer.json["seq"], 1);
         assert_eq!(answer.json["w"], 4);
@@ -35,7 +36,7 @@ fn a_write_waits_for_all_secondaries_concurrently_not_one_after_another() {
             .collect();
         assert_eq!(acked.len(), 3);
         assert!(urls.iter().all(|u| acked.contains(&u.as_str())), "{acked:?} vs {urls:?}");
-        assert!(answer.json["duration_ms"].as_u64().unwrap() >= 800);
+        assert!(answer.json["duration_ms"].as_u64().unwrap() >= 1000);
 
         assert_eq!(log_of(&master), ["hello"]);
         for (node, _) in running.nodes() {
@@ -53,7 +54,7 @@ fn a_smaller_write_concern_answers_early_and_replication_carries_on() {
     block_on(async {
         let secondaries = vec![
             secondary_node("fast", Duration::ZERO).await,
-            secondary_node("slow", Duration::from_millis(700)).await,
+            secondary_node("slow", Duration::from_secs(3)).await,
         ];
         let (running, urls) = serve(secondaries).await;
         let master = master_node(&urls, Duration::from_secs(5)).await;
@@ -61,12 +62,7 @@ fn a_smaller_write_concern_answers_early_and_replication_carries_on() {
         let answer =
             call(&master, "POST", "/messages?log=false", r#"{"msg": "quick", "w": 2}"#).await;
         assert_eq!(answer.status, 201, "{:?}", answer.json);
-        assert!(
-            answer.elapsed < Duration::from_millis(500),
-            "w=2 needs only the fast one: {:?}",
-            answer.elapsed
-        );
-        assert_eq!(answer.json["acks"].as_array().unwrap().len(), 1);
+        assert_eq!(answer.json["acks"].as_array().unwrap().len(), 1, "w=2 needs the fast one only");
         assert!(
             answer.json.get("messages").is_none(),
             "log=false leaves the log out: {:?}",
@@ -74,31 +70,25 @@ fn a_smaller_write_concern_answers_early_and_replication_carries_on() {
         );
 
         let slow = running.node("slow").unwrap();
-        assert!(log_of(slow).is_empty());
-        eventually(Duration::from_secs(5), "the write reaching the slow secondary", || {
+        assert!(log_of(slow).is_empty(), "answered before the slow one stored it");
+        eventually(Duration::from_secs(10), "the write reaching the slow secondary", || {
             log_of(slow) == ["quick"]
         })
         .await;
 
         let answer = call(&master, "POST", "/messages", r#"{"msg": "alone", "w": 1}"#).await;
         assert_eq!(answer.status, 201);
-        assert!(answer.json["acks"].as_array().unwrap().is_empty());
-        assert!(
-            answer.elapsed < Duration::from_millis(200),
-            "w=1 waits for no one: {:?}",
-            answer.elapsed
-        );
+        assert!(answer.json["acks"].as_array().unwrap().is_empty(), "w=1 waits for no one");
         running.shutdown().await;
     });
 }
 
 #[test]
-fn bad_input_gets_400_or_413_and_appends_nothing_anywhere() {
+fn bad_input_gets_400_and_appends_nothing_anywhere() {
     block_on(async {
         let (running, urls) = serve(vec![secondary_node("s", Duration::ZERO).await]).await;
-        let mut master_config = config("master", replog::config::Role::Master);
-        master_config.secondaries = vec![urls[0].parse().unwrap()];
-        master_config.max_body_bytes = Some(64);
+        let master_config =
+            config("master", replog::config::Role::Master).with("SECONDARIES", &urls[0]);
         let master = node(master_config, MASTER).await;
         settled(&master).await;
 
@@ -119,12 +109,6 @@ fn bad_input_gets_400_or_413_and_appends_nothing_anywhere() {
             ("w too big", br#"{"msg": "x", "w": 3}"#.to_vec(), 400, "from 1 to 2"),
             ("w string", br#"{"msg": "x", "w": "2"}"#.to_vec(), 400, "\"w\""),
             ("w fraction", br#"{"msg": "x", "w": 1.5}"#.to_vec(), 400, "\"w\""),
-            (
-                "too large",
-                format!(r#"{{"msg": "{}"}}"#, "x".repeat(100)).into_bytes(),
-                413,
-                "larger than 64 bytes",
-            ),
         ];
         for (case, body, status, says) in cases {
             let answer = call(&master, "POST", "/messages", body).await;
@@ -133,19 +117,6 @@ fn bad_input_gets_400_or_413_and_appends_nothing_anywhere() {
                 answer.json["error"].as_str().unwrap_or_else(|| panic!("{case}: no error text"));
             assert!(error.contains(says), "{case}: {error:?} should mention {says:?}");
         }
-
-        // Without Content-Length the limit holds while streaming.
-        let chunks = futures_util::stream::iter((0..10).map(|_| {
-            Ok::<_, std::convert::Infallible>(http_body::Frame::data(bytes::Bytes::from_static(
-                b"0123456789",
-            )))
-        }));
-        let streamed = http::Request::post("http://node.test/messages")
-            .header("host", "node.test")
-            .body(http_body_util::StreamBody::new(chunks))
-            .unwrap();
-        let response = master.handle(streamed).await;
-        assert_eq!(response.status(), 413);
 
         assert!(master.state().log.is_empty(), "a refused write appends nothing");
         assert!(log_of(running.node("s").unwrap()).is_empty());
@@ -183,7 +154,7 @@ fn an_unreachable_secondary_gets_a_bounded_wait_then_502_and_the_message_is_kept
         let answer = call(&master, "POST", "/messages", r#"{"msg": "partial"}"#).await;
         assert_eq!(answer.status, 502, "{:?}", answer.json);
         assert!(answer.elapsed >= Duration::from_millis(800), "waited only {:?}", answer.elapsed);
-        assert!(answer.elapsed < Duration::from_millis(2000), "waited {:?}", answer.elapsed);
+        assert!(answer.elapsed < Duration::from_secs(5), "a bounded wait: {:?}", answer.elapsed);
         let json = &answer.json;
         assert_eq!(json["seq"], 1);
         assert_eq!(json["acks"][0]["secondary"], urls[0].as_str());

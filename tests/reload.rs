@@ -11,12 +11,13 @@ use replog::cluster::Running;
 use replog::config::Role;
 use replog::node::{CompiledComponent, Node};
 use replog::reload::{Outcome, Reloader, Report};
+use support::inproc::*;
 use support::variant::{variant_dir, variant_version};
-use support::*;
 use tokio::sync::broadcast;
 
-/// A master whose component file sits in a folder of the test's own, with one secondary,
-/// and a reloader watching the master's file.
+/// A master whose component file sits in a folder of the test's own (with a second folder a
+/// newer build may appear in, empty at first), with one secondary, and a reloader watching the
+/// master's files.
 struct Swappable {
     dir: PathBuf,
     master: Arc<Node>,
@@ -33,9 +34,11 @@ impl Swappable {
         std::fs::copy(component_path(MASTER), dir.join(MASTER)).unwrap();
         let (secondary, urls) =
             serve(vec![secondary_node("secondary", Duration::ZERO).await]).await;
-        let mut config = config("master", Role::Master);
-        config.secondaries = vec![urls[0].parse().unwrap()];
+        let mut config = config("master", Role::Master).with("SECONDARIES", &urls[0]);
         config.component = dir.join(MASTER);
+        std::fs::create_dir_all(dir.join("second")).unwrap();
+        // As the command line lists them: the file it started with need not come first.
+        config.component_candidates = vec![dir.join("second").join(MASTER), dir.join(MASTER)];
         let compiled = CompiledComponent::load(runtime().engine(), &config.component).unwrap();
         let master = Arc::new(Node::new(runtime(), config, compiled).await.unwrap());
         master.start_replication();
@@ -202,5 +205,33 @@ fn swapping_back_to_a_version_seen_before_needs_no_compile() {
         // Asked to look again with nothing changed, it leaves the node alone.
         node.reloader.reload_all();
         assert!(matches!(node.next_report().await.outcome, Outcome::Unchanged));
+    });
+}
+
+#[test]
+fn a_newer_build_in_another_folder_is_swapped_in_and_the_newest_file_wins() {
+    block_on(async {
+        let mut node = Swappable::start("second").await;
+        let second = node.dir.join("second").join(MASTER);
+        std::fs::write(&second, variant(MASTER)).unwrap();
+        let report = node.next_report().await;
+        assert_eq!(report.path.file_name(), second.file_name());
+        assert!(report.path.ends_with(Path::new("second").join(MASTER)), "{:?}", report.path);
+        let Outcome::Swapped { to, .. } = report.outcome else {
+            panic!("expected a swap, got {:?}", report.outcome);
+        };
+        assert_eq!(to.version, variant_version(&node.regular_version));
+        assert_eq!(post(&node.master, "on the second build").await, 1);
+
+        // The first folder's file, rebuilt, is the newest again.
+        let regular = std::fs::read(component_path(MASTER)).unwrap();
+        std::fs::write(node.file(), regular).unwrap();
+        let report = node.next_report().await;
+        assert!(!report.path.ends_with(Path::new("second").join(MASTER)), "{:?}", report.path);
+        let Outcome::Swapped { to, .. } = report.outcome else {
+            panic!("expected a swap back, got {:?}", report.outcome);
+        };
+        assert_eq!(to.version, node.regular_version);
+        assert_eq!(post(&node.master, "back on the first").await, 2, "the log carried on");
     });
 }

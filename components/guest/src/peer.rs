@@ -1,0 +1,117 @@
+//! A node a component sends requests to, as its settings name it (`SECONDARIES`): the one
+//! parser of peer URLs. The host takes the peers a component reports (`about.check`) for its
+//! allow-list and its replication streams, so it never parses them itself.
+
+use wasip2::http::types::Scheme;
+
+/// A peer, as requests address it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    /// The URL exactly as configured: its name in `acks`, `/health` and the host's records.
+    pub url: String,
+    /// `host:port` as written, for the requests' authority.
+    pub authority: String,
+    /// Its path prefix, if the URL has one (`""` otherwise).
+    prefix: String,
+}
+
+impl Peer {
+    /// Reads `url`, a base URL like `http://secondary1:8001`; the error says what is wrong.
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let bad = |why: &str| format!("secondary URL {url:?} {why}");
+        let rest = match url.split_once("://") {
+            Some(("http", rest)) => rest,
+            Some(("https", _)) => {
+                return Err(bad("uses https, which nodes do not speak; use http://"));
+            }
+            _ => return Err(bad("must start with http://")),
+        };
+        if rest.contains(['?', '#']) {
+            return Err(bad("must not have a query or a fragment"));
+        }
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let (host, port) = match authority.strip_prefix('[') {
+            Some(bracketed) => {
+                let (host, after) = bracketed
+                    .split_once(']')
+                    .ok_or_else(|| bad("has an unclosed [ in its host"))?;
+                (host, after.strip_prefix(':'))
+            }
+            None => match authority.rsplit_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (authority, None),
+            },
+        };
+        if let Some(port) = port
+            && port.parse::<u16>().is_err()
+        {
+            return Err(bad("has a port that is not a number from 0 to 65535"));
+        }
+        if host.is_empty() || host.contains(['@', ' ']) {
+            return Err(bad("has no host"));
+        }
+        let prefix = path.trim_end_matches('/');
+        let prefix = if prefix.is_empty() { String::new() } else { format!("/{prefix}") };
+        Ok(Self { url: url.to_owned(), authority: authority.to_owned(), prefix })
+    }
+
+    pub fn scheme(&self) -> Scheme {
+        Scheme::Http
+    }
+
+    /// `host:port` in the form the host compares requests in: the host in lower case, the port
+    /// spelled out.
+    pub fn normalized_authority(&self) -> String {
+        match self.authority.rsplit_once(':') {
+            Some((host, port)) if port.parse::<u16>().is_ok() => {
+                format!("{}:{port}", host.to_ascii_lowercase())
+            }
+            _ => format!("{}:80", self.authority.to_ascii_lowercase()),
+        }
+    }
+
+    /// The path of its endpoint `endpoint` (e.g. `/replicate`).
+    pub fn path(&self, endpoint: &str) -> String {
+        format!("{}{endpoint}", self.prefix)
+    }
+}
+
+/// The peers listed in `value`, comma-separated, empty items ignored.
+pub fn list(value: &str) -> Result<Vec<Peer>, String> {
+    value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(Peer::parse).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_urls_are_checked_and_their_authority_normalized() {
+        let peer = Peer::parse("http://Secondary1:8001").unwrap();
+        assert_eq!(
+            (peer.url.as_str(), peer.authority.as_str()),
+            ("http://Secondary1:8001", "Secondary1:8001")
+        );
+        assert_eq!(peer.normalized_authority(), "secondary1:8001");
+        assert_eq!(
+            Peer::parse("http://example.com").unwrap().normalized_authority(),
+            "example.com:80"
+        );
+        let prefixed = Peer::parse("http://gateway:80/replog/").unwrap();
+        assert_eq!(prefixed.path("/replicate"), "/replog/replicate");
+        for (bad, says) in [
+            ("secondary1:8001", "must start with http://"),
+            ("https://a:1", "https"),
+            ("http://", "no host"),
+            ("http://a:1/?x=1", "query"),
+            ("ftp://a", "must start with http://"),
+            ("http://a:99999", "port"),
+        ] {
+            let error = Peer::parse(bad).unwrap_err();
+            assert!(error.contains(says), "{bad}: {error:?} should say {says:?}");
+        }
+        assert_eq!(list(" http://a:1, ,http://b:2 ").unwrap().len(), 2);
+        assert_eq!(Peer::parse("http://[::1]:8001").unwrap().normalized_authority(), "[::1]:8001");
+        assert_eq!(Peer::parse("http://[::1]").unwrap().normalized_authority(), "[::1]:80");
+    }
+}

@@ -1,0 +1,32 @@
+//! The secondary's settings: their names, defaults and rules. The host passes them through
+//! and asks `check` (the `about` export) before it starts or swaps in a version.
+
+use std::time::Duration;
+
+use replog_guest::about::Needs;
+use replog_guest::settings::{self, BadSetting};
+
+/// The settings it reads, by name: the host passes these through.
+pub const NAMES: &[&str] = &["DELAY_MS", "FAULT_RATE"];
+
+pub struct Settings {
+    /// Artificial delay before storing a replication (`DELAY_MS`): slow replicas on demand.
+    pub delay_ms: u64,
+    /// Share of replications answered `500` after storing (`FAULT_RATE`): fault injection for
+    /// tests.
+    pub fault_rate: f64,
+}
+
+impl Settings {
+    pub fn from_env() -> Result<Self, BadSetting> {
+        Ok(Self {
+            delay_ms: settings::number("DELAY_MS", 0)?,
+            fault_rate: settings::fraction("FAULT_RATE")?,
+        })
+    }
+
+    /// A secondary sends no requests; its longest call is a replication that waits its delay.
+    pub fn needs(&self) -> Needs {
+        Needs { longest_call: Duration::from_millis(self.delay_ms), peers: Vec::new() }
+    }
+}

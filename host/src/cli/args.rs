@@ -1,0 +1,366 @@
+//! The command line's arguments, and what they make: the nodes' configuration.
+//!
+//! Environment variable names are the original project's (`PORT`, `SECONDARIES`, `DELAY_MS`,
+//! `MASTER_PORT`, `NUM_SECONDARIES`, `SECONDARY_DELAYS`); every one has a flag of the same
+//! meaning, and a flag wins over the variable. The roles' own settings (`ComponentArgs`) are
+//! passed through to the components untouched: their defaults and rules are the components'.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use anyhow::{Context as _, bail};
+use clap::builder::BoolishValueParser;
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+
+use super::node::{ComponentArgs, NodeArgs};
+use crate::components::{self, Located};
+use crate::compose;
+use crate::config::{self, NodeConfig, Role, Topology};
+use crate::secret::ClusterSecret;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "replog",
+    version,
+    about = "A replicated log whose node logic runs as WebAssembly components on a wasmtime host.",
+    long_about = "A replicated log whose node logic runs as WebAssembly components on a wasmtime \
+        host.\n\nA master takes writes (POST /messages) and replicates them to its secondaries \
+        before answering; every node serves GET /messages and GET /health. Logs go to stdout; \
+        RUST_LOG (e.g. RUST_LOG=debug) sets how much."
+)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run a master and N secondaries in this one process (master on --master-port,
+    /// secondaries on the ports after it).
+    Cluster(ClusterArgs),
+    /// Run one node: the entry point of a container, or of separate processes on one machine.
+    Serve(ServeArgs),
+    /// Run a WASI command component, such as the echo server and client of iteration 0:
+    /// `replog run echo-server.wasm -- 9009`.
+    Run(RunArgs),
+    /// Write docker-compose.yml for a master and N secondaries, one container each
+    /// (master on MASTER_PORT, secondaries on the ports after it).
+    Compose(ComposeArgs),
+    /// GET a URL and exit 0 if it answers 200: the containers' health check, since the image
+    /// holds nothing but this binary.
+    Probe(ProbeArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ClusterArgs {
+    #[command(flatten)]
+    topology: TopologyArgs,
+    /// Address every node listens on.
+    #[arg(long, env = "BIND", default_value = "127.0.0.1")]
+    bind: IpAddr,
+    /// Folders holding replog_master.wasm and replog_secondary.wasm, separated by ':'; the most
+    /// recently built file of each is run, and a newer one in any of them is swapped in
+    /// [default: the build outputs of `cargo build` and `cargo component build`,
+    /// target/components/wasm32-wasip2/release:target/components/wasm32-wasip1/release].
+    #[arg(long, env = "REPLOG_COMPONENTS", value_name = "DIR[:DIR...]", value_delimiter = ':')]
+    components: Option<Vec<PathBuf>>,
+    #[command(flatten)]
+    storage: StorageArgs,
+    #[command(flatten)]
+    pub(crate) secret: SecretArgs,
+    #[command(flatten)]
+    pub(crate) node: NodeArgs,
+    #[command(flatten)]
+    settings: ComponentArgs,
+}
+
+/// How nodes prove to each other that they belong to the cluster.
+#[derive(Debug, Args)]
+#[command(after_help = "The cluster secret can also be given as its value in the environment \
+    variable CLUSTER_SECRET (never as a flag, so that it does not show in the process list). \
+    Every node of a cluster needs the same one; at least 16 characters.")]
+pub(crate) struct SecretArgs {
+    /// File holding the cluster secret (the Docker and Kubernetes secret form); surrounding
+    /// whitespace is ignored.
+    #[arg(long, env = "CLUSTER_SECRET_FILE", value_name = "PATH")]
+    pub(crate) cluster_secret_file: Option<PathBuf>,
+}
+
+impl SecretArgs {
+    /// The secret from CLUSTER_SECRET or the file, if either is given.
+    pub(crate) fn secret(&self) -> anyhow::Result<Option<ClusterSecret>> {
+        let value = std::env::var_os("CLUSTER_SECRET");
+        match (value, &self.cluster_secret_file) {
+            (Some(_), Some(_)) => {
+                bail!("both CLUSTER_SECRET and CLUSTER_SECRET_FILE are set: give one of them")
+            }
+            (Some(value), None) => {
+                let value = value
+                    .into_string()
+                    .map_err(|_| anyhow::anyhow!("CLUSTER_SECRET is not valid UTF-8"))?;
+                Ok(Some(ClusterSecret::new(&value).context("CLUSTER_SECRET")?))
+            }
+            (None, Some(path)) => Ok(Some(ClusterSecret::from_file(path)?)),
+            (None, None) => Ok(None),
+        }
+    }
+}
+
+/// The cluster's shape, as `replog cluster` runs it and `replog compose` writes it.
+#[derive(Debug, Args)]
+pub(crate) struct TopologyArgs {
+    /// Port of the master; secondary i listens on MASTER_PORT + i.
+    #[arg(long, env = "MASTER_PORT", default_value_t = 8000)]
+    master_port: u16,
+    /// Number of secondaries.
+    #[arg(long, env = "NUM_SECONDARIES", default_value_t = 2, allow_negative_numbers = true)]
+    num_secondaries: i64,
+    /// Comma-separated delay of each secondary in milliseconds, one per secondary
+    /// [default: 0,1500, then 0 for any further secondary].
+    #[arg(long, env = "SECONDARY_DELAYS", value_name = "MS,MS,...")]
+    secondary_delays: Option<String>,
+}
+
+impl TopologyArgs {
+    pub(crate) fn topology(&self) -> Result<Topology, config::ConfigError> {
+        Topology::new(self.master_port, self.num_secondaries, self.secondary_delays.as_deref())
+    }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ComposeArgs {
+    #[command(flatten)]
+    pub(crate) topology: TopologyArgs,
+    /// Where to write the Compose file (`-` for standard output). The cluster secret it refers
+    /// to is made once (--secret-file, mode 0600) and never replaced. Nothing is written when
+    /// a setting is wrong.
+    #[arg(long, short, default_value = "docker-compose.yml", value_name = "FILE")]
+    pub(crate) output: PathBuf,
+    /// Image the services run.
+    #[arg(long, default_value = compose::DEFAULT_IMAGE)]
+    pub(crate) image: String,
+    /// Folder mounted read-only as /components in every container (relative to the Compose
+    /// file, or absolute): the .wasm files in it, or in its wasm32-wasip2/release or
+    /// wasm32-wasip1/release (the default, target/components, holds both builds' outputs). The
+    /// newest is run, and a newer one is swapped in by the running containers.
+    #[arg(long, default_value = compose::DEFAULT_COMPONENTS_DIR, value_name = "DIR")]
+    pub(crate) components_dir: String,
+    /// The cluster secret's file, made once if it is not there (relative to the Compose file,
+    /// or absolute).
+    #[arg(long, default_value = compose::DEFAULT_SECRET_FILE, value_name = "FILE")]
+    pub(crate) secret_file: String,
+    /// The master's REPLICATION_TIMEOUT_MS (how long a write waits for its write concern), if
+    /// not its component's default.
+    #[arg(long, value_name = "MS")]
+    pub(crate) replication_timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ProbeArgs {
+    /// The URL to GET, e.g. http://127.0.0.1:8000/health.
+    pub(crate) url: String,
+    /// How long to wait for the answer, in milliseconds.
+    #[arg(long, default_value_t = 2_000, value_name = "MS")]
+    pub(crate) timeout_ms: u64,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// Which node this is.
+    #[arg(long, value_enum)]
+    role: RoleArg,
+    /// Port to listen on [default: 8000 for the master, 8001 for a secondary].
+    #[arg(long, env = "PORT")]
+    port: Option<u16>,
+    /// Address to listen on.
+    #[arg(long, env = "BIND", default_value = "0.0.0.0")]
+    bind: IpAddr,
+    /// The master's secondaries: comma-separated base URLs, e.g.
+    /// http://secondary1:8001,http://secondary2:8001. Also the only places its component may
+    /// send requests to.
+    #[arg(long, env = "SECONDARIES", value_name = "URLS")]
+    secondaries: Option<String>,
+    /// A secondary's artificial delay before acknowledging a replication, in milliseconds.
+    #[arg(long, env = "DELAY_MS", value_name = "MS")]
+    delay_ms: Option<String>,
+    /// The component to run [default: the role's file in --components DIR or the build output].
+    #[arg(long, env = "REPLOG_COMPONENT", value_name = "PATH")]
+    component: Option<PathBuf>,
+    /// Folders holding the role's component (replog_master.wasm or replog_secondary.wasm),
+    /// separated by ':'; the most recently built one is run, and a newer one in any of them is
+    /// swapped in [default: the build outputs, as for `cluster`].
+    #[arg(long, env = "REPLOG_COMPONENTS", value_name = "DIR[:DIR...]", value_delimiter = ':')]
+    components: Option<Vec<PathBuf>>,
+    /// Name in logs [default: the role].
+    #[arg(long)]
+    name: Option<String>,
+    #[command(flatten)]
+    storage: StorageArgs,
+    #[command(flatten)]
+    pub(crate) secret: SecretArgs,
+    /// Run without a cluster secret: the node signs nothing and a secondary takes
+    /// replication from anyone who can reach it. Only on a network no one else reaches.
+    #[arg(long)]
+    insecure: bool,
+    /// Started as root: read the cluster secret, then switch to this user and group
+    /// (UID:GID) before doing anything else. The containers use it to read a Compose secret
+    /// and serve unprivileged.
+    #[arg(long, env = "RUN_AS", value_name = "UID:GID")]
+    pub(crate) run_as: Option<String>,
+    #[command(flatten)]
+    pub(crate) node: NodeArgs,
+    #[command(flatten)]
+    settings: ComponentArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    /// The command component (.wasm).
+    pub(crate) component: PathBuf,
+    /// Arguments for the component (after `--`).
+    #[arg(last = true)]
+    pub(crate) args: Vec<String>,
+}
+
+/// Where logs go when no `DATA_DIR` is given, relative to where `replog` runs.
+const DATA: &str = "data";
+
+/// Where logs are kept.
+#[derive(Debug, Args)]
+pub(crate) struct StorageArgs {
+    /// Where logs are kept, one process per directory. `cluster`: a folder per node (master,
+    /// secondary1, ...) in it [default: data]. `serve`: the node's own [default: data/NAME
+    /// with --name, data/ROLE-PORT without].
+    #[arg(long, env = "DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Keep logs in memory only: they are lost when the process stops.
+    #[arg(long, env = "IN_MEMORY", action = ArgAction::Set,
+        num_args = 0..=1, default_missing_value = "true", default_value = "false",
+        value_parser = BoolishValueParser::new())]
+    in_memory: bool,
+}
+
+impl StorageArgs {
+    /// The data directory, `default` when none is given; `None` for logs in memory.
+    fn data_dir(&self, default: impl FnOnce() -> PathBuf) -> anyhow::Result<Option<PathBuf>> {
+        match (self.in_memory, &self.data_dir) {
+            (true, Some(dir)) => bail!(
+                "IN_MEMORY is on and DATA_DIR is {}: a log is either in memory or on disk, give one",
+                dir.display()
+            ),
+            (true, None) => Ok(None),
+            (false, dir) => Ok(Some(dir.clone().unwrap_or_else(default))),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum RoleArg {
+    Master,
+    Secondary,
+}
+
+impl From<RoleArg> for Role {
+    fn from(role: RoleArg) -> Self {
+        match role {
+            RoleArg::Master => Role::Master,
+            RoleArg::Secondary => Role::Secondary,
+        }
+    }
+}
+
+impl ClusterArgs {
+    /// The nodes of the cluster: `master`, then `secondary1`... on the following ports.
+    pub(crate) fn nodes(&self) -> anyhow::Result<Vec<NodeConfig>> {
+        let topology = self.topology.topology()?;
+        let master = components::locate(Role::Master, self.components.as_deref())?;
+        let secondary = components::locate(Role::Secondary, self.components.as_deref())?;
+        // Secondaries are reached over loopback when listening on every address.
+        let peer_host =
+            if self.bind.is_unspecified() { IpAddr::from([127, 0, 0, 1]) } else { self.bind };
+        // Every node of the cluster shares one secret: the one given, or one made for this run.
+        let secret = match self.secret.secret()? {
+            Some(secret) => secret,
+            None => ClusterSecret::random(),
+        };
+        let data_dir = self.storage.data_dir(|| PathBuf::from(DATA))?;
+        let node = |name: String, role, port: u16, component: &Located| -> anyhow::Result<_> {
+            let config = NodeConfig {
+                data_dir: data_dir.as_ref().map(|dir| dir.join(&name)),
+                secret: Some(secret.clone()),
+                ..self.node.node(name, role, SocketAddr::new(self.bind, port), component)?
+            };
+            Ok(self.settings.apply(config))
+        };
+        let urls: Vec<String> = (1..=topology.delays.len())
+            .map(|i| format!("http://{}", SocketAddr::new(peer_host, topology.secondary_port(i))))
+            .collect();
+        let delays: Vec<String> =
+            topology.delays.iter().map(|d| d.as_millis().to_string()).collect();
+        // The master knows its secondaries' delays here, and checks they fit its timeouts.
+        let master = node("master".into(), Role::Master, topology.master_port, &master)?
+            .with("SECONDARIES", urls.join(","))
+            .with("SECONDARY_DELAYS", delays.join(","));
+        let mut nodes = vec![master];
+        for (i, delay) in delays.iter().enumerate() {
+            let name = format!("secondary{}", i + 1);
+            let port = topology.secondary_port(i + 1);
+            let mut config = node(name, Role::Secondary, port, &secondary)?;
+            // MAX_BODY_BYTES is the clients' limit, at the master; secondaries take its batches.
+            config.max_body_bytes = self.node.max_body_bytes.map(Role::secondary_limit_for);
+            nodes.push(config.with("DELAY_MS", delay));
+        }
+        Ok(nodes)
+    }
+}
+
+impl ServeArgs {
+    pub(crate) fn node(&self) -> anyhow::Result<NodeConfig> {
+        let role = Role::from(self.role);
+        let component = match &self.component {
+            Some(path) => Located { path: path.clone(), candidates: Vec::new() },
+            None => components::locate(role, self.components.as_deref())?,
+        };
+        let port = self.port.unwrap_or(match role {
+            Role::Master => 8000,
+            Role::Secondary => 8001,
+        });
+        let name = self.name.clone().unwrap_or_else(|| role.to_string());
+        // Each node a directory of its own, also when several run from one folder.
+        let data_dir = self.storage.data_dir(|| match &self.name {
+            Some(name) => PathBuf::from(DATA).join(name),
+            None => PathBuf::from(DATA).join(format!("{role}-{port}")),
+        })?;
+        let listen = SocketAddr::new(self.bind, port);
+        let mut config = NodeConfig {
+            data_dir,
+            secret: self.secret.secret()?,
+            ..self.node.node(name, role, listen, &component)?
+        };
+        config = self.settings.apply(config);
+        for (name, value) in [("SECONDARIES", &self.secondaries), ("DELAY_MS", &self.delay_ms)] {
+            if let Some(value) = value {
+                config = config.with(name, value);
+            }
+        }
+        if role == Role::Master && !config.in_a_cluster() {
+            tracing::warn!(
+                "the master has no secondaries (SECONDARIES is empty): writes are held by the master alone"
+            );
+        }
+        if config.secret.is_none() && config.in_a_cluster() {
+            if !self.insecure {
+                bail!(
+                    "no cluster secret: set CLUSTER_SECRET or CLUSTER_SECRET_FILE (the same on \
+                     every node), so that secondaries take replication from their master only. \
+                     --insecure runs without one, for a network no one else can reach"
+                );
+            }
+            tracing::warn!(
+                "running INSECURE (--insecure): node-to-node requests are not authenticated, and \
+                 anyone who reaches a secondary can change its log"
+            );
+        }
+        Ok(config)
+    }
+}

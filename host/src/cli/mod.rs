@@ -1,0 +1,179 @@
+//! The `replog` command line: arguments into configuration (`args`), then the command run.
+
+mod args;
+mod node;
+
+use std::io::IsTerminal as _;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Parser as _;
+use tokio::signal::unix::{SignalKind, signal};
+use tracing_subscriber::EnvFilter;
+
+use self::args::{Cli, Command, ComposeArgs, ProbeArgs, RunArgs};
+use crate::cluster;
+use crate::compose;
+use crate::config::NodeConfig;
+use crate::privileges::{Kept, RunAs};
+use crate::reload::Reloader;
+use crate::runtime::{Runtime, RuntimeConfig};
+
+/// Parses the command line, runs the command, and turns errors into a message and exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // `run` leaves standard output to the component it runs.
+    let logs_to_stdout = !matches!(cli.command, Command::Run(_));
+    init_tracing(logs_to_stdout);
+    // Reading the configuration reads the cluster secret, which may need privileges that
+    // `--run-as` gives up: all of it happens first, on this one thread.
+    let task = match Task::prepare(cli.command) {
+        Ok(task) => task,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(task.run()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A command with its configuration read and checked, ready to run.
+enum Task {
+    Serve { nodes: Vec<NodeConfig>, runtime: RuntimeConfig },
+    Run(RunArgs),
+    Compose(ComposeArgs),
+    Probe(ProbeArgs),
+}
+
+impl Task {
+    fn prepare(command: Command) -> anyhow::Result<Self> {
+        match command {
+            Command::Cluster(args) => {
+                let nodes = args.nodes()?;
+                let runtime = args.node.runtime(nodes[0].limits)?;
+                tracing::info!(
+                    "cluster secret: {}",
+                    if args.secret.cluster_secret_file.is_some() {
+                        "from CLUSTER_SECRET_FILE"
+                    } else if std::env::var_os("CLUSTER_SECRET").is_some() {
+                        "from CLUSTER_SECRET"
+                    } else {
+                        "made for this run (every node of it has it)"
+                    }
+                );
+                Ok(Task::Serve { nodes, runtime })
+            }
+            Command::Serve(args) => {
+                let node = args.node()?;
+                let runtime = args.node.runtime(node.limits)?;
+                if let Some(spec) = &args.run_as {
+                    let run_as: RunAs = spec.parse()?;
+                    match run_as.switch()? {
+                        Kept::ReadAnyFile => tracing::info!(
+                            %run_as,
+                            "switched user, keeping only the capability to read any file (for \
+                             component builds only their owner may read)"
+                        ),
+                        Kept::Nothing => tracing::info!(%run_as, "switched user"),
+                    }
+                }
+                Ok(Task::Serve { nodes: vec![node], runtime })
+            }
+            Command::Run(args) => Ok(Task::Run(args)),
+            Command::Compose(args) => Ok(Task::Compose(args)),
+            Command::Probe(args) => Ok(Task::Probe(args)),
+        }
+    }
+
+    async fn run(self) -> anyhow::Result<ExitCode> {
+        match self {
+            Task::Serve { nodes, runtime } => {
+                serve_until_stopped(Runtime::new(runtime)?, nodes).await
+            }
+            Task::Run(args) => {
+                let code = crate::command::run(&args.component, &args.args).await?;
+                Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+            }
+            Task::Compose(args) => {
+                let options = compose::Options {
+                    image: &args.image,
+                    components_dir: &args.components_dir,
+                    secret_file: &args.secret_file,
+                    replication_timeout_ms: args.replication_timeout_ms,
+                };
+                let text = compose::render(&args.topology.topology()?, &options);
+                if args.output.as_os_str() == "-" {
+                    print!("{text}");
+                    return Ok(ExitCode::SUCCESS);
+                }
+                compose::write(&args.output, &text)?;
+                eprintln!("wrote {}", args.output.display());
+                let secret = compose::secret_path(&args.output, &args.secret_file);
+                if compose::ensure_secret(&secret)? {
+                    eprintln!("wrote a new cluster secret to {} (mode 0600)", secret.display());
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            Task::Probe(args) => {
+                let timeout = Duration::from_millis(args.timeout_ms);
+                match crate::probe::get(&args.url, timeout).await {
+                    Ok(200) => Ok(ExitCode::SUCCESS),
+                    Ok(status) => {
+                        eprintln!("{} answered {status}", args.url);
+                        Ok(ExitCode::FAILURE)
+                    }
+                    Err(e) => {
+                        eprintln!("{}: {e}", args.url);
+                        Ok(ExitCode::FAILURE)
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn serve_until_stopped(runtime: Runtime, nodes: Vec<NodeConfig>) -> anyhow::Result<ExitCode> {
+    let running = cluster::start(&runtime, nodes).await?;
+    let nodes: Vec<_> = running.nodes().iter().map(|(node, _)| node.clone()).collect();
+    let reloader = Reloader::start(&runtime, &nodes)?;
+    let mut hangup = signal(SignalKind::hangup()).context("installing a SIGHUP handler")?;
+    let mut terminate = signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
+    loop {
+        tokio::select! {
+            _ = hangup.recv() => {
+                tracing::info!("SIGHUP: looking at every component file again");
+                reloader.reload_all();
+            }
+            _ = tokio::signal::ctrl_c() => break,
+            _ = terminate.recv() => break,
+        }
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+    drop(reloader);
+    running.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn init_tracing(to_stdout: bool) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    if to_stdout {
+        builder.with_ansi(std::io::stdout().is_terminal()).with_writer(std::io::stdout).init();
+    } else {
+        builder.with_ansi(std::io::stderr().is_terminal()).with_writer(std::io::stderr).init();
+    }
+}

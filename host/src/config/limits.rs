@@ -1,0 +1,45 @@
+//! What one request, and one client, may take of a node.
+
+use std::time::Duration;
+
+/// Bounds on what one request may use. A request over them fails alone; the node serves on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Time the component may spend executing (not waiting) for one request.
+    pub cpu_budget: Duration,
+    /// Largest linear memory one request's instance may grow to.
+    pub memory_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { cpu_budget: Duration::from_secs(2), memory_bytes: 128 << 20 }
+    }
+}
+
+/// The HTTP edge: how long a client may take and how much it may hold, so that slow or
+/// careless clients cannot tie a node up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Edge {
+    /// How long a connection may wait for its next request (keep-alive) before it is closed.
+    pub idle_timeout: Duration,
+    /// How long a request may take from its first byte to the end of its headers; past it the
+    /// client gets `408` and the connection is closed.
+    pub header_timeout: Duration,
+    /// How long a request's whole body may take to arrive; past it, `408`. The body is
+    /// received before a component instance is taken for the request.
+    pub body_timeout: Duration,
+    /// Connections a node keeps open at once; one more is answered `503` and closed.
+    pub max_connections: usize,
+}
+
+impl Default for Edge {
+    fn default() -> Self {
+        Self {
+            idle_timeout: Duration::from_secs(60),
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            max_connections: 1024,
+        }
+    }
+}

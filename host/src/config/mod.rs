@@ -1,0 +1,155 @@
+//! What a node is told to be, checked once before anything starts.
+//!
+//! The host owns what it enforces: where a node listens and keeps its data, the limits on one
+//! request and on one client (`limits`), the cluster secret. The role's own settings (a
+//! master's secondaries, timeouts and health thresholds, a secondary's delay) are the
+//! component's: the host passes them through as environment variables, and the component says
+//! whether they are right (`about.check`), so that a new component version that wants a new
+//! setting needs no new host.
+
+mod limits;
+mod role;
+mod topology;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use self::limits::{Edge, Limits};
+pub use self::role::Role;
+pub(crate) use self::topology::Topology;
+use crate::secret::ClusterSecret;
+
+/// The host's own secrets: never passed to a component, whatever it declares.
+pub const HOST_SECRETS: [&str; 2] = ["CLUSTER_SECRET", "CLUSTER_SECRET_FILE"];
+
+/// Extra time a call may take beyond the longest its component says it needs (to write a long
+/// answer, say) before the host gives up on it.
+pub(crate) const CALL_TIMEOUT_MARGIN: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConfigError {
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// `host:port` in the form the outbound allow-list compares requests in: the host in lower
+/// case, the port spelled out (the form components report their peers in).
+pub(crate) fn normalize_authority(host: &str, port: u16) -> String {
+    format!("{}:{port}", host.to_ascii_lowercase())
+}
+
+/// Everything one node needs to run.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Name in logs: `master`, `secondary1`, ...
+    pub name: String,
+    /// Which logic it runs, and so which host interfaces its component may import.
+    pub role: Role,
+    /// Where it serves HTTP.
+    pub listen: SocketAddr,
+    /// The component file it runs (and watches, for new versions).
+    pub component: PathBuf,
+    /// Every file a newer version of its component may appear in (a second build's output):
+    /// the reloader watches them all and swaps in the most recently built. Empty: `component`
+    /// only.
+    pub component_candidates: Vec<PathBuf>,
+    /// The role's settings, as the component reads them: `SECONDARIES`, `HEARTBEAT_MS`,
+    /// `DELAY_MS`, ... (the component defines, defaults and checks them).
+    pub settings: BTreeMap<String, String>,
+    /// Largest request body the node takes; the role's default when `None`.
+    pub max_body_bytes: Option<u64>,
+    /// What a client connection may hold: deadlines and the connection cap.
+    pub edge: Edge,
+    /// How many idempotency keys the log remembers.
+    pub key_window: usize,
+    /// Where the node keeps its log; in memory only when `None`.
+    pub data_dir: Option<PathBuf>,
+    /// What one request may use: CPU, memory.
+    pub limits: Limits,
+    /// The key the cluster's nodes prove themselves with; `None` runs insecure.
+    pub secret: Option<ClusterSecret>,
+    /// Where the node runs: the settings a component version declares are taken from here
+    /// when they are not in `settings`, except `HOST_SECRETS` (the process environment for the
+    /// `replog` command; empty unless set for nodes built through the library).
+    pub environment: BTreeMap<String, String>,
+}
+
+impl NodeConfig {
+    /// A node with nothing but the defaults: no settings for its component, default limits,
+    /// and its log in memory. Callers set what differs.
+    pub fn new(
+        name: impl Into<String>,
+        role: Role,
+        listen: SocketAddr,
+        component: PathBuf,
+    ) -> Self {
+        NodeConfig {
+            name: name.into(),
+            role,
+            listen,
+            component,
+            component_candidates: Vec::new(),
+            settings: BTreeMap::new(),
+            max_body_bytes: None,
+            edge: Edge::default(),
+            key_window: crate::state::DEFAULT_KEY_WINDOW,
+            data_dir: None,
+            limits: Limits::default(),
+            secret: None,
+            environment: BTreeMap::new(),
+        }
+    }
+
+    /// Sets the component setting `name` (builder style).
+    pub fn with(mut self, name: &str, value: impl ToString) -> Self {
+        self.settings.insert(name.to_owned(), value.to_string());
+        self
+    }
+
+    /// The component's environment: who it is, and its settings.
+    pub(crate) fn component_env(&self) -> Vec<(String, String)> {
+        let mut env = vec![
+            ("REPLOG_NODE".to_owned(), self.name.clone()),
+            ("REPLOG_ROLE".to_owned(), self.role.to_string()),
+        ];
+        env.extend(self.settings.iter().map(|(k, v)| (k.clone(), v.clone())));
+        env
+    }
+
+    /// Largest request body the node takes.
+    pub(crate) fn body_limit(&self) -> u64 {
+        self.max_body_bytes.unwrap_or(self.role.default_max_body_bytes())
+    }
+
+    /// Whether the node talks to other nodes: every secondary, and a master with secondaries.
+    pub(crate) fn in_a_cluster(&self) -> bool {
+        self.role == Role::Secondary
+            || self.settings.get("SECONDARIES").is_some_and(|s| !s.trim().is_empty())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_component_gets_its_settings_and_nothing_the_host_enforces() {
+        let master = NodeConfig::new(
+            "master",
+            Role::Master,
+            "127.0.0.1:8000".parse().unwrap(),
+            "m.wasm".into(),
+        )
+        .with("SECONDARIES", "http://a:1,http://b:2")
+        .with("REPLICATION_TIMEOUT_MS", 3000);
+        let env = master.component_env();
+        assert!(env.contains(&("SECONDARIES".into(), "http://a:1,http://b:2".into())));
+        assert!(env.contains(&("REPLICATION_TIMEOUT_MS".into(), "3000".into())));
+        assert!(!env.iter().any(|(name, _)| name == "MAX_BODY_BYTES"), "the host owns it");
+        assert!(master.in_a_cluster());
+        let alone = NodeConfig::new("m", Role::Master, "127.0.0.1:1".parse().unwrap(), "".into());
+        assert!(!alone.with("SECONDARIES", " ").in_a_cluster());
+    }
+}

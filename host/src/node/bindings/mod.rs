@@ -1,0 +1,154 @@
+//! The host side of the `replog:node` contract (see `wit/node.wit`): the bindings, and what
+//! every role imports (the log, auth, host-info). What only a master imports (`sequencer`,
+//! `peers`) is in `master`; what only a secondary imports (`replica`), in `secondary`.
+
+mod master;
+mod secondary;
+
+use std::sync::Arc;
+
+use wasmtime::component::ResourceTable;
+
+use crate::secret::ClusterSecret;
+use crate::state;
+
+wasmtime::component::bindgen!({
+    path: "wit",
+    interfaces: "
+        import replog:node/log@0.4.0;
+        import replog:node/sequencer@0.4.0;
+        import replog:node/replica@0.4.0;
+        import replog:node/peers@0.4.0;
+        import replog:node/auth@0.4.0;
+        import replog:node/host-info@0.4.0;
+    ",
+    // Writes wait for the disk (group commit) without holding up the thread.
+    imports: {
+        "replog:node/peers.wait-acked": trappable,
+        "replog:node/sequencer.settled": trappable,
+        "replog:node/sequencer.append": async,
+        "replog:node/sequencer.restore": async,
+        "replog:node/sequencer.open": async,
+        "replog:node/replica.write": async,
+    },
+    with: { "wasi:io/poll": wasmtime_wasi::p2::bindings::io::poll },
+});
+
+/// The `replicator` export of the master component, called by the replication streams.
+pub(crate) mod replicating {
+    wasmtime::component::bindgen!({
+        path: "wit",
+        inline: "
+            package replog:host;
+            world replicating {
+                export replog:node/replicator@0.4.0;
+            }
+        ",
+        world: "replog:host/replicating",
+        exports: { default: async },
+    });
+}
+
+/// The `about` export, which every replog component offers (and which is optional for others).
+pub(crate) mod described {
+    wasmtime::component::bindgen!({
+        path: "wit",
+        inline: "
+            package replog:host;
+            world described {
+                export replog:node/about@0.4.0;
+            }
+        ",
+        world: "replog:host/described",
+        exports: { default: async },
+    });
+}
+
+use self::replog::node::{auth, host_info, log, types};
+use super::info::ComponentInfo;
+
+/// What the `replog:node` imports of one request act on.
+pub(crate) struct NodeView<'a> {
+    pub(crate) state: &'a Arc<state::NodeState>,
+    pub(crate) secret: Option<&'a ClusterSecret>,
+    pub(crate) component: &'a ComponentInfo,
+    pub(crate) table: &'a mut ResourceTable,
+}
+
+impl From<state::Entry> for log::Entry {
+    fn from(state::Entry { seq, epoch, key, msg }: state::Entry) -> Self {
+        Self { seq, epoch, key, msg }
+    }
+}
+
+impl From<log::Entry> for state::Entry {
+    fn from(log::Entry { seq, epoch, key, msg }: log::Entry) -> Self {
+        Self { seq, epoch, key, msg }
+    }
+}
+
+impl From<state::LogError> for types::LogError {
+    fn from(error: state::LogError) -> Self {
+        match error {
+            state::LogError::Moved(version) => Self::Moved(version),
+            state::LogError::Invalid(why) => Self::Invalid(why),
+            state::LogError::KeyReused(seq) => Self::KeyReused(seq),
+            state::LogError::Storage(why) => Self::Storage(why),
+        }
+    }
+}
+
+impl types::Host for NodeView<'_> {}
+
+impl log::Host for NodeView<'_> {
+    fn len(&mut self) -> u64 {
+        self.state.log.len()
+    }
+
+    fn last(&mut self) -> log::Position {
+        let state::Position { seq, epoch } = self.state.log.last();
+        log::Position { seq, epoch }
+    }
+
+    fn read(&mut self, start: u64, limit: u32, max_bytes: u32) -> Vec<log::Entry> {
+        let max_bytes = usize::try_from(max_bytes).unwrap_or(usize::MAX);
+        self.state.log.read_bounded(start, limit, max_bytes).into_iter().map(Into::into).collect()
+    }
+
+    fn epoch_at(&mut self, seq: u64) -> Option<u64> {
+        self.state.log.epoch_at(seq)
+    }
+
+    fn runs(&mut self) -> Vec<log::Run> {
+        self.state
+            .log
+            .runs()
+            .into_iter()
+            .map(|r| log::Run { epoch: r.epoch, first: r.first })
+            .collect()
+    }
+}
+
+impl auth::Host for NodeView<'_> {
+    fn enabled(&mut self) -> bool {
+        self.secret.is_some()
+    }
+
+    fn sign(&mut self, head: Vec<u8>, body: Vec<u8>) -> Option<String> {
+        self.secret.map(|secret| secret.sign(&head, &body))
+    }
+
+    fn verify(&mut self, head: Vec<u8>, body: Vec<u8>, signature: String) -> bool {
+        self.secret.is_some_and(|secret| secret.verify(&head, &body, &signature))
+    }
+}
+
+impl host_info::Host for NodeView<'_> {
+    fn component(&mut self) -> host_info::LoadedComponent {
+        host_info::LoadedComponent {
+            sha256: self.component.sha256.clone(),
+            version: self.component.version.clone(),
+            loaded_at: self.component.loaded_at.clone(),
+        }
+    }
+}

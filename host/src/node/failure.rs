@@ -1,0 +1,73 @@
+//! Why a call into a component got no answer, and how the host answers for it: JSON errors,
+//! like the components' own.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+use crate::runtime::LimitExceeded;
+
+/// The response type nodes produce.
+pub type Response = hyper::Response<HyperOutgoingBody>;
+
+/// Why a call into the component (a request, a replication step) got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    #[error("{0}; the request was stopped")]
+    Limit(LimitExceeded),
+    #[error("the request took longer than {} ms and was stopped", .0.as_millis())]
+    Timeout(Duration),
+    #[error("the node is at capacity: {0}")]
+    Busy(String),
+    #[error("the component failed: {0}")]
+    Trap(String),
+    #[error("the component answered with an error: {0:?}")]
+    ErrorCode(ErrorCode),
+    #[error("the component finished without answering")]
+    NoResponse,
+    #[error("host error: {0}")]
+    Host(String),
+}
+
+impl Failure {
+    pub(crate) fn host(e: wasmtime::Error) -> Self {
+        Self::Host(format!("{e:#}"))
+    }
+
+    pub(crate) fn from_guest(e: wasmtime::Error) -> Self {
+        if let Some(limit) = e.downcast_ref::<LimitExceeded>() {
+            return Self::Limit(limit.clone());
+        }
+        if let Some(busy) = e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>() {
+            return Self::Busy(busy.to_string());
+        }
+        // The first line names the trap; the wasm backtrace that follows is for debugging.
+        let text = format!("{e:#}");
+        Self::Trap(text.lines().next().unwrap_or_default().to_owned())
+    }
+
+    fn status(&self) -> u16 {
+        match self {
+            Failure::Timeout(_) => 504,
+            Failure::Busy(_) => 503,
+            _ => 500,
+        }
+    }
+
+    pub(crate) fn into_response(self) -> Response {
+        json_error(self.status(), &self.to_string())
+    }
+}
+
+/// `status` with `{"error": message}`: how the host itself answers, as the components do.
+pub fn json_error(status: u16, message: &str) -> Response {
+    let body = serde_json::json!({ "error": message }).to_string();
+    hyper::Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body)).map_err(|never| match never {}).boxed_unsync())
+        .expect("a valid status and a static header make a valid response")
+}

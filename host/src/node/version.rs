@@ -1,0 +1,74 @@
+//! One version of a node's component, loaded: linked for the role, and asked what it is and
+//! what its settings need before it serves anything.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+
+use super::bindings::described::exports::replog::node::about;
+use super::bindings::replicating::ReplicatingPre;
+use super::component::{CompiledComponent, LoadError};
+use super::ctx::RequestCtx;
+use super::info::ComponentInfo;
+
+/// A node a component sends requests to, as it reported it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerAddress {
+    /// The base URL as configured: its name.
+    pub(crate) url: String,
+    /// `host:port` in the allow-list's form.
+    pub(crate) authority: String,
+}
+
+/// What a version's settings need of the host (`about.check`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Needs {
+    /// The longest one call may legitimately take.
+    pub(crate) longest_call: Duration,
+    /// The only nodes its outbound requests may reach; a master's secondaries.
+    pub(crate) peers: Vec<PeerAddress>,
+}
+
+impl Needs {
+    /// A component that says nothing of its needs: it calls no one, and no call of it waits
+    /// long.
+    pub(crate) fn unstated() -> Self {
+        Self { longest_call: Duration::from_secs(60), peers: Vec::new() }
+    }
+
+    pub(crate) fn from_check(needs: about::Needs) -> Self {
+        Self {
+            longest_call: Duration::from_millis(needs.longest_call_ms),
+            peers: needs
+                .peers
+                .into_iter()
+                .map(|p| PeerAddress { url: p.url, authority: p.authority })
+                .collect(),
+        }
+    }
+}
+
+/// One version of the node's component, ready to serve. A request holds the version it
+/// started with until it ends, so swapping in another never disturbs it.
+pub struct Loaded {
+    /// What it is: file, sha256, version, compile time.
+    pub info: Arc<ComponentInfo>,
+    pub(crate) needs: Needs,
+    /// The environment its calls run with: the node's, and the settings it declares.
+    pub(crate) env: Vec<(String, String)>,
+    pub(crate) component: CompiledComponent,
+    pub(crate) proxy: ProxyPre<RequestCtx>,
+    pub(crate) replicator: Option<ReplicatingPre<RequestCtx>>,
+}
+
+impl Loaded {
+    pub(crate) fn component(&self) -> &CompiledComponent {
+        &self.component
+    }
+}
+
+/// Why the settings a version was given were refused by it.
+pub(crate) fn refused(component: &CompiledComponent, message: String) -> LoadError {
+    LoadError::Settings { path: component.path.clone(), message }
+}

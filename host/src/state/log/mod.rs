@@ -1,0 +1,337 @@
+//! The log: an ordered, gap-free sequence of entries, each named by its `seq` and the epoch of
+//! the master that appended it.
+//!
+//! Two ways in. The master appends (`append`): many requests at once share one disk write and
+//! one sync (group commit), each numbered on arrival. Whole changes (`write`) raise the recorded
+//! epoch, drop a suffix and append entries as one step, checked against the log's version: a
+//! secondary repairing and extending its log on its master's word, or a recovering master
+//! taking back what a replica holds. Writes run one at a time and never overlap appends.
+//!
+//! Readers see only what is durable, so nothing a reader saw is undone by a crash (a repair
+//! undoes it on purpose). Every change is checked against the log's invariants: no gaps,
+//! epochs that never decrease along the log, and no entry from an epoch above the highest one
+//! recorded. Components decide what to change; this is what keeps any decision from breaking
+//! the log.
+
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use tokio::sync::watch;
+
+pub use self::change::{Appended, Change, LogError, Position, Run, Snapshot};
+use self::held::{Inner, planned_after, replay};
+use super::durable::{Durable, Sink};
+use super::entry::Entry;
+use super::keys::Seen;
+use super::segments::{Record, Replayed, Segments, StorageError};
+
+mod change;
+mod held;
+#[cfg(test)]
+mod tests;
+
+/// A node's log. Cheap to share behind an `Arc`.
+pub struct Log {
+    shared: Arc<Shared>,
+    /// The disk behind the log; none in memory mode.
+    durable: Option<Durable>,
+    /// `write`s run one at a time, each to its end (on disk), so that a change is always
+    /// decided on a log with nothing in flight.
+    writes: tokio::sync::Mutex<()>,
+}
+
+struct Shared {
+    inner: RwLock<Inner>,
+    /// The log's length after every visible change, for whoever waits for it to grow
+    /// (replication streams).
+    grown: watch::Sender<u64>,
+}
+
+impl std::fmt::Debug for Log {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Log")
+            .field("len", &self.len())
+            .field("epoch", &self.epoch())
+            .field("durable", &self.durable.is_some())
+            .finish()
+    }
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Self::in_memory(super::keys::DEFAULT_KEY_WINDOW)
+    }
+}
+
+impl Log {
+    /// A log kept in memory only, remembering the last `key_window` idempotency keys: lost when
+    /// the process ends. For tests and demos.
+    pub(crate) fn in_memory(key_window: usize) -> Self {
+        Self::new(Shared::new(Inner::new(key_window)), None)
+    }
+
+    fn new(shared: Arc<Shared>, durable: Option<Durable>) -> Self {
+        Self { shared, durable, writes: tokio::sync::Mutex::new(()) }
+    }
+
+    /// The log kept in `dir`, remembering the last `key_window` idempotency keys: what is there
+    /// is read back (a torn tail cut off), and every change from now on is on disk before it is
+    /// acknowledged.
+    pub fn open(
+        dir: &Path,
+        node: &str,
+        key_window: usize,
+    ) -> Result<(Self, Replayed), StorageError> {
+        let (mut segments, mut replayed) = Segments::open(dir)?;
+        let (inner, past_a_gap) =
+            replay(std::mem::take(&mut replayed.records), node, Inner::new(key_window));
+        if past_a_gap > 0 {
+            // Only logs written before epochs could hold entries past a gap (a secondary kept
+            // what arrived early). They were never visible nor acknowledged; dropping them on
+            // disk too keeps a later entry at their `seq` from being shadowed by them.
+            tracing::warn!(
+                node,
+                entries = past_a_gap,
+                after = inner.len(),
+                "dropped entries that waited past a gap in a log of the older format"
+            );
+            segments.append(&[Record::Truncate { after: inner.len() }])?;
+        }
+        let shared = Shared::new(inner);
+        let durable = Durable::start(segments, node, shared.clone());
+        Ok((Self::new(shared, Some(durable)), replayed))
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> u64 {
+        self.shared.read().len()
+    }
+
+    /// Whether it holds no entry.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The last entry's `seq` and `epoch`.
+    pub(crate) fn last(&self) -> Position {
+        self.shared.read().last()
+    }
+
+    /// The highest epoch recorded.
+    pub fn epoch(&self) -> u64 {
+        self.shared.read().epoch
+    }
+
+    /// Changes with every visible change; `write` checks it.
+    pub fn version(&self) -> u64 {
+        self.shared.read().version
+    }
+
+    /// Epoch, end and version at one instant.
+    pub(crate) fn snapshot(&self) -> Snapshot {
+        let inner = self.shared.read();
+        Snapshot { epoch: inner.epoch, last: inner.last(), version: inner.version }
+    }
+
+    /// The epoch of the entry at `seq` (`Some(0)` for `seq` 0, before the first entry).
+    pub(crate) fn epoch_at(&self, seq: u64) -> Option<u64> {
+        self.shared.read().epoch_at(seq)
+    }
+
+    /// The log's runs of entries sharing an epoch, oldest first.
+    pub(crate) fn runs(&self) -> Vec<Run> {
+        self.shared.read().runs.clone()
+    }
+
+    /// Follows the log's length: `changed()` resolves on every visible change.
+    pub(crate) fn watch(&self) -> watch::Receiver<u64> {
+        self.shared.grown.subscribe()
+    }
+
+    /// Up to `limit` entries starting at `seq` = `start` (0 is read as 1).
+    pub fn read(&self, start: u64, limit: u32) -> Vec<Entry> {
+        self.read_bounded(start, limit, usize::MAX)
+    }
+
+    /// Up to `limit` entries starting at `seq` = `start`, stopping before the entry that would
+    /// take their messages past `max_bytes` (the first always comes).
+    pub(crate) fn read_bounded(&self, start: u64, limit: u32, max_bytes: usize) -> Vec<Entry> {
+        let inner = self.shared.read();
+        let first = start.max(1);
+        let Ok(skip) = usize::try_from(first - 1) else { return Vec::new() };
+        let mut bytes = 0usize;
+        inner
+            .entries
+            .iter()
+            .skip(skip)
+            .take(limit as usize)
+            .take_while(|held| {
+                let fits = bytes == 0 || bytes.saturating_add(held.msg.len()) <= max_bytes;
+                bytes = bytes.saturating_add(held.msg.len()).max(1);
+                fits
+            })
+            .zip(first..)
+            .map(|(held, seq)| Entry {
+                seq,
+                epoch: held.epoch,
+                key: held.key.as_deref().map(str::to_owned),
+                msg: held.msg.clone(),
+            })
+            .collect()
+    }
+
+    /// Resolves once the entry at `seq` is durable and visible (or the log failed).
+    async fn visible(&self, seq: u64) {
+        let mut grown = self.watch();
+        while self.len() < seq {
+            if grown.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Appends `msg` in `epoch` after everything held or on its way, and returns its `seq` once
+    /// it is durable. With a `key` written already: the original's `seq` (once that is durable)
+    /// if the message is the same, `KeyReused` if not; nothing is appended.
+    pub async fn append(
+        &self,
+        msg: String,
+        epoch: u64,
+        key: Option<String>,
+    ) -> Result<Appended, LogError> {
+        /// What happened under the lock, to be waited for after it.
+        enum Taken {
+            Duplicate(u64),
+            Visible(u64),
+            OnItsWay(u64, u64),
+        }
+        let taken = {
+            let mut inner = self.shared.write();
+            let seen = key.as_deref().map_or(Seen::New, |key| inner.keys.check(key, &msg));
+            match seen {
+                Seen::Other(seq) => return Err(LogError::KeyReused(seq)),
+                Seen::Same(seq) => Taken::Duplicate(seq),
+                Seen::New => {
+                    let after = inner.planned.epoch;
+                    if epoch < after || epoch > inner.epoch {
+                        return Err(LogError::Invalid(format!(
+                            "cannot append in epoch {epoch}: the log's last entry is of epoch \
+                             {after} and the highest epoch recorded is {}",
+                            inner.epoch
+                        )));
+                    }
+                    let seq = inner.planned.seq + 1;
+                    inner.planned = Position { seq, epoch };
+                    if let Some(key) = &key {
+                        inner.keys.insert(key, seq, &msg);
+                    }
+                    let entry = Entry { seq, epoch, key, msg };
+                    match &self.durable {
+                        None => {
+                            inner.push(entry);
+                            self.shared.changed(&mut inner);
+                            Taken::Visible(seq)
+                        }
+                        Some(durable) => {
+                            inner.pending += 1;
+                            inner.ticket += 1;
+                            durable.submit(inner.ticket, vec![Record::Entry(entry)]);
+                            Taken::OnItsWay(seq, inner.ticket)
+                        }
+                    }
+                }
+            }
+        };
+        match taken {
+            Taken::Duplicate(seq) => {
+                self.visible(seq).await;
+                Ok(Appended { seq, duplicate: true })
+            }
+            Taken::Visible(seq) => Ok(Appended { seq, duplicate: false }),
+            Taken::OnItsWay(seq, ticket) => {
+                self.wait(ticket).await?;
+                Ok(Appended { seq, duplicate: false })
+            }
+        }
+    }
+
+    /// Applies `change` if the log is still at `change.version`, and returns the version
+    /// afterwards, once the change is durable.
+    pub async fn write(&self, change: Change) -> Result<u64, LogError> {
+        let _one_at_a_time = self.writes.lock().await;
+        let ticket = {
+            let mut inner = self.shared.write();
+            if change.version != inner.version || inner.pending > 0 {
+                return Err(LogError::Moved(inner.version));
+            }
+            let records = inner.plan(change)?;
+            if records.is_empty() {
+                return Ok(inner.version);
+            }
+            let Some(durable) = &self.durable else {
+                for record in records {
+                    inner.apply(record);
+                }
+                self.shared.changed(&mut inner);
+                return Ok(inner.version);
+            };
+            inner.planned = planned_after(inner.last(), &records, |seq| inner.epoch_at(seq));
+            inner.pending +=
+                records.iter().filter(|r| matches!(r, Record::Entry(_))).count() as u64;
+            inner.ticket += 1;
+            durable.submit(inner.ticket, records);
+            inner.ticket
+        };
+        self.wait(ticket).await?;
+        Ok(self.shared.read().version)
+    }
+
+    async fn wait(&self, ticket: u64) -> Result<(), LogError> {
+        let durable = self.durable.as_ref().expect("tickets are only handed out with a disk");
+        durable.wait(ticket).await.map_err(LogError::Storage)
+    }
+}
+
+impl Shared {
+    fn new(inner: Inner) -> Arc<Self> {
+        let len = inner.len();
+        Arc::new(Self { inner: RwLock::new(inner), grown: watch::channel(len).0 })
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
+        // Every update is complete before the lock is released, so a poisoned lock is usable.
+        self.inner.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// After a visible change: a new version, and a word to whoever follows the log.
+    fn changed(&self, inner: &mut Inner) {
+        inner.version += 1;
+        if inner.pending == 0 {
+            inner.planned = inner.last();
+        }
+        self.grown.send_replace(inner.len());
+    }
+}
+
+impl Sink for Shared {
+    fn durable(&self, records: Vec<Record>) {
+        let mut inner = self.write();
+        for record in records {
+            if matches!(record, Record::Entry(_)) {
+                inner.pending -= 1;
+            }
+            inner.apply(record);
+        }
+        self.changed(&mut inner);
+    }
+
+    fn lost(&self, records: Vec<Record>) {
+        let mut inner = self.write();
+        let entries = records.iter().filter(|r| matches!(r, Record::Entry(_))).count();
+        inner.pending -= entries as u64;
+    }
+}

@@ -1,0 +1,218 @@
+//! The log's numbering, changes, invariants and durability.
+
+use super::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_key_answers_the_original_seq_also_after_a_restart() {
+    let dir = dir("keys");
+    {
+        let (log, _) = Log::open(&dir, "test", 10).unwrap();
+        at_epoch(&log, 1).await;
+        let key = || Some("retry-me".to_owned());
+        assert_eq!(log.append("once".into(), 1, key()).await, appended(1));
+        assert_eq!(log.append("other".into(), 1, None).await, appended(2));
+        let retry = log.append("once".into(), 1, key()).await;
+        assert_eq!(retry, Ok(Appended { seq: 1, duplicate: true }));
+        assert_eq!(log.append("changed".into(), 1, key()).await, Err(LogError::KeyReused(1)));
+        assert_eq!(log.len(), 2, "nothing appended for a retry");
+    }
+    let (log, _) = Log::open(&dir, "test", 10).unwrap();
+    at_epoch(&log, 2).await;
+    let retry = log.append("once".into(), 2, Some("retry-me".into())).await;
+    assert_eq!(retry, Ok(Appended { seq: 1, duplicate: true }), "the key came back with the log");
+    assert_eq!(log.read(1, 1)[0].key.as_deref(), Some("retry-me"));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+fn entry(seq: u64, epoch: u64, msg: &str) -> Entry {
+    Entry { seq, epoch, key: None, msg: msg.to_owned() }
+}
+
+fn appended(seq: u64) -> Result<Appended, LogError> {
+    Ok(Appended { seq, duplicate: false })
+}
+
+fn messages(log: &Log) -> Vec<String> {
+    log.read(1, u32::MAX).into_iter().map(|e| e.msg).collect()
+}
+
+fn dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("replog-log-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// A log that has recorded `epoch`.
+async fn at_epoch(log: &Log, epoch: u64) {
+    log.write(Change { version: log.version(), epoch, ..Change::default() }).await.unwrap();
+}
+
+#[tokio::test]
+async fn appends_number_from_one_in_the_recorded_epoch() {
+    let log = Log::in_memory(10);
+    assert!(
+        matches!(log.append("early".into(), 1, None).await, Err(LogError::Invalid(_))),
+        "no epoch recorded yet"
+    );
+    at_epoch(&log, 1).await;
+    assert_eq!(log.append("a".into(), 1, None).await, appended(1));
+    assert_eq!(log.append("b".into(), 1, None).await, appended(2));
+    assert_eq!(log.read(2, 10), vec![entry(2, 1, "b")]);
+    assert_eq!(log.read(0, 1), vec![entry(1, 1, "a")]);
+    assert!(log.read(3, 10).is_empty());
+    assert_eq!(log.last(), Position { seq: 2, epoch: 1 });
+    assert_eq!((log.epoch_at(0), log.epoch_at(2), log.epoch_at(3)), (Some(0), Some(1), None));
+}
+
+#[tokio::test]
+async fn a_change_raises_the_epoch_drops_a_suffix_and_appends_at_once() {
+    let log = Log::in_memory(10);
+    let version = log.version();
+    let entries = vec![entry(1, 1, "a"), entry(2, 1, "b"), entry(3, 2, "c")];
+    let version = log.write(Change { version, epoch: 2, truncate_after: None, entries }).await;
+    let version = version.unwrap();
+    assert_eq!((log.epoch(), messages(&log).len()), (2, 3));
+    assert_eq!(log.runs(), [Run { epoch: 1, first: 1 }, Run { epoch: 2, first: 3 }]);
+
+    let repair = Change {
+        version,
+        epoch: 3,
+        truncate_after: Some(1),
+        entries: vec![entry(2, 3, "B"), entry(3, 3, "C"), entry(4, 3, "D")],
+    };
+    log.write(repair).await.unwrap();
+    assert_eq!(messages(&log), ["a", "B", "C", "D"]);
+    assert_eq!(log.runs(), [Run { epoch: 1, first: 1 }, Run { epoch: 3, first: 2 }]);
+    assert_eq!(log.last(), Position { seq: 4, epoch: 3 });
+}
+
+#[tokio::test]
+async fn changes_that_would_break_the_log_are_refused_whole() {
+    let log = Log::in_memory(10);
+    let v = log.version();
+    log.write(Change {
+        version: v,
+        epoch: 2,
+        truncate_after: None,
+        entries: vec![entry(1, 2, "a")],
+    })
+    .await
+    .unwrap();
+    let v = log.version();
+    for (change, says) in [
+        (Change { version: v, entries: vec![entry(3, 2, "gap")], ..Change::default() }, "continue"),
+        (
+            Change { version: v, entries: vec![entry(2, 1, "older")], ..Change::default() },
+            "never decrease",
+        ),
+        (
+            Change { version: v, entries: vec![entry(2, 5, "newer")], ..Change::default() },
+            "above the highest",
+        ),
+        (Change { version: v, truncate_after: Some(9), ..Change::default() }, "ends at 1"),
+    ] {
+        let refused = log.write(change).await;
+        assert!(
+            matches!(&refused, Err(LogError::Invalid(why)) if why.contains(says)),
+            "{refused:?} should say {says:?}"
+        );
+    }
+    let stale = Change { version: v - 1, entries: vec![entry(2, 2, "late")], ..Change::default() };
+    assert_eq!(log.write(stale).await, Err(LogError::Moved(v)));
+    assert_eq!(messages(&log), ["a"], "nothing of a refused change is kept");
+    assert_eq!(log.version(), v);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_durable_log_comes_back_whole_with_its_repairs_and_epoch() {
+    let dir = dir("durable");
+    {
+        let (log, replayed) = Log::open(&dir, "test", 10).unwrap();
+        assert!(replayed.records.is_empty() && log.is_empty());
+        at_epoch(&log, 1).await;
+        let log = Arc::new(log);
+        let appends: Vec<_> = (0..50)
+            .map(|i| {
+                let log = log.clone();
+                tokio::spawn(async move { log.append(format!("m{i}"), 1, None).await.unwrap().seq })
+            })
+            .collect();
+        let mut seqs = Vec::new();
+        for append in appends {
+            let seq = append.await.unwrap();
+            assert!(log.len() >= seq, "visible once durable");
+            seqs.push(seq);
+        }
+        seqs.sort_unstable();
+        assert_eq!(seqs, (1..=50).collect::<Vec<_>>(), "each seq given once");
+        let repair = Change {
+            version: log.version(),
+            epoch: 4,
+            truncate_after: Some(48),
+            entries: vec![entry(49, 4, "new 49")],
+        };
+        log.write(repair).await.unwrap();
+    }
+    let (log, _) = Log::open(&dir, "test", 10).unwrap();
+    assert_eq!((log.len(), log.epoch()), (49, 4));
+    assert_eq!(log.read(49, 1), [entry(49, 4, "new 49")]);
+    assert_eq!(log.append("next".into(), 4, None).await, appended(50), "numbering goes on");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn reads_stop_at_their_byte_bound_but_always_bring_one_entry() {
+    let log = Log::in_memory(10);
+    let entries = vec![entry(1, 1, "aaaa"), entry(2, 1, "bbbb"), entry(3, 1, "cccc")];
+    log.write(Change { version: 0, epoch: 1, entries, ..Change::default() }).await.unwrap();
+    assert_eq!(log.read_bounded(1, 10, 8).len(), 2);
+    assert_eq!(log.read_bounded(1, 10, 3).len(), 1, "the first entry comes whatever its size");
+    assert_eq!(log.read_bounded(2, 1, usize::MAX), [entry(2, 1, "bbbb")]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repair_cut_short_by_a_crash_leaves_a_valid_log() {
+    let dir = dir("torn-repair");
+    {
+        let (log, _) = Log::open(&dir, "test", 10).unwrap();
+        let old: Vec<_> = (1..=5).map(|i| entry(i, 1, "old")).collect();
+        log.write(Change { version: log.version(), epoch: 1, entries: old, ..Change::default() })
+            .await
+            .unwrap();
+        let new: Vec<_> = (3..=6).map(|i| entry(i, 2, "new")).collect();
+        let repair =
+            Change { version: log.version(), epoch: 2, truncate_after: Some(2), entries: new };
+        log.write(repair).await.unwrap();
+    }
+    // The crash cut the repair's last record in half.
+    let segment = dir.join("000000000001.seg");
+    let len = std::fs::metadata(&segment).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(&segment).unwrap().set_len(len - 3).unwrap();
+    let (log, replayed) = Log::open(&dir, "test", 10).unwrap();
+    assert!(replayed.truncated.is_some());
+    let entries = log.read(1, u32::MAX);
+    assert_eq!(entries.len(), 5, "the old suffix stays dropped, the new one is short by one");
+    assert!(entries[..2].iter().all(|e| e.epoch == 1) && entries[2..].iter().all(|e| e.epoch == 2));
+    assert_eq!(log.epoch(), 2);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_past_a_gap_in_an_older_log_are_dropped_for_good() {
+    let dir = dir("gap");
+    {
+        let (mut segments, _) = Segments::open(&dir).unwrap();
+        let old = |seq: u64, msg: &str| Record::Entry(entry(seq, 0, msg));
+        segments.append(&[old(1, "a"), old(3, "early")]).unwrap();
+    }
+    let (log, _) = Log::open(&dir, "test", 10).unwrap();
+    assert_eq!(messages(&log), ["a"]);
+    let next = vec![entry(2, 1, "b"), entry(3, 1, "c")];
+    log.write(Change { version: log.version(), epoch: 1, truncate_after: None, entries: next })
+        .await
+        .unwrap();
+    drop(log);
+    let (log, _) = Log::open(&dir, "test", 10).unwrap();
+    assert_eq!(messages(&log), ["a", "b", "c"], "the early entry does not come back at 3");
+    std::fs::remove_dir_all(dir).unwrap();
+}
