@@ -156,6 +156,37 @@ fn a_file_renamed_into_place_goes_live() {
 }
 
 #[test]
+fn a_new_version_never_runs_on_an_instance_of_the_old_one() {
+    block_on(async {
+        let mut node = Swappable::start("instances").await;
+        for _ in 0..5 {
+            assert_eq!(node.health_version().await, node.regular_version);
+        }
+        let idle = |node: &Node| {
+            let text = node.metrics();
+            text.lines()
+                .find_map(|l| l.strip_prefix("replog_instances_idle "))
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap()
+        };
+        assert!(idle(&node.master) >= 1, "the old version's instances are kept for reuse");
+        let staging = node.dir.join(".incoming.wasm");
+        std::fs::write(&staging, variant(MASTER)).unwrap();
+        std::fs::rename(&staging, node.file()).unwrap();
+        let report = node.next_report().await;
+        assert!(matches!(report.outcome, Outcome::Swapped { .. }), "{:?}", report.outcome);
+        let expected = variant_version(&node.regular_version);
+        for i in 0..20 {
+            assert_eq!(node.health_version().await, expected, "request {i} after the swap");
+        }
+        let health = call(&node.master, "GET", "/health", "").await;
+        let sha = health.json["component"]["sha256"].as_str().unwrap().to_owned();
+        let file = replog::node::sha256(&variant(MASTER));
+        assert_eq!(sha, file, "its instances report the new file");
+    });
+}
+
+#[test]
 fn broken_wrong_or_missing_files_never_replace_the_running_version() {
     block_on(async {
         let mut node = Swappable::start("broken").await;

@@ -12,7 +12,7 @@ use tokio::task::JoinSet;
 use crate::config::NodeConfig;
 use crate::node::{CompiledComponent, LoadError, Node};
 use crate::runtime::Runtime;
-use crate::server::{self, BindError};
+use crate::server::{self, BindError, Port};
 
 /// Why nodes could not be started.
 #[derive(Debug, thiserror::Error)]
@@ -55,12 +55,16 @@ pub async fn start(runtime: &Runtime, configs: Vec<NodeConfig>) -> Result<Runnin
 pub async fn serve_nodes(nodes: Vec<Node>) -> Result<Running, StartError> {
     let mut listeners = Vec::new();
     for node in &nodes {
-        listeners.push(server::bind(node.name(), node.config().listen).await?);
+        let metrics = match node.config().metrics_listen {
+            Some(addr) => Some(server::bind(node.name(), addr).await?),
+            None => None,
+        };
+        listeners.push((server::bind(node.name(), node.config().listen).await?, metrics));
     }
     let (stop, stopped) = watch::channel(false);
     let mut servers = JoinSet::new();
     let mut running = Vec::new();
-    for (node, listener) in nodes.into_iter().zip(listeners) {
+    for (node, (listener, metrics)) in nodes.into_iter().zip(listeners) {
         let node = Arc::new(node);
         let addr = listener.local_addr().map_err(|error| BindError::Other {
             node: node.name().to_owned(),
@@ -78,10 +82,18 @@ pub async fn serve_nodes(nodes: Vec<Node>) -> Result<Running, StartError> {
             compile_ms = compile_time.as_millis() as u64,
             "listening on http://{addr}"
         );
-        let mut stopped = stopped.clone();
-        servers.spawn(server::serve(node.clone(), listener, async move {
+        let stop_with = |mut stopped: watch::Receiver<bool>| async move {
             let _ = stopped.wait_for(|stop| *stop).await;
-        }));
+        };
+        if let Some(metrics) = metrics {
+            if let Ok(addr) = metrics.local_addr() {
+                tracing::info!(node = node.name(), "metrics on http://{addr}/metrics");
+            }
+            let stop = stop_with(stopped.clone());
+            servers.spawn(server::serve(node.clone(), metrics, Port::Metrics, stop));
+        }
+        let stop = stop_with(stopped.clone());
+        servers.spawn(server::serve(node.clone(), listener, Port::Clients, stop));
         running.push((node, addr));
     }
     // Every node listens by now, so the masters' first contacts find their secondaries up.

@@ -171,7 +171,7 @@ impl Service<'_> {
       - {components_dir}:{COMPONENTS_MOUNT}:ro
       - {name}-data:{DATA_MOUNT}
     healthcheck:
-      test: [\"CMD\", \"/replog\", \"probe\", \"http://127.0.0.1:{port}/health\"]
+      test: [\"CMD\", \"/replog\", \"probe\", \"http://127.0.0.1:{port}/ready\"]
       interval: 2s
       timeout: 3s
       retries: 15

@@ -5,6 +5,7 @@
 //! - [`runtime`]: the shared engine and the limits on each request.
 //! - [`node`]: one component serving requests over state that outlives them.
 //! - [`state`]: that state, the log and the master's view of its peers.
+//! - [`metrics`]: what a node counts and measures, for Prometheus.
 //! - [`outbound`]: components' outgoing HTTP, allowed to the node's peers only.
 //! - [`secret`]: the cluster secret nodes prove themselves with.
 //! - [`privileges`]: giving up root once the secret is read (containers).
@@ -13,6 +14,7 @@
 //! - [`components`]: where the built `.wasm` files are found.
 //! - [`command`]: running plain WASI command components (`replog run`).
 //! - [`compose`], [`probe`]: the Compose file generator and the containers' health check.
+//! - `status`: `replog status`, the cluster as a table.
 //! - [`cli`]: the `replog` command line.
 
 pub mod cli;
@@ -21,6 +23,7 @@ pub mod command;
 pub mod components;
 pub mod compose;
 pub mod config;
+pub mod metrics;
 pub mod node;
 pub mod outbound;
 pub mod privileges;
@@ -30,3 +33,4 @@ pub mod runtime;
 pub mod secret;
 pub mod server;
 pub mod state;
+pub(crate) mod status;

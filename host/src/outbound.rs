@@ -6,12 +6,12 @@
 //! rest go out through one keep-alive connection pool per process, so a replication costs a
 //! request on an open connection, not a TCP handshake.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::error::Error as _;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -21,6 +21,13 @@ use hyper_util::rt::TokioExecutor;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
 use crate::config::normalize_authority;
+use crate::metrics::ReplicationMetrics;
+
+/// The header that names the client requests behind a request (see [`Trace`]).
+pub(crate) const REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+
+/// Request ids a replication request names at most; more are summed up as `+N`.
+const MAX_CARRIED: usize = 32;
 
 /// Bound on establishing a connection to a peer.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -53,28 +60,91 @@ impl Default for Client {
     }
 }
 
+/// Which client requests a call's outbound requests are made for, named in their
+/// `X-Request-Id` so that the peers' logs name them too.
+#[derive(Clone, Debug, Default)]
+pub(crate) enum Trace {
+    /// None (recovery, the questions asked at load).
+    #[default]
+    None,
+    /// A client request's own call.
+    Request(Arc<str>),
+    /// A replication step: the requests that appended the entries it read (`carry`).
+    Carried(Vec<Arc<str>>),
+}
+
 /// One node's outbound policy: who it may call, and how. Cheap to clone into each request.
 #[derive(Clone)]
 pub(crate) struct Outbound {
     node: Arc<str>,
-    allowed: Arc<HashSet<String>>,
+    /// The peers' `host:port` (as `config::normalize_authority` writes them) to their URLs.
+    peers: Arc<HashMap<String, String>>,
     client: Client,
+    metrics: ReplicationMetrics,
+    trace: Trace,
 }
 
 impl Outbound {
-    /// `allowed` holds `host:port` strings as `config::normalize_authority` writes them.
+    /// `peers` are `(host:port, URL)` pairs, the authority as `config::normalize_authority`
+    /// writes it; round trips to each are timed into `metrics`, labelled with its URL.
     pub(crate) fn new(
         node: &str,
-        allowed: impl IntoIterator<Item = String>,
+        peers: impl IntoIterator<Item = (String, String)>,
         client: Client,
+        metrics: ReplicationMetrics,
     ) -> Self {
-        Self { node: node.into(), allowed: Arc::new(allowed.into_iter().collect()), client }
+        Self {
+            node: node.into(),
+            peers: Arc::new(peers.into_iter().collect()),
+            client,
+            metrics,
+            trace: Trace::None,
+        }
     }
 
-    fn permits(&self, uri: &http::Uri) -> Result<(), String> {
+    /// This policy for one call, whose requests name `trace`.
+    pub(crate) fn for_call(&self, trace: Trace) -> Self {
+        Self { trace, ..self.clone() }
+    }
+
+    /// Whether this call is a replication step, whose requests name the client requests that
+    /// appended what they carry.
+    pub(crate) fn carries(&self) -> bool {
+        matches!(self.trace, Trace::Carried(_))
+    }
+
+    /// The entries read by a replication step were appended by `ids`.
+    pub(crate) fn carry(&mut self, ids: Vec<Arc<str>>) {
+        if let Trace::Carried(carried) = &mut self.trace {
+            carried.extend(ids);
+        }
+    }
+
+    /// The `X-Request-Id` of the next request, if there is one to name (what was carried is
+    /// named once).
+    fn request_id(&mut self) -> Option<http::HeaderValue> {
+        let text = match &mut self.trace {
+            Trace::None => return None,
+            Trace::Request(id) => id.to_string(),
+            Trace::Carried(ids) if ids.is_empty() => return None,
+            Trace::Carried(ids) => {
+                let ids = std::mem::take(ids);
+                let mut text =
+                    ids.iter().take(MAX_CARRIED).map(|id| &**id).collect::<Vec<_>>().join(",");
+                if ids.len() > MAX_CARRIED {
+                    text.push_str(&format!(",+{}", ids.len() - MAX_CARRIED));
+                }
+                text
+            }
+        };
+        http::HeaderValue::try_from(text).ok()
+    }
+
+    /// The URL of the peer `uri` is addressed to, or the authority it is addressed to.
+    fn permits(&self, uri: &http::Uri) -> Result<String, String> {
         let host = uri.host().ok_or("the request names no host")?;
         let authority = normalize_authority(host, uri.port_u16().unwrap_or(80));
-        if self.allowed.contains(&authority) { Ok(()) } else { Err(authority) }
+        self.peers.get(&authority).cloned().ok_or(authority)
     }
 }
 
@@ -89,7 +159,7 @@ impl WasiHttpHooks for Outbound {
 
     fn send_request(
         &mut self,
-        request: http::Request<WasiBody>,
+        mut request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
         _response_done: Box<dyn Future<Output = Result<(), Error>> + Send>,
     ) -> Box<
@@ -100,24 +170,33 @@ impl WasiHttpHooks for Outbound {
                 )>,
             > + Send,
     > {
-        if let Err(target) = self.permits(request.uri()) {
-            tracing::warn!(
-                node = %self.node,
-                %target,
-                uri = %request.uri(),
-                "refused an outbound request: not one of this node's peers"
-            );
-            return Box::new(async { Err(Error::HttpRequestDenied) });
+        let peer = match self.permits(request.uri()) {
+            Ok(peer) => peer,
+            Err(target) => {
+                tracing::warn!(
+                    node = %self.node,
+                    %target,
+                    uri = %request.uri(),
+                    "refused an outbound request: not one of this node's peers"
+                );
+                return Box::new(async { Err(Error::HttpRequestDenied) });
+            }
+        };
+        if let Some(id) = self.request_id() {
+            request.headers_mut().insert(REQUEST_ID, id);
         }
         let pool = self.client.pool.clone();
+        let metrics = self.metrics.clone();
         let options = options.unwrap_or_default();
         Box::new(async move {
             let wait = options.first_byte_timeout.unwrap_or(DEFAULT_RESPONSE_TIMEOUT);
+            let sent = Instant::now();
             let response = match tokio::time::timeout(wait, pool.request(request)).await {
                 Ok(Ok(response)) => response,
                 Ok(Err(e)) => return Err(classify(&e)),
                 Err(_) => return Err(Error::ConnectionReadTimeout),
             };
+            metrics.round_trip(&peer, sent.elapsed());
             let between_bytes = options.between_bytes_timeout.unwrap_or(DEFAULT_RESPONSE_TIMEOUT);
             let response = response.map(|body| TimedBody::new(body, between_bytes).boxed_unsync());
             let done: Box<dyn Future<Output = Result<(), Error>> + Send> =
@@ -208,16 +287,40 @@ impl Body for TimedBody {
 mod tests {
     use super::*;
 
+    fn outbound(trace: Trace) -> Outbound {
+        let peers = [("secondary1:8001".to_owned(), "http://secondary1:8001".to_owned())];
+        let metrics = crate::metrics::NodeMetrics::new(Default::default()).replication;
+        Outbound::new("master", peers, Client::new(), metrics).for_call(trace)
+    }
+
     #[test]
     fn only_configured_peers_are_permitted() {
-        let outbound = Outbound::new("master", ["secondary1:8001".to_owned()], Client::new());
+        let outbound = outbound(Trace::None);
         let uri = |s: &str| s.parse::<http::Uri>().unwrap();
-        assert!(outbound.permits(&uri("http://secondary1:8001/replicate")).is_ok());
-        assert!(outbound.permits(&uri("http://SECONDARY1:8001/x")).is_ok());
+        let url = Ok("http://secondary1:8001".to_owned());
+        assert_eq!(outbound.permits(&uri("http://secondary1:8001/replicate")), url);
+        assert_eq!(outbound.permits(&uri("http://SECONDARY1:8001/x")), url);
         assert_eq!(
             outbound.permits(&uri("http://secondary1:8002/")),
             Err("secondary1:8002".into())
         );
         assert_eq!(outbound.permits(&uri("http://example.com/")), Err("example.com:80".into()));
+    }
+
+    #[test]
+    fn a_step_names_the_requests_behind_what_it_carries_once() {
+        let mut step = outbound(Trace::Carried(Vec::new()));
+        assert!(step.carries());
+        assert_eq!(step.request_id(), None, "nothing carried, nothing named");
+        step.carry((0..MAX_CARRIED + 3).map(|i| Arc::from(format!("r{i}"))).collect());
+        let named = step.request_id().unwrap();
+        let named = named.to_str().unwrap();
+        assert!(named.starts_with("r0,r1,"), "{named}");
+        assert!(named.ends_with(&format!("r{},+3", MAX_CARRIED - 1)), "{named}");
+        assert_eq!(step.request_id(), None, "named once");
+        let mut request = outbound(Trace::Request("abc".into()));
+        assert!(!request.carries());
+        request.carry(vec!["x".into()]);
+        assert_eq!(request.request_id().unwrap(), "abc");
     }
 }

@@ -1,8 +1,10 @@
-//! `replog probe`: one GET, for health checks in an image that has no curl.
+//! `replog probe`: one GET, for health checks in an image that has no curl (and for `replog
+//! status`).
 
 use std::time::Duration;
 
-use http_body_util::Empty;
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Empty};
 use hyper_util::rt::TokioIo;
 
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +21,11 @@ pub(crate) enum ProbeError {
 
 /// GETs `url` and returns the status.
 pub(crate) async fn get(url: &str, timeout: Duration) -> Result<u16, ProbeError> {
+    fetch(url, timeout).await.map(|(status, _)| status)
+}
+
+/// GETs `url` and returns the status and the body, all within `timeout`.
+pub(crate) async fn fetch(url: &str, timeout: Duration) -> Result<(u16, Bytes), ProbeError> {
     let uri: http::Uri = url.parse().map_err(|_| ProbeError::BadUrl)?;
     if uri.scheme_str() != Some("http") {
         return Err(ProbeError::BadUrl);
@@ -35,9 +42,11 @@ pub(crate) async fn get(url: &str, timeout: Duration) -> Result<u16, ProbeError>
         let path = uri.path_and_query().map_or("/", |p| p.as_str());
         let request = http::Request::get(path)
             .header(http::header::HOST, format!("{host}:{port}"))
-            .body(Empty::<bytes::Bytes>::new())
+            .body(Empty::<Bytes>::new())
             .expect("a GET of a parsed path is a valid request");
-        Ok(sender.send_request(request).await?.status().as_u16())
+        let response = sender.send_request(request).await?;
+        let status = response.status().as_u16();
+        Ok((status, response.into_body().collect().await?.to_bytes()))
     };
     tokio::time::timeout(timeout, attempt).await.map_err(|_| ProbeError::Timeout(timeout))?
 }

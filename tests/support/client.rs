@@ -75,6 +75,7 @@ pub struct Client(legacy::Client<HttpConnector, Full<Bytes>>);
 /// A whole answer: its status and its body.
 pub struct Reply {
     pub status: u16,
+    pub headers: http::HeaderMap,
     pub body: Bytes,
 }
 
@@ -127,8 +128,9 @@ impl Client {
         let request = request.body(Full::new(body))?;
         let response = self.0.request(request).await?;
         let status = response.status().as_u16();
+        let headers = response.headers().clone();
         let body = response.into_body().collect().await?.to_bytes();
-        Ok(Reply { status, body })
+        Ok(Reply { status, headers, body })
     }
 }
 

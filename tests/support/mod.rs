@@ -30,3 +30,19 @@ pub const SECRET: &str = "the cluster secret of replog's tests";
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
+
+/// The program `name` from `PATH`, for a test that needs it (`.ci/run` installs it). Where it
+/// is missing the test is skipped, saying why, except in CI (`CI` set), where a missing tool
+/// is a broken setup and fails the test.
+pub fn tool(name: &str, package: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path).map(|dir| dir.join(name)).find(|file| file.is_file())
+    });
+    if found.is_none() {
+        let why =
+            format!("`{name}` is not installed (Debian package `{package}`; .ci/run installs it)");
+        assert!(std::env::var_os("CI").is_none(), "{why}");
+        eprintln!("SKIPPED: {why}");
+    }
+    found
+}

@@ -99,3 +99,22 @@ pub fn health(role: &'static str, fields: &impl Serialize) -> Response {
         },
     )
 }
+
+/// `GET /ready` of `role`: `200` when the node can do its job, `503` with why not (`Err`). Apart
+/// from `/health`, which says only that the node answers, so that orchestrators route to, and
+/// wait for, nodes that are of use.
+pub fn ready(role: &'static str, readiness: Result<(), String>) -> Response {
+    #[derive(Serialize)]
+    struct Ready {
+        ready: bool,
+        role: &'static str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    }
+    let (status, error) = match readiness {
+        Ok(()) => (200, None),
+        Err(why) => (503, Some(why)),
+    };
+    let response = Response::json(status, &Ready { ready: error.is_none(), role, error });
+    if status == 200 { response } else { response.with_header("retry-after", "1") }
+}

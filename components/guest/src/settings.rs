@@ -4,7 +4,7 @@ use std::time::Duration;
 
 /// A setting that is present but not usable. The host validates settings before it starts a
 /// node, so seeing this means the component runs under a host that did not.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct BadSetting(pub String);
 
 impl std::fmt::Display for BadSetting {

@@ -30,16 +30,20 @@ struct Master;
 impl bindings::exports::wasi::http::incoming_handler::Guest for Master {
     fn handle(request: IncomingRequest, out: ResponseOutparam) {
         let request = Request::new(request);
-        let settings = match Settings::from_env() {
+        let settings = match Settings::current() {
             Ok(settings) => settings,
             Err(e) => return Response::error(500, &e.to_string()).send(out),
         };
         match (request.path.as_str(), &request.method) {
-            ("/messages", Method::Post) => messages::post(&request, out, &settings),
+            ("/messages", Method::Post) => messages::post(&request, out, settings),
             ("/messages", Method::Get) => log::get_messages(&request).send(out),
             ("/messages", _) => Response::method_not_allowed("/messages", "GET, POST").send(out),
-            ("/health", Method::Get) => health(&settings).send(out),
+            ("/health", Method::Get) => health(settings).send(out),
             ("/health", _) => Response::method_not_allowed("/health", "GET").send(out),
+            ("/ready", Method::Get) => {
+                about::ready("master", writes(settings).reason.map_or(Ok(()), Err)).send(out)
+            }
+            ("/ready", _) => Response::method_not_allowed("/ready", "GET").send(out),
             (path, _) => Response::not_found(path).send(out),
         }
     }
@@ -70,7 +74,7 @@ replog_guest::export_about!(
 bindings::export!(Master with_types_in bindings);
 
 /// `GET /health`: liveness, the log's length and epoch, whether writes are taken (and if not,
-/// why), each secondary's state as the replicator judges it, and which component version
+/// why, as `GET /ready` says it), each secondary's state as the replicator judges it, and which component version
 /// answers.
 fn health(settings: &Settings) -> Response {
     #[derive(Serialize)]
@@ -100,20 +104,7 @@ fn health(settings: &Settings) -> Response {
         warning: Option<String>,
     }
     let count = replog_guest::host::log::len();
-    let standing = sequencer::status();
-    let (state, epoch, reason) = match standing.mode {
-        Mode::Open(epoch) => ("open", epoch, None),
-        Mode::Recovering(why) => ("recovering", standing.epoch, Some(why)),
-        Mode::Fenced(by) => (
-            "fenced",
-            standing.epoch,
-            Some(format!(
-                "a master of epoch {by} has taken over; restart this one to take over again"
-            )),
-        ),
-    };
-    let quorum = quorum::check(settings.nodes());
-    let reason = reason.or_else(|| quorum.as_ref().err().map(|refusal| refusal.error.clone()));
+    let Writes { state, epoch, reason } = writes(settings);
     let secondaries = peers::all()
         .into_iter()
         .map(|p| Secondary {
@@ -133,6 +124,34 @@ fn health(settings: &Settings) -> Response {
             delay_ms: p.delay_ms,
         })
         .collect();
-    let writable = state == "open" && quorum.is_ok();
+    let writable = reason.is_none();
     about::health("master", &Fields { epoch, state, writable, reason, secondaries })
+}
+
+/// Whether this master takes writes now, and if not, why.
+struct Writes {
+    /// `open`, `recovering` or `fenced`.
+    state: &'static str,
+    /// The epoch it numbers in (the highest recorded while not open).
+    epoch: u64,
+    /// Why it takes no writes (none: it takes them): recovering, fenced, or too few
+    /// secondaries for any write to be acknowledged.
+    reason: Option<String>,
+}
+
+fn writes(settings: &Settings) -> Writes {
+    let standing = sequencer::status();
+    let (state, epoch, reason) = match standing.mode {
+        Mode::Open(epoch) => ("open", epoch, None),
+        Mode::Recovering(why) => ("recovering", standing.epoch, Some(why)),
+        Mode::Fenced(by) => (
+            "fenced",
+            standing.epoch,
+            Some(format!(
+                "a master of epoch {by} has taken over; restart this one to take over again"
+            )),
+        ),
+    };
+    let reason = reason.or_else(|| quorum::check(settings.nodes()).err().map(|r| r.error));
+    Writes { state, epoch, reason }
 }

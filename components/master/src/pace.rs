@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::bindings::exports::replog::node::replicator::Wake;
-use crate::bindings::replog::node::peers::{Contact, Peer, Status};
+use crate::bindings::replog::node::peers::{Contact, Outcome, Peer, Status};
 
 /// The first retry after a failure waits about this long; each further failure doubles it,
 /// up to the heartbeat interval.
@@ -33,9 +33,11 @@ pub fn next(peer: &Peer, len: u64, now_ms: u64, heartbeat: Duration) -> Next {
     }
 }
 
-/// A contact the secondary answered (at `now_ms`), reporting its `delay_ms`.
-pub fn answered(now_ms: u64, delay_ms: Option<u64>) -> Contact {
+/// A contact the secondary answered (at `now_ms`), reporting its `delay_ms`, that came to
+/// `outcome`.
+pub fn answered(now_ms: u64, delay_ms: Option<u64>, outcome: Outcome) -> Contact {
     Contact {
+        outcome,
         status: Status::Healthy,
         failures: 0,
         answered_ms: Some(now_ms),
@@ -49,6 +51,7 @@ pub fn answered(now_ms: u64, delay_ms: Option<u64>) -> Contact {
 pub fn failed(peer: &Peer, error: String, suspect_after: u32, unhealthy_after: u32) -> Contact {
     let failures = peer.failures.saturating_add(1);
     Contact {
+        outcome: Outcome::Failed,
         status: status_after(failures, suspect_after, unhealthy_after),
         failures,
         answered_ms: peer.last_contact_ms,
@@ -153,7 +156,7 @@ mod tests {
             statuses.push(contact.status);
         }
         assert_eq!(statuses, [Status::Suspected, Status::Suspected, Status::Unhealthy]);
-        let back = answered(2_000, Some(7));
+        let back = answered(2_000, Some(7), Outcome::Acknowledged(0));
         assert_eq!(
             (back.status, back.failures, back.answered_ms),
             (Status::Healthy, 0, Some(2_000))
@@ -163,8 +166,14 @@ mod tests {
     #[test]
     fn retries_back_off_doubling_up_to_the_heartbeat_with_jitter_over_the_upper_half() {
         let after = |failures, status, jitter| {
-            let contact =
-                Contact { status, failures, answered_ms: None, error: None, delay_ms: None };
+            let contact = Contact {
+                outcome: Outcome::Failed,
+                status,
+                failures,
+                answered_ms: None,
+                error: None,
+                delay_ms: None,
+            };
             after_failure(&contact, HEARTBEAT, jitter).after_ms.unwrap()
         };
         assert_eq!((after(1, Status::Suspected, 0.0), after(1, Status::Suspected, 1.0)), (50, 100));

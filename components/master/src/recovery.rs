@@ -22,7 +22,7 @@ const FETCH_LIMIT: u32 = 10_000;
 
 /// One round; `None` once the master is open (or fenced), else when to run the next.
 pub fn recover() -> Option<u64> {
-    let settings = match Settings::from_env() {
+    let settings = match Settings::current() {
         Ok(settings) => settings,
         Err(e) => {
             let why = format!("the master's settings are wrong: {e}");
@@ -35,7 +35,7 @@ pub fn recover() -> Option<u64> {
     let Mode::Recovering(waiting_for) = standing.mode else { return None };
     let runs = log::runs();
     let own = Own { epoch: standing.epoch, last: log::last(), runs: &runs };
-    let heard = ask_everyone(&settings, standing.epoch);
+    let heard = ask_everyone(settings, standing.epoch);
     // Those that did not answer are named with why, for the reason recovery gives.
     let labels: Vec<String> = heard
         .iter()
@@ -60,7 +60,7 @@ pub fn recover() -> Option<u64> {
         }
         Recovery::Fetch(i) => {
             let (url, _) = &heard[i];
-            match fetch(&settings, url, own.last.seq) {
+            match fetch(settings, url, own.last.seq) {
                 Ok(0) => again,
                 Ok(_) => Some(0),
                 Err(why) => {

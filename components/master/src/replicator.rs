@@ -20,7 +20,7 @@ const READ_BYTES: u32 = 256 * 1024;
 use wasip2::http::types::Method;
 
 use crate::bindings::exports::replog::node::replicator::Wake;
-use crate::bindings::replog::node::peers::{self, Peer as Known};
+use crate::bindings::replog::node::peers::{self, Outcome, Peer as Known};
 use crate::bindings::replog::node::sequencer::{self, Mode};
 use crate::pace::{self, Next};
 use crate::peer_http;
@@ -34,7 +34,7 @@ const BATCH_BYTES: usize = 1024 * 1024;
 const READ_CHUNK: u32 = 1024;
 
 pub fn step(url: &str) -> Wake {
-    let settings = match Settings::from_env() {
+    let settings = match Settings::current() {
         Ok(settings) => settings,
         Err(e) => {
             eprintln!("cannot replicate to {url}: {e}");
@@ -49,7 +49,7 @@ pub fn step(url: &str) -> Wake {
         // Recovering (the host starts streams after recovery) or fenced: nothing to send.
         return pace::later(settings.heartbeat);
     };
-    let stream = Stream { settings: &settings, peer, known, epoch };
+    let stream = Stream { settings, peer, known, epoch };
     let len = log::len();
     match pace::next(&stream.known, len, replog_guest::now_ms(), settings.heartbeat) {
         Next::Probe => stream.probe(len),
@@ -85,16 +85,20 @@ impl Stream<'_> {
                 self.peer.url,
                 ack.last.seq - agreed
             );
+            let repairing = Outcome::Repairing(ack.last.seq - agreed);
+            let contact = pace::answered(replog_guest::now_ms(), Some(ack.delay_ms), repairing);
+            peers::record_contact(&self.peer.url, &contact);
             self.known.acked = agreed;
             return self.send(len);
         }
-        self.answered(agreed, len, &ack)
+        self.answered(agreed, len, &ack, 0)
     }
 
     /// Sends what the secondary lacks after what it acknowledged, or a heartbeat.
     fn send(self, len: u64) -> Wake {
         let (prev, entries) = batch(self.known.acked, len);
         let sent = entries.last().map_or(prev, |e| Position { seq: e.seq, epoch: e.epoch });
+        let count = u32::try_from(entries.len()).unwrap_or(u32::MAX);
         let append = Append { epoch: self.epoch, prev: Some(prev), entries, end: Some(len) };
         let ack = match self.exchange(&append) {
             Ok(ack) => ack,
@@ -109,12 +113,12 @@ impl Stream<'_> {
                  {agreed} now",
                 self.peer.url, prev.seq, prev.epoch
             );
-            return self.answered(agreed, len, &ack);
+            return self.answered(agreed, len, &ack, 0);
         }
         match policy::acknowledged(sent, &ack) {
             Ok(held) => {
                 peers::record_ack(&self.peer.url, held, true);
-                self.answered(held, len, &ack)
+                self.answered(held, len, &ack, count)
             }
             Err(why) => {
                 peers::record_ack(&self.peer.url, self.known.acked, false);
@@ -160,8 +164,9 @@ impl Stream<'_> {
         }
     }
 
-    /// After a successful contact: healthy, and at once again if it still lacks entries.
-    fn answered(&self, holds: u64, len: u64, ack: &Ack) -> Wake {
+    /// After a successful contact that acknowledged `sent` entries: healthy, and at once again
+    /// if it still lacks entries.
+    fn answered(&self, holds: u64, len: u64, ack: &Ack, sent: u32) -> Wake {
         if self.known.failures > 0 {
             eprintln!(
                 "{} answers again after {} failed contacts; {} entries to send",
@@ -170,7 +175,8 @@ impl Stream<'_> {
                 len.saturating_sub(holds)
             );
         }
-        let contact = pace::answered(replog_guest::now_ms(), Some(ack.delay_ms));
+        let contact =
+            pace::answered(replog_guest::now_ms(), Some(ack.delay_ms), Outcome::Acknowledged(sent));
         peers::record_contact(&self.peer.url, &contact);
         pace::after_answer(holds, len, self.settings.heartbeat)
     }
@@ -183,7 +189,8 @@ impl Stream<'_> {
             self.peer.url, self.epoch
         );
         sequencer::fence(theirs);
-        peers::record_contact(&self.peer.url, &pace::answered(replog_guest::now_ms(), None));
+        let contact = pace::answered(replog_guest::now_ms(), None, Outcome::Fenced);
+        peers::record_contact(&self.peer.url, &contact);
         pace::later(self.settings.heartbeat)
     }
 
@@ -208,22 +215,19 @@ impl Stream<'_> {
 
 /// The entry at `after` (where the secondary's log agrees with ours), and the entries after it
 /// up to `to`, cut short once their JSON passes `BATCH_BYTES` (at least one when there are
-/// any). The first read brings `after` along, for its epoch.
+/// any). Only what is sent is read: the host names the client requests behind what a step
+/// reads in the requests it sends (`X-Request-Id`).
 fn batch(after: u64, to: u64) -> (Position, Vec<Entry>) {
-    let mut prev = Position { seq: 0, epoch: 0 };
+    let prev = Position { seq: after, epoch: log::epoch_at(after).unwrap_or_default() };
     let mut entries: Vec<Entry> = Vec::new();
     let mut bytes = 0;
-    let mut next = after.max(1);
+    let mut next = after + 1;
     while next <= to && bytes < BATCH_BYTES {
         let want = u32::try_from(to - next + 1).unwrap_or(u32::MAX).min(READ_CHUNK);
         let chunk = log::read(next, want, READ_BYTES);
         let Some(last) = chunk.last() else { break };
         next = last.seq + 1;
         for entry in chunk.into_iter().map(Entry::from) {
-            if entry.seq == after {
-                prev = Position { seq: entry.seq, epoch: entry.epoch };
-                continue;
-            }
             bytes += json_len(&entry) + 1;
             entries.push(entry);
             if bytes >= BATCH_BYTES {

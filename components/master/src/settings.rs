@@ -3,6 +3,7 @@
 //! export) before it starts or swaps in a version, so a new version that wants a new setting
 //! needs no new host.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use replog_guest::peer::{self, Peer};
@@ -39,6 +40,14 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// The settings, read from the environment and checked once per instance: an instance's
+    /// environment never changes (every instance of a version runs with the one it was loaded
+    /// with), and an instance may serve many calls one after another.
+    pub fn current() -> Result<&'static Self, BadSetting> {
+        static READ: OnceLock<Result<Settings, BadSetting>> = OnceLock::new();
+        READ.get_or_init(Self::from_env).as_ref().map_err(Clone::clone)
+    }
+
     pub fn from_env() -> Result<Self, BadSetting> {
         let secondaries = peer::list(&std::env::var("SECONDARIES").unwrap_or_default())
             .map_err(|e| BadSetting(format!("SECONDARIES: {e}")))?;

@@ -7,6 +7,9 @@
 //! - `GET /fetch?url=http://host:port/path`: makes an outbound request and answers with what
 //!   happened (`200` with the status it got, or `502` with the error code).
 //! - `GET /env`: answers its whole environment, to show which settings reached it.
+//! - `GET /calls`: how many calls this instance has served, this one included (`{"calls": n}`):
+//!   it counts in its own memory, which is how the host's tests tell a kept instance from a
+//!   new one.
 //!
 //! It says what it is, which settings it reads (`SECONDARIES`, `RUNAWAY_NOTE`, and, to show
 //! the host never passes it, `CLUSTER_SECRET`) and names its peers (from `SECONDARIES`) as any
@@ -15,6 +18,7 @@
 mod bindings;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use replog_guest::http::{Request, Response};
 use wasip2::http::outgoing_handler;
@@ -24,17 +28,27 @@ use wasip2::http::types::{
 
 struct Runaway;
 
+/// Calls this instance has served (answered, so `/spin` and `/hog` never count).
+static CALLS: AtomicU64 = AtomicU64::new(0);
+
+#[derive(serde::Serialize)]
+struct Calls {
+    calls: u64,
+}
+
 impl bindings::exports::wasi::http::incoming_handler::Guest for Runaway {
     fn handle(request: IncomingRequest, out: ResponseOutparam) {
         let request = Request::new(request);
         let response = match request.path.as_str() {
             "/ok" => Response::json(200, &Status { status: "ok" }),
+            "/calls" => Response::json(200, &Calls { calls: CALLS.load(Ordering::Relaxed) + 1 }),
             "/spin" => spin(),
             "/hog" => hog(),
             "/fetch" => fetch(&request.query_param("url").unwrap_or_default()),
             "/env" => Response::json(200, &std::env::vars().collect::<BTreeMap<_, _>>()),
             path => Response::not_found(path),
         };
+        CALLS.fetch_add(1, Ordering::Relaxed);
         response.send(out);
     }
 }

@@ -38,6 +38,10 @@ impl bindings::exports::wasi::http::incoming_handler::Guest for Secondary {
             ("/messages", _) => Response::method_not_allowed("/messages", "GET"),
             ("/health", Method::Get) => health(&settings),
             ("/health", _) => Response::method_not_allowed("/health", "GET"),
+            ("/ready", Method::Get) => {
+                about::ready("secondary", replica::state().refusal.map_or(Ok(()), Err))
+            }
+            ("/ready", _) => Response::method_not_allowed("/ready", "GET"),
             (path, _) => Response::not_found(path),
         };
         response.send(out);

@@ -57,6 +57,17 @@ pub fn needed(append: &Append, last: Position) -> Option<(u64, u32)> {
     Some((start, u32::try_from(end + 2 - start).unwrap_or(u32::MAX)))
 }
 
+/// Why this node, which follows a master of epoch `ours`, does not serve a master of epoch
+/// `theirs` (none: it does). What `GET /ready` reports until a current master contacts it.
+pub fn refusal(theirs: u64, ours: u64) -> Option<String> {
+    (theirs < ours).then(|| {
+        format!(
+            "refusing the master that contacted this node last: its epoch {theirs} is older than \
+             the epoch {ours} this node follows (a newer master took over)"
+        )
+    })
+}
+
 pub fn decide(append: &Append, local: &Local) -> Decision {
     if append.epoch < local.epoch {
         return Decision::Fenced;
@@ -141,6 +152,14 @@ mod tests {
         let Decision::Apply(apply) = decide_on(&log, 1, &sent) else { panic!() };
         assert_eq!(apply.entries, sent.entries);
         assert_eq!((apply.truncate_after, apply.duplicates, apply.matched), (None, 0, pos(4, 1)));
+    }
+
+    #[test]
+    fn only_a_master_older_than_the_one_followed_is_refused() {
+        assert_eq!(refusal(3, 3), None);
+        assert_eq!(refusal(4, 3), None, "a newer master is served (and its epoch recorded)");
+        let why = refusal(2, 3).expect("an older master is refused");
+        assert!(why.contains("epoch 2") && why.contains("epoch 3"), "{why}");
     }
 
     #[test]

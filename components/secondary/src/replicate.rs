@@ -46,8 +46,11 @@ pub fn post(request: &Request, settings: &Settings) -> Response {
     };
     let response = match wire::parse(&body) {
         Err(why) => return Response::error(400, &why),
-        Ok(Replicate::Probe { .. }) => {
-            return Response::json(200, &state(settings, AckStatus::Ok, &replica::state()));
+        Ok(Replicate::Probe { epoch }) => {
+            let now = replica::state();
+            // The master sees our epoch in the answer and fences itself; we stop serving it.
+            serving(epoch, &now);
+            return Response::json(200, &state(settings, AckStatus::Ok, &now));
         }
         // Heartbeats and repairs carry no entries: no delay, no injected fault.
         Ok(Replicate::Append(append)) if append.entries.is_empty() => {
@@ -148,8 +151,12 @@ fn apply(append: &Append, settings: &Settings) -> Response {
             None => (now.last.seq + 1, Vec::new()),
         };
         let local = Local { epoch: now.epoch, last: now.last, held_from, held: &held };
-        let change = match plan::decide(append, &local) {
-            Decision::Fenced => return fenced(append.epoch, now.epoch),
+        let decision = plan::decide(append, &local);
+        if decision != Decision::Fenced {
+            serving(append.epoch, &now);
+        }
+        let change = match decision {
+            Decision::Fenced => return fenced(append.epoch, &now),
             Decision::Mismatch => {
                 // Record a newer master's epoch all the same: older ones are refused from now on.
                 let change = replica::Change {
@@ -204,7 +211,7 @@ fn single(seq: u64, epoch: Option<u64>, msg: String, settings: &Settings) -> Res
     for _ in 0..ATTEMPTS {
         let now = replica::state();
         if let Some(epoch) = epoch.filter(|epoch| *epoch < now.epoch) {
-            return fenced(epoch, now.epoch);
+            return fenced(epoch, &now);
         }
         let (added, duplicate, after) = if seq <= now.last.seq {
             let held = log::read(seq, 1, 0).pop();
@@ -252,7 +259,22 @@ fn single(seq: u64, epoch: Option<u64>, msg: String, settings: &Settings) -> Res
     busy()
 }
 
-fn fenced(theirs: u64, ours: u64) -> Response {
+/// Records whether this node serves a master of epoch `theirs` while it follows `now.epoch`,
+/// for `GET /ready`: a host call only when that changes.
+fn serving(theirs: u64, now: &replica::Snapshot) {
+    let refusal = plan::refusal(theirs, now.epoch);
+    if refusal != now.refusal {
+        match &refusal {
+            Some(why) => eprintln!("not ready: {why}"),
+            None => eprintln!("ready: serving a master of epoch {theirs}"),
+        }
+        replica::set_refusal(refusal.as_deref());
+    }
+}
+
+fn fenced(theirs: u64, now: &replica::Snapshot) -> Response {
+    serving(theirs, now);
+    let ours = now.epoch;
     Response::json(
         409,
         &Fenced {

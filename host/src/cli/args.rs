@@ -25,12 +25,23 @@ use crate::secret::ClusterSecret;
     about = "A replicated log whose node logic runs as WebAssembly components on a wasmtime host.",
     long_about = "A replicated log whose node logic runs as WebAssembly components on a wasmtime \
         host.\n\nA master takes writes (POST /messages) and replicates them to its secondaries \
-        before answering; every node serves GET /messages and GET /health. Logs go to stdout; \
-        RUST_LOG (e.g. RUST_LOG=debug) sets how much."
+        before answering; every node serves GET /messages, GET /health, GET /ready and GET \
+        /metrics. Logs go to stdout; RUST_LOG (e.g. RUST_LOG=replog=debug) sets how much, \
+        LOG_FORMAT=json makes them JSON."
 )]
 pub(crate) struct Cli {
     #[command(subcommand)]
     pub(crate) command: Command,
+    /// How log lines are written: `text` for people, `json` for one JSON object per line
+    /// (node, role, seq, epoch, peer, request id where they apply) for log collectors.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub(crate) log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -49,6 +60,20 @@ pub(crate) enum Command {
     /// GET a URL and exit 0 if it answers 200: the containers' health check, since the image
     /// holds nothing but this binary.
     Probe(ProbeArgs),
+    /// Print the cluster as its master sees it, a line per node (role, count, lag, status,
+    /// epoch, component version). Exits 0 when the cluster takes writes, 1 when it does not,
+    /// 2 when the master cannot be reached.
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StatusArgs {
+    /// The master's base URL.
+    #[arg(default_value = "http://127.0.0.1:8000")]
+    pub(crate) master: String,
+    /// How long to wait for each node's answer, in milliseconds.
+    #[arg(long, default_value_t = 2_000, value_name = "MS")]
+    pub(crate) timeout_ms: u64,
 }
 
 #[derive(Debug, Args)]
@@ -194,6 +219,10 @@ pub(crate) struct ServeArgs {
     /// Name in logs [default: the role].
     #[arg(long)]
     name: Option<String>,
+    /// Serve GET /metrics on this address (e.g. 127.0.0.1:9000) instead of on the client
+    /// port, for deployments that keep metrics off the port clients reach.
+    #[arg(long, env = "METRICS_ADDR", value_name = "HOST:PORT")]
+    metrics_addr: Option<SocketAddr>,
     #[command(flatten)]
     storage: StorageArgs,
     #[command(flatten)]
@@ -334,6 +363,7 @@ impl ServeArgs {
         let listen = SocketAddr::new(self.bind, port);
         let mut config = NodeConfig {
             data_dir,
+            metrics_listen: self.metrics_addr,
             secret: self.secret.secret()?,
             ..self.node.node(name, role, listen, &component)?
         };

@@ -11,8 +11,9 @@ use anyhow::Context as _;
 use clap::Parser as _;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
-use self::args::{Cli, Command, ComposeArgs, ProbeArgs, RunArgs};
+use self::args::{Cli, Command, ComposeArgs, LogFormat, ProbeArgs, RunArgs, StatusArgs};
 use crate::cluster;
 use crate::compose;
 use crate::config::NodeConfig;
@@ -24,8 +25,8 @@ use crate::runtime::{Runtime, RuntimeConfig};
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // `run` leaves standard output to the component it runs.
-    let logs_to_stdout = !matches!(cli.command, Command::Run(_));
-    init_tracing(logs_to_stdout);
+    let logs_to_stdout = !matches!(cli.command, Command::Run(_) | Command::Status(_));
+    init_tracing(logs_to_stdout, cli.log_format);
     // Reading the configuration reads the cluster secret, which may need privileges that
     // `--run-as` gives up: all of it happens first, on this one thread.
     let task = match Task::prepare(cli.command) {
@@ -57,6 +58,7 @@ enum Task {
     Run(RunArgs),
     Compose(ComposeArgs),
     Probe(ProbeArgs),
+    Status(StatusArgs),
 }
 
 impl Task {
@@ -96,6 +98,7 @@ impl Task {
             Command::Run(args) => Ok(Task::Run(args)),
             Command::Compose(args) => Ok(Task::Compose(args)),
             Command::Probe(args) => Ok(Task::Probe(args)),
+            Command::Status(args) => Ok(Task::Status(args)),
         }
     }
 
@@ -127,6 +130,12 @@ impl Task {
                     eprintln!("wrote a new cluster secret to {} (mode 0600)", secret.display());
                 }
                 Ok(ExitCode::SUCCESS)
+            }
+            Task::Status(args) => {
+                let timeout = Duration::from_millis(args.timeout_ms);
+                let (report, verdict) = crate::status::status(&args.master, timeout).await;
+                print!("{report}");
+                Ok(verdict.into())
             }
             Task::Probe(args) => {
                 let timeout = Duration::from_millis(args.timeout_ms);
@@ -168,12 +177,21 @@ async fn serve_until_stopped(runtime: Runtime, nodes: Vec<NodeConfig>) -> anyhow
     Ok(ExitCode::SUCCESS)
 }
 
-fn init_tracing(to_stdout: bool) {
+fn init_tracing(to_stdout: bool, format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
-    if to_stdout {
-        builder.with_ansi(std::io::stdout().is_terminal()).with_writer(std::io::stdout).init();
+    let (writer, terminal) = if to_stdout {
+        (BoxMakeWriter::new(std::io::stdout), std::io::stdout().is_terminal())
     } else {
-        builder.with_ansi(std::io::stderr().is_terminal()).with_writer(std::io::stderr).init();
+        (BoxMakeWriter::new(std::io::stderr), std::io::stderr().is_terminal())
+    };
+    let builder =
+        tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_writer(writer);
+    match format {
+        LogFormat::Text => builder.with_ansi(terminal).init(),
+        // One object per line, the event's fields at its top level beside `timestamp`,
+        // `level` and `message`.
+        LogFormat::Json => {
+            builder.json().flatten_event(true).with_current_span(false).with_span_list(false).init()
+        }
     }
 }

@@ -26,6 +26,12 @@ pub(crate) struct NodeArgs {
     #[arg(long, env = "MEMORY_LIMIT_MB", value_name = "MB",
         default_value_t = (Limits::default().memory_bytes >> 20) as u64)]
     memory_limit_mb: u64,
+    /// Calls one component instance serves, one after another, before a fresh one is made
+    /// (1: a fresh instance for every call, the strictest isolation). A trap, a limit, a
+    /// timeout or a new version always ends an instance.
+    #[arg(long, env = "INSTANCE_REUSE", value_name = "CALLS",
+        default_value_t = Limits::DEFAULT_REUSE)]
+    instance_reuse: u32,
     /// Component instances that may run at once in this process; beyond that, requests are
     /// answered 503.
     #[arg(long, env = "MAX_INSTANCES", default_value_t = RuntimeConfig::default().max_instances)]
@@ -133,7 +139,14 @@ impl NodeArgs {
             .and_then(|mb| mb.checked_mul(1 << 20))
             .filter(|&bytes| bytes > 0)
             .with_context(|| format!("MEMORY_LIMIT_MB={} is out of range", self.memory_limit_mb))?;
-        Ok(Limits { cpu_budget: Duration::from_millis(self.cpu_budget_ms), memory_bytes })
+        if self.instance_reuse == 0 {
+            bail!("INSTANCE_REUSE must be at least 1 (1: a fresh instance for every call)");
+        }
+        Ok(Limits {
+            cpu_budget: Duration::from_millis(self.cpu_budget_ms),
+            memory_bytes,
+            reuse: self.instance_reuse,
+        })
     }
 
     /// The process's runtime settings, for nodes limited by `limits`.

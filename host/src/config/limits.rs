@@ -9,11 +9,25 @@ pub struct Limits {
     pub cpu_budget: Duration,
     /// Largest linear memory one request's instance may grow to.
     pub memory_bytes: usize,
+    /// Calls one component instance serves, one after another, before it is thrown away
+    /// (1: a fresh instance for every call). An instance is thrown away sooner after a trap,
+    /// a limit or a timeout, or when its version is replaced.
+    pub reuse: u32,
+}
+
+impl Limits {
+    /// Calls an instance serves by default: enough that making instances costs next to
+    /// nothing, few enough that a slow leak in a component cannot grow for long.
+    pub const DEFAULT_REUSE: u32 = 1000;
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { cpu_budget: Duration::from_secs(2), memory_bytes: 128 << 20 }
+        Self {
+            cpu_budget: Duration::from_secs(2),
+            memory_bytes: 128 << 20,
+            reuse: Self::DEFAULT_REUSE,
+        }
     }
 }
 

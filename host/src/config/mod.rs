@@ -49,6 +49,8 @@ pub struct NodeConfig {
     pub role: Role,
     /// Where it serves HTTP.
     pub listen: SocketAddr,
+    /// Where it serves `GET /metrics` instead of on `listen` (none: on `listen`).
+    pub metrics_listen: Option<SocketAddr>,
     /// The component file it runs (and watches, for new versions).
     pub component: PathBuf,
     /// Every file a newer version of its component may appear in (a second build's output):
@@ -89,6 +91,7 @@ impl NodeConfig {
             name: name.into(),
             role,
             listen,
+            metrics_listen: None,
             component,
             component_candidates: Vec::new(),
             settings: BTreeMap::new(),

@@ -39,12 +39,19 @@ impl Role {
     }
 }
 
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl Role {
+    /// `master` or `secondary`: its name in logs, metrics and the command line.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
             Role::Master => "master",
             Role::Secondary => "secondary",
-        })
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 

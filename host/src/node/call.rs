@@ -1,8 +1,9 @@
 //! Running one call into a node's component: a request, a replication step, a recovery round,
-//! or the questions a version is asked when it is loaded. Each call gets a fresh `Store` and
-//! instance, cut from the pre-instantiated component (as `wasmtime serve` does), with the
-//! node's settings, state and limits, and a wall-clock bound from what the version said its
-//! longest call takes.
+//! or the questions a version is asked when it is loaded. A call runs on an instance of the
+//! version kept from an earlier call (`reuse`), or on a new one cut from the pre-instantiated
+//! component (as `wasmtime serve` does), with the node's settings, state and limits, a whole
+//! CPU budget of its own, and a wall-clock bound from what the version said its longest call
+//! takes.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -20,10 +21,11 @@ use super::component::{CompiledComponent, LoadError};
 use super::ctx::RequestCtx;
 use super::failure::{Failure, Response};
 use super::info::ComponentInfo;
-use super::output::{GuestOutput, Stream};
+use super::output::{GuestOutput, Naming, Stream};
+use super::reuse::{Idle, Kept};
 use super::version::{self, Loaded, Needs};
 use crate::config::{CALL_TIMEOUT_MARGIN, HOST_SECRETS, NodeConfig};
-use crate::outbound::Outbound;
+use crate::outbound::{Outbound, Trace};
 use crate::runtime::{RequestLimits, Runtime};
 use crate::secret::ClusterSecret;
 use crate::state::NodeState;
@@ -74,16 +76,21 @@ impl Shared {
         self.current.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 
-    /// Serves one request on the current version. The component runs in a task of its own and
-    /// the request waits only for the response: a master may answer its client once enough
-    /// secondaries hold a message and keep replicating afterwards.
-    pub(crate) async fn run<B>(&self, request: hyper::Request<B>) -> Result<Response, Failure>
+    /// Serves one request on the current version, on an instance it kept or a new one. The
+    /// component runs in a task of its own and the request waits only for the response: a
+    /// master may answer its client once enough secondaries hold a message and keep
+    /// replicating afterwards.
+    pub(crate) async fn run<B>(
+        &self,
+        request: hyper::Request<B>,
+        id: Arc<str>,
+    ) -> Result<Response, Failure>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
         let version = self.current();
-        let mut store = self.parts.new_store(version.info.clone(), &version.env);
+        let (mut store, kept) = self.parts.store_for(&version, &version.idle, Trace::Request(id));
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let answered = Arc::new(AtomicBool::new(false));
         let (req, out) = {
@@ -100,16 +107,30 @@ impl Shared {
         };
         let timeout = call_timeout(&version.needs);
         let name = self.parts.name.clone();
+        let state = self.parts.state.clone();
+        let reuse = self.parts.config.limits.reuse;
         let task = tokio::spawn(async move {
+            let _in_use = state.metrics.runtime.in_use();
             let call = async {
-                let proxy = version.proxy.instantiate_async(&mut store).await?;
-                proxy.wasi_http_incoming_handler().call_handle(&mut store, req, out).await
+                let (proxy, calls) = match kept {
+                    Some(kept) => kept,
+                    None => (version.instantiate(&mut store, &version.proxy).await?, 0),
+                };
+                proxy.wasi_http_incoming_handler().call_handle(&mut store, req, out).await?;
+                wasmtime::Result::Ok((proxy, calls))
             };
             let result = match tokio::time::timeout(timeout, call).await {
-                Ok(Ok(())) => Ok(()),
+                Ok(Ok((proxy, calls))) => {
+                    let memory = store.data().limits.memory();
+                    version.idle.give_back(Kept::new(store, proxy, calls), reuse, memory);
+                    Ok(())
+                }
                 Ok(Err(e)) => Err(Failure::from_guest(e)),
                 Err(_) => Err(Failure::Timeout(timeout)),
             };
+            if let Err(failure) = &result {
+                failure.count(&state.metrics.runtime);
+            }
             if let Err(failure) = &result
                 && answered.load(Ordering::Acquire)
             {
@@ -133,7 +154,7 @@ impl Shared {
     /// has no `replicator` (it is not a master).
     pub(crate) async fn step(&self, peer: &str) -> Result<Option<NextStep>, Failure> {
         let wake = self
-            .replicator(async |store, replicator| {
+            .replicator(Trace::Carried(Vec::new()), async |store, replicator| {
                 replicator.replog_node_replicator().call_step(store, peer).await
             })
             .await?;
@@ -147,7 +168,7 @@ impl Shared {
     /// no `replicator`.
     pub(crate) async fn recover(&self) -> Result<Option<Recovery>, Failure> {
         let again = self
-            .replicator(async |store, replicator| {
+            .replicator(Trace::None, async |store, replicator| {
                 replicator.replog_node_replicator().call_recover(store).await
             })
             .await?;
@@ -157,24 +178,39 @@ impl Shared {
         }))
     }
 
-    /// Calls the current version's `replicator` export in a fresh store, within its bound.
+    /// Calls the current version's `replicator` export, on an instance it kept or a new one,
+    /// within its bound.
     async fn replicator<R>(
         &self,
+        trace: Trace,
         call: impl AsyncFnOnce(&mut Store<RequestCtx>, &replicating::Replicating) -> wasmtime::Result<R>,
     ) -> Result<Option<R>, Failure> {
         let version = self.current();
-        let Some(replicator) = &version.replicator else { return Ok(None) };
-        let mut store = self.parts.new_store(version.info.clone(), &version.env);
+        let Some(pre) = &version.replicator else { return Ok(None) };
+        let idle = &version.idle_replicators;
+        let (mut store, kept) = self.parts.store_for(&version, idle, trace);
+        let _in_use = self.parts.state.metrics.runtime.in_use();
         let run = async {
-            let instance = replicator.instantiate_async(&mut store).await?;
-            call(&mut store, &instance).await
+            let (instance, calls) = match kept {
+                Some(kept) => kept,
+                None => (version.instantiate(&mut store, pre).await?, 0),
+            };
+            let result = call(&mut store, &instance).await?;
+            wasmtime::Result::Ok((result, instance, calls))
         };
         let timeout = call_timeout(&version.needs);
-        match tokio::time::timeout(timeout, run).await {
-            Ok(Ok(result)) => Ok(Some(result)),
-            Ok(Err(e)) => Err(Failure::from_guest(e)),
-            Err(_) => Err(Failure::Timeout(timeout)),
-        }
+        let failure = match tokio::time::timeout(timeout, run).await {
+            Ok(Ok((result, instance, calls))) => {
+                let memory = store.data().limits.memory();
+                let reuse = self.parts.config.limits.reuse;
+                idle.give_back(Kept::new(store, instance, calls), reuse, memory);
+                return Ok(Some(result));
+            }
+            Ok(Err(e)) => Failure::from_guest(e),
+            Err(_) => Failure::Timeout(timeout),
+        };
+        failure.count(&self.parts.state.metrics.runtime);
+        Err(failure)
     }
 }
 
@@ -228,6 +264,8 @@ impl Parts {
             component,
             proxy: prepared.proxy,
             replicator: prepared.replicator,
+            idle: Idle::default(),
+            idle_replicators: Idle::default(),
         })
     }
 
@@ -246,28 +284,64 @@ impl Parts {
         env
     }
 
-    /// A store for one call into the component: its environment, the node's state and
-    /// limits, and the version the call runs on.
+    /// A store for one call of `version`: one of its kept instances (with how many calls it
+    /// served) when `idle` has one, else a new store to instantiate in. Either way set up for
+    /// a call serving `trace`.
+    fn store_for<T>(
+        &self,
+        version: &Loaded,
+        idle: &Idle<T>,
+        trace: Trace,
+    ) -> (Store<RequestCtx>, Option<(T, u32)>) {
+        let (mut store, kept) = match idle.take() {
+            Some(Kept { store, instance, calls, .. }) => (store, Some((instance, calls))),
+            None => (self.new_store(version.info.clone(), &version.env), None),
+        };
+        self.prepare(&mut store, trace);
+        (store, kept)
+    }
+
+    /// Sets `store` up for its next call: the client requests it serves (`trace`), a whole
+    /// CPU budget.
+    fn prepare(&self, store: &mut Store<RequestCtx>, trace: Trace) {
+        let request_id = match &trace {
+            Trace::Request(id) => Some(id.clone()),
+            Trace::None | Trace::Carried(_) => None,
+        };
+        let ctx = store.data_mut();
+        *ctx.naming.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = request_id.clone();
+        ctx.request_id = request_id;
+        ctx.outbound = self.outbound.for_call(trace);
+        RequestLimits::renew(store, |ctx| &mut ctx.limits);
+    }
+
+    /// A store for calls into the component: its environment, the node's state and limits,
+    /// and the version the calls run on.
     pub(crate) fn new_store(
         &self,
         component: Arc<ComponentInfo>,
         env: &[(String, String)],
     ) -> Store<RequestCtx> {
+        let naming = Naming::default();
+        let output = |stream| GuestOutput::new(self.name.clone(), stream, naming.clone());
         let wasi = WasiCtxBuilder::new()
             .envs(env)
-            .stdout(GuestOutput::new(self.name.clone(), Stream::Stdout))
-            .stderr(GuestOutput::new(self.name.clone(), Stream::Stderr))
+            .stdout(output(Stream::Stdout))
+            .stderr(output(Stream::Stderr))
             .build();
         let limits = self.config.limits;
         let ctx = RequestCtx {
+            node: self.name.clone(),
+            request_id: None,
             table: ResourceTable::new(),
             wasi,
             http: WasiHttpCtx::new(),
-            outbound: self.outbound.clone(),
+            outbound: self.outbound.for_call(Trace::None),
             state: self.state.clone(),
             secret: self.secret.clone(),
             limits: RequestLimits::new(limits.memory_bytes, limits.cpu_budget),
             component,
+            naming,
         };
         let mut store = Store::new(self.runtime.engine(), ctx);
         RequestLimits::install(&mut store, |ctx| &mut ctx.limits);

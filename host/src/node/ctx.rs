@@ -8,12 +8,17 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::bindings::NodeView;
 use super::info::ComponentInfo;
+use super::output::Naming;
 use crate::outbound::Outbound;
 use crate::runtime::RequestLimits;
 use crate::secret::ClusterSecret;
 use crate::state::NodeState;
 
 pub(crate) struct RequestCtx {
+    /// The node's name, for logs.
+    pub(super) node: Arc<str>,
+    /// The client request this call serves, if it serves one.
+    pub(super) request_id: Option<Arc<str>>,
     pub(super) table: ResourceTable,
     pub(super) wasi: WasiCtx,
     pub(super) http: WasiHttpCtx,
@@ -23,6 +28,8 @@ pub(crate) struct RequestCtx {
     pub(super) limits: RequestLimits,
     /// The component version this request runs on, for `host-info`.
     pub(super) component: Arc<ComponentInfo>,
+    /// The request its output lines name (shared with its stdout and stderr), set per call.
+    pub(super) naming: Naming,
 }
 
 impl WasiView for RequestCtx {
@@ -46,9 +53,12 @@ impl HasData for ReplogNode {
 
 pub(crate) fn node_view(ctx: &mut RequestCtx) -> NodeView<'_> {
     NodeView {
+        node: &ctx.node,
+        request_id: ctx.request_id.as_ref(),
         state: &ctx.state,
         secret: ctx.secret.as_ref(),
         component: &ctx.component,
         table: &mut ctx.table,
+        outbound: &mut ctx.outbound,
     }
 }

@@ -8,6 +8,7 @@ use http_body_util::{BodyExt, Full};
 use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
+use crate::metrics::{RuntimeMetrics, Stopped};
 use crate::runtime::LimitExceeded;
 
 /// The response type nodes produce.
@@ -49,6 +50,17 @@ impl Failure {
         Self::Trap(text.lines().next().unwrap_or_default().to_owned())
     }
 
+    /// Counts a call the host stopped, by the limit it passed.
+    pub(crate) fn count(&self, metrics: &RuntimeMetrics) {
+        let stopped = match self {
+            Failure::Limit(LimitExceeded::Cpu { .. }) => Stopped::Cpu,
+            Failure::Limit(LimitExceeded::Memory { .. }) => Stopped::Memory,
+            Failure::Timeout(_) => Stopped::WallClock,
+            _ => return,
+        };
+        metrics.stopped(stopped);
+    }
+
     fn status(&self) -> u16 {
         match self {
             Failure::Timeout(_) => 504,
@@ -65,9 +77,14 @@ impl Failure {
 /// `status` with `{"error": message}`: how the host itself answers, as the components do.
 pub fn json_error(status: u16, message: &str) -> Response {
     let body = serde_json::json!({ "error": message }).to_string();
+    whole(status, "application/json", body.into())
+}
+
+/// `status` with `body`, of `content_type`, in one piece.
+pub(crate) fn whole(status: u16, content_type: &'static str, body: Bytes) -> Response {
     hyper::Response::builder()
         .status(status)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(body)).map_err(|never| match never {}).boxed_unsync())
+        .header(http::header::CONTENT_TYPE, content_type)
+        .body(Full::new(body).map_err(|never| match never {}).boxed_unsync())
         .expect("a valid status and a static header make a valid response")
 }

@@ -15,6 +15,8 @@ mod ctx;
 mod failure;
 mod info;
 mod output;
+mod request_id;
+mod reuse;
 mod streams;
 mod version;
 
@@ -27,19 +29,23 @@ use bytes::Bytes;
 pub use self::call::{NextStep, Recovery};
 use self::call::{Parts, Shared};
 pub use self::component::{CompiledComponent, LoadError, read, sha256};
+pub(crate) use self::failure::whole;
 pub use self::failure::{Failure, Response, json_error};
 pub use self::info::ComponentInfo;
 pub use self::version::{Loaded, Needs, PeerAddress};
 use crate::config::{NodeConfig, Role};
+use crate::metrics::{Reading, SecondaryReading};
 use crate::outbound::Outbound;
 use crate::runtime::Runtime;
-use crate::state::{self, NodeState, StorageError};
+use crate::state::{self, Mode, NodeState, PeerStatus, StorageError};
 
 /// A node: its configuration, its state, and the version of its component that serves.
 pub struct Node {
     shared: Arc<Shared>,
     /// A master's replication: its recovery, then a stream per secondary (see `streams`).
     replication: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Drops the instances kept idle too long (see `reuse`).
+    sweeper: tokio::task::JoinHandle<()>,
 }
 
 /// Why a node could not be set up.
@@ -63,8 +69,15 @@ impl Node {
     ) -> Result<Self, NodeError> {
         let name: Arc<str> = config.name.as_str().into();
         let state = Arc::new(state::open(config.data_dir.clone(), &name, config.key_window).await?);
+        state.metrics.runtime.compiled(component.compile_time);
+        let replication_metrics = state.metrics.replication.clone();
         let mut parts = Parts {
-            outbound: Outbound::new(&name, Vec::new(), runtime.client().clone()),
+            outbound: Outbound::new(
+                &name,
+                Vec::new(),
+                runtime.client().clone(),
+                replication_metrics.clone(),
+            ),
             env: config.component_env(),
             secret: config.secret.clone(),
             state,
@@ -76,12 +89,14 @@ impl Node {
         let peers = &loaded.needs.peers;
         parts.outbound = Outbound::new(
             &parts.name,
-            peers.iter().map(|p| p.authority.clone()),
+            peers.iter().map(|p| (p.authority.clone(), p.url.clone())),
             runtime.client().clone(),
+            replication_metrics,
         );
         parts.state.peers.configure(peers.iter().map(|p| p.url.as_str()));
         let shared = Arc::new(Shared { parts, current: RwLock::new(Arc::new(loaded)) });
-        Ok(Self { shared, replication: Mutex::new(None) })
+        let sweeper = tokio::spawn(sweep(Arc::downgrade(&shared)));
+        Ok(Self { shared, replication: Mutex::new(None), sweeper })
     }
 
     /// Starts a master's replication: recovery rounds until its component has opened an epoch,
@@ -177,37 +192,96 @@ impl Node {
     }
 
     /// Serves one request with a fresh instance of the current version. Never fails: whatever
-    /// goes wrong becomes a JSON error response, and is logged.
-    pub async fn handle<B>(&self, request: hyper::Request<B>) -> Response
+    /// goes wrong becomes a JSON error response, and is logged. The request's id (its
+    /// `X-Request-Id`, or a new one) is in the answer and in every log line about it.
+    pub async fn handle<B>(&self, mut request: hyper::Request<B>) -> Response
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
         let started = Instant::now();
+        let id = request_id::take_or_make(request.headers_mut());
         let method = request.method().clone();
         let uri = request.uri().clone();
-        let name = &self.shared.parts.name;
-        match self.shared.run(request).await {
+        let (name, role) = (&*self.shared.parts.name, self.role().name());
+        let request_id = &*id;
+        let mut response = match self.shared.run(request, id.clone()).await {
             Ok(response) => {
                 let status = response.status().as_u16();
                 let elapsed_us = started.elapsed().as_micros() as u64;
-                tracing::debug!(node = %name, %method, %uri, status, elapsed_us, "served");
+                tracing::debug!(node = name, role, request_id, %method, %uri, status, elapsed_us, "served");
                 response
             }
             Err(failure) => {
-                tracing::warn!(node = %name, %method, %uri, error = %failure, "request failed");
+                tracing::warn!(node = name, role, request_id, %method, %uri, error = %failure, "request failed");
                 failure.into_response()
             }
+        };
+        if let Ok(value) = http::HeaderValue::try_from(&*id) {
+            response.headers_mut().insert(crate::outbound::REQUEST_ID, value);
         }
+        response
+    }
+
+    /// Its metrics in Prometheus' text format, with the levels read from its state now.
+    pub fn metrics(&self) -> String {
+        let state = self.state();
+        let version = self.current();
+        let master = self.role() == Role::Master;
+        let reading = Reading {
+            role: self.role().name(),
+            node: self.name().to_owned(),
+            log_entries: state.log.len(),
+            log_bytes: state.log.bytes(),
+            epoch: state.log.epoch(),
+            master_state: master.then(|| match state.gate.mode() {
+                Mode::Open(_) => "open",
+                Mode::Recovering(_) => "recovering",
+                Mode::Fenced(_) => "fenced",
+            }),
+            secondaries: state
+                .peers
+                .all()
+                .into_iter()
+                .map(|peer| SecondaryReading {
+                    status: match peer.status {
+                        PeerStatus::Healthy => "healthy",
+                        PeerStatus::Suspected => "suspected",
+                        PeerStatus::Unhealthy => "unhealthy",
+                    },
+                    url: peer.url,
+                    acked: peer.acked,
+                    failures: peer.failures,
+                })
+                .collect(),
+            instances_idle: (version.idle.len() + version.idle_replicators.len()) as u64,
+            component_sha256: version.info.sha256.clone(),
+            component_version: version.info.version.clone(),
+        };
+        state.metrics.render(&reading)
     }
 }
 
 impl Drop for Node {
     fn drop(&mut self) {
+        self.sweeper.abort();
         let replication =
             self.replication.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(task) = replication.take() {
             task.abort();
         }
+    }
+}
+
+/// Every half `reuse::IDLE_FOR`, drops the current version's instances idle for that long,
+/// until the node is gone (a replaced version's go with it).
+async fn sweep(node: std::sync::Weak<Shared>) {
+    let mut every = tokio::time::interval(reuse::IDLE_FOR / 2);
+    loop {
+        every.tick().await;
+        let Some(node) = node.upgrade() else { return };
+        let version = node.current();
+        version.idle.sweep(reuse::IDLE_FOR);
+        version.idle_replicators.sweep(reuse::IDLE_FOR);
     }
 }

@@ -6,7 +6,7 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use tokio::io::AsyncWrite;
@@ -19,16 +19,22 @@ pub(crate) enum Stream {
     Stderr,
 }
 
+/// The client request the call running on an instance serves, if any: set for each call
+/// (an instance may serve several), read by its output streams.
+pub(crate) type Naming = Arc<Mutex<Option<Arc<str>>>>;
+
 /// A `StdoutStream` for `WasiCtxBuilder::stdout` / `stderr`.
 #[derive(Clone)]
 pub(crate) struct GuestOutput {
     node: Arc<str>,
     stream: Stream,
+    /// The client request the call serves, named on each line.
+    naming: Naming,
 }
 
 impl GuestOutput {
-    pub(crate) fn new(node: Arc<str>, stream: Stream) -> Self {
-        Self { node, stream }
+    pub(crate) fn new(node: Arc<str>, stream: Stream, naming: Naming) -> Self {
+        Self { node, stream, naming }
     }
 }
 
@@ -58,9 +64,11 @@ impl LineLogger {
             return;
         }
         let node = &*self.output.node;
+        let naming = self.output.naming.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let request_id = naming.as_deref();
         match self.output.stream {
-            Stream::Stdout => tracing::info!(target: "replog::guest", node, "{line}"),
-            Stream::Stderr => tracing::warn!(target: "replog::guest", node, "{line}"),
+            Stream::Stdout => tracing::info!(target: "replog::guest", node, request_id, "{line}"),
+            Stream::Stderr => tracing::warn!(target: "replog::guest", node, request_id, "{line}"),
         }
     }
 }

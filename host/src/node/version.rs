@@ -4,13 +4,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime::Store;
+use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 
 use super::bindings::described::exports::replog::node::about;
-use super::bindings::replicating::ReplicatingPre;
+use super::bindings::replicating::{Replicating, ReplicatingPre};
 use super::component::{CompiledComponent, LoadError};
 use super::ctx::RequestCtx;
 use super::info::ComponentInfo;
+use super::reuse::Idle;
 
 /// A node a component sends requests to, as it reported it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,11 +62,53 @@ pub struct Loaded {
     pub(crate) component: CompiledComponent,
     pub(crate) proxy: ProxyPre<RequestCtx>,
     pub(crate) replicator: Option<ReplicatingPre<RequestCtx>>,
+    /// Its instances kept between requests, and between replication steps (see `reuse`):
+    /// they go away with the version.
+    pub(crate) idle: Idle<Proxy>,
+    pub(crate) idle_replicators: Idle<Replicating>,
 }
 
 impl Loaded {
     pub(crate) fn component(&self) -> &CompiledComponent {
         &self.component
+    }
+
+    /// A new instance of `pre` (one of this version's) in `store`. When the pool of instance
+    /// slots is full, the idle instances this version keeps are given up first: a kept
+    /// instance must never turn a call away.
+    pub(crate) async fn instantiate<P: Instantiate>(
+        &self,
+        store: &mut Store<RequestCtx>,
+        pre: &P,
+    ) -> wasmtime::Result<P::Instance> {
+        match pre.make(store).await {
+            Err(e) if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() => {
+                self.idle.sweep(Duration::ZERO);
+                self.idle_replicators.sweep(Duration::ZERO);
+                pre.make(store).await
+            }
+            made => made,
+        }
+    }
+}
+
+/// Something a version's instances are made from: a pre-instantiated world.
+pub(crate) trait Instantiate {
+    type Instance;
+    async fn make(&self, store: &mut Store<RequestCtx>) -> wasmtime::Result<Self::Instance>;
+}
+
+impl Instantiate for ProxyPre<RequestCtx> {
+    type Instance = Proxy;
+    async fn make(&self, store: &mut Store<RequestCtx>) -> wasmtime::Result<Proxy> {
+        self.instantiate_async(store).await
+    }
+}
+
+impl Instantiate for ReplicatingPre<RequestCtx> {
+    type Instance = Replicating;
+    async fn make(&self, store: &mut Store<RequestCtx>) -> wasmtime::Result<Self::Instance> {
+        self.instantiate_async(store).await
     }
 }
 

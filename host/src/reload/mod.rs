@@ -164,11 +164,20 @@ async fn reload(
     compiled: &mut Compiled,
     changed_at: Instant,
 ) -> Vec<Report> {
-    let report = |node: &Node, outcome| Report {
-        node: node.name().to_owned(),
-        path: path.to_owned(),
-        outcome,
-        changed_at,
+    let report = |node: &Node, outcome: Outcome| {
+        let metrics = &node.state().metrics.runtime;
+        match &outcome {
+            Outcome::Swapped { compile_time, .. } => {
+                // A version compiled before (a swap back) took no compile.
+                if !compile_time.is_zero() {
+                    metrics.compiled(*compile_time);
+                }
+                metrics.swapped(true);
+            }
+            Outcome::Rejected { .. } => metrics.swapped(false),
+            Outcome::Unchanged => {}
+        }
+        Report { node: node.name().to_owned(), path: path.to_owned(), outcome, changed_at }
     };
     let rejected = |node: &Node, reason: String| {
         report(node, Outcome::Rejected { reason, serving: node.current().info.clone() })

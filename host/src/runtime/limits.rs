@@ -28,12 +28,32 @@ pub(crate) struct RequestLimits {
     memory_bytes: usize,
     cpu_budget: Duration,
     ticks_left: u64,
+    /// The largest the instance's memory has been allowed to grow to.
+    grown_to: usize,
 }
 
 impl RequestLimits {
     pub(crate) fn new(memory_bytes: usize, cpu_budget: Duration) -> Self {
+        Self { memory_bytes, cpu_budget, ticks_left: Self::ticks(cpu_budget), grown_to: 0 }
+    }
+
+    fn ticks(cpu_budget: Duration) -> u64 {
         let ticks = cpu_budget.as_nanos().div_ceil(EPOCH_TICK.as_nanos()).max(1);
-        Self { memory_bytes, cpu_budget, ticks_left: u64::try_from(ticks).unwrap_or(u64::MAX) }
+        u64::try_from(ticks).unwrap_or(u64::MAX)
+    }
+
+    /// Gives the next call on the same instance its whole CPU budget again (an instance
+    /// serving calls one after another): each call is limited as if it had a fresh one. The
+    /// memory limit is the instance's, which never shrinks.
+    pub(crate) fn renew<T: Send + 'static>(store: &mut Store<T>, limits: fn(&mut T) -> &mut Self) {
+        let renewed = limits(store.data_mut());
+        renewed.ticks_left = Self::ticks(renewed.cpu_budget);
+        store.set_epoch_deadline(1);
+    }
+
+    /// The largest the instance's memory has grown to, in bytes.
+    pub(crate) fn memory(&self) -> usize {
+        self.grown_to
     }
 
     /// Arms both limits on `store`, whose data holds these limits at `limits`.
@@ -70,6 +90,7 @@ impl ResourceLimiter for RequestLimits {
                 limit: self.memory_bytes,
             }));
         }
+        self.grown_to = self.grown_to.max(desired);
         Ok(true)
     }
 

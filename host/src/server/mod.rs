@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -26,7 +26,7 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use self::admit::{Admitted, Bounds};
 use self::deadline::{Activity, Serving, Watched};
-use crate::node::{Node, Response};
+use crate::node::{Node, Response, json_error};
 
 /// How long requests in flight may take to finish once shutdown starts.
 pub(crate) const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -48,11 +48,21 @@ pub(crate) async fn bind(node: &str, addr: SocketAddr) -> Result<TcpListener, Bi
     })
 }
 
+/// What a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Port {
+    /// The node's API, and `GET /metrics` unless the node has a metrics address.
+    Clients,
+    /// `GET /metrics` only (`METRICS_ADDR`).
+    Metrics,
+}
+
 /// Accepts connections for `node` until `shutdown` resolves, then lets requests in flight
 /// finish for up to `DRAIN_TIMEOUT`.
 pub(crate) async fn serve(
     node: Arc<Node>,
     listener: TcpListener,
+    port: Port,
     shutdown: impl Future<Output = ()>,
 ) {
     let graceful = GracefulShutdown::new();
@@ -83,7 +93,9 @@ pub(crate) async fn serve(
             move |request| {
                 let serving = activity.begin();
                 let node = node.clone();
-                async move { Ok::<_, Infallible>(answer(&node, request).await.into_response(serving)) }
+                async move {
+                    Ok::<_, Infallible>(answer(&node, request, port).await.into_response(serving))
+                }
             }
         });
         let io = TokioIo::new(Watched::new(stream, activity, edge));
@@ -105,19 +117,59 @@ pub(crate) async fn serve(
     }
 }
 
-/// One request: admitted whole, then served by the node's component.
-async fn answer(node: &Node, request: hyper::Request<hyper::body::Incoming>) -> Guarded {
-    let bounds = Bounds {
-        max_body_bytes: node.config().body_limit(),
-        body_timeout: node.config().edge.body_timeout,
-    };
+/// One request, counted: `GET /metrics` answered by the host, the rest admitted whole, then
+/// served by the node's component.
+async fn answer(
+    node: &Node,
+    request: hyper::Request<hyper::body::Incoming>,
+    port: Port,
+) -> Guarded {
+    let started = Instant::now();
     let (method, uri) = (request.method().clone(), request.uri().clone());
-    match admit::admit(request, bounds, node.client_places()).await {
-        Ok(Admitted { request, place }) => Guarded { response: node.handle(request).await, place },
-        Err(refused) => {
-            let status = refused.status().as_u16();
-            tracing::debug!(node = node.name(), %method, %uri, status, "refused at the edge");
-            Guarded { response: refused, place: None }
+    let metrics_here = match port {
+        Port::Metrics => true,
+        Port::Clients => node.config().metrics_listen.is_none(),
+    };
+    let guarded = if metrics_here && uri.path() == "/metrics" {
+        Guarded { response: metrics(node, &method), place: None }
+    } else if port == Port::Metrics {
+        let error =
+            format!("{} is not served here: this address serves GET /metrics only", uri.path());
+        Guarded { response: json_error(404, &error), place: None }
+    } else {
+        let bounds = Bounds {
+            max_body_bytes: node.config().body_limit(),
+            body_timeout: node.config().edge.body_timeout,
+        };
+        match admit::admit(request, bounds, node.client_places()).await {
+            Ok(Admitted { request, place }) => {
+                Guarded { response: node.handle(request).await, place }
+            }
+            Err(refused) => {
+                let status = refused.status().as_u16();
+                tracing::debug!(node = node.name(), %method, %uri, status, "refused at the edge");
+                Guarded { response: refused, place: None }
+            }
+        }
+    };
+    let status = guarded.response.status().as_u16();
+    node.state().metrics.http.observe(uri.path(), method.as_str(), status, started.elapsed());
+    guarded
+}
+
+/// `GET /metrics`: the node's metrics in Prometheus' text format. Answered by the host, never
+/// queued behind the component's requests, so that a node at capacity still shows why.
+fn metrics(node: &Node, method: &http::Method) -> Response {
+    match *method {
+        http::Method::GET | http::Method::HEAD => {
+            crate::node::whole(200, crate::metrics::CONTENT_TYPE, node.metrics().into())
+        }
+        _ => {
+            let mut refused = json_error(405, "/metrics answers GET only");
+            refused
+                .headers_mut()
+                .insert(http::header::ALLOW, http::HeaderValue::from_static("GET"));
+            refused
         }
     }
 }

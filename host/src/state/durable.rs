@@ -11,6 +11,7 @@ use std::sync::mpsc;
 use tokio::sync::watch;
 
 use super::segments::{Record, Segments};
+use crate::metrics::LogMetrics;
 
 /// Writes larger than this are split, so one huge batch cannot delay everything behind it.
 const MAX_BATCH_BYTES: usize = 4 << 20;
@@ -41,7 +42,12 @@ pub(crate) struct Durable {
 }
 
 impl Durable {
-    pub(crate) fn start(mut segments: Segments, name: &str, sink: Arc<dyn Sink>) -> Self {
+    pub(crate) fn start(
+        mut segments: Segments,
+        name: &str,
+        sink: Arc<dyn Sink>,
+        metrics: LogMetrics,
+    ) -> Self {
         let (jobs, incoming) = mpsc::channel::<Job>();
         let (report, progress) = watch::channel(Progress::default());
         let node = name.to_owned();
@@ -59,11 +65,15 @@ impl Durable {
                         bytes += job.records.iter().map(Record::size).sum::<usize>();
                         records.extend(job.records);
                     }
-                    if failed.is_none()
-                        && let Err(e) = segments.append(&records)
-                    {
-                        tracing::error!(%node, error = %e, "the log could not be written: this node takes no more writes");
-                        failed = Some(e.to_string());
+                    if failed.is_none() {
+                        let started = std::time::Instant::now();
+                        match segments.append(&records) {
+                            Ok(()) => metrics.committed(records.len(), started.elapsed()),
+                            Err(e) => {
+                                tracing::error!(%node, error = %e, "the log could not be written: this node takes no more writes");
+                                failed = Some(e.to_string());
+                            }
+                        }
                     }
                     match &failed {
                         None => {

@@ -13,6 +13,7 @@ mod lock;
 mod log;
 mod peers;
 mod segments;
+mod traces;
 
 pub use self::entry::Entry;
 pub use self::gate::{Gate, Mode};
@@ -23,10 +24,13 @@ pub use self::peers::{Contact, Peer, PeerStatus, Peers};
 pub use self::segments::{Replayed, StorageError};
 
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Instant;
 
+use crate::metrics::NodeMetrics;
+
 /// The state of one node.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct NodeState {
     /// The replicated log, in memory or on disk.
     pub log: Log,
@@ -34,14 +38,46 @@ pub struct NodeState {
     pub peers: Peers,
     /// Whether a master takes writes (a secondary's stays recovering: it takes none).
     pub gate: Gate,
+    /// Why a secondary refused the last master that contacted it, as its component recorded
+    /// (none: it serves its master). Not kept across restarts: the next contact tells again.
+    refusal: Mutex<Option<String>>,
+    /// What the node counts, for `GET /metrics`.
+    pub metrics: NodeMetrics,
     /// The claim on the data directory, held while the node runs.
     _lock: Option<DirLock>,
 }
 
+impl Default for NodeState {
+    fn default() -> Self {
+        Self::new(Log::default(), None)
+    }
+}
+
 impl NodeState {
+    fn new(log: Log, lock: Option<DirLock>) -> Self {
+        let metrics = NodeMetrics::new(log.metrics().clone());
+        Self {
+            log,
+            peers: Peers::default(),
+            gate: Gate::default(),
+            refusal: Mutex::default(),
+            metrics,
+            _lock: lock,
+        }
+    }
+
     /// A node's state in memory only, remembering the last `key_window` idempotency keys.
     pub(crate) fn in_memory(key_window: usize) -> Self {
-        Self { log: Log::in_memory(key_window), ..Self::default() }
+        Self::new(Log::in_memory(key_window), None)
+    }
+
+    /// Why a secondary refuses its master now (none: it serves it).
+    pub fn refusal(&self) -> Option<String> {
+        self.refusal.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    pub(crate) fn set_refusal(&self, reason: Option<String>) {
+        *self.refusal.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = reason;
     }
 
     /// A node's state kept in `dir`, which it locks first (one process per directory), with
@@ -53,8 +89,7 @@ impl NodeState {
     ) -> Result<(Self, Replayed), StorageError> {
         let lock = DirLock::acquire(dir)?;
         let (log, replayed) = Log::open(&dir.join("log"), node, key_window)?;
-        let state = Self { log, peers: Peers::default(), gate: Gate::default(), _lock: Some(lock) };
-        Ok((state, replayed))
+        Ok((Self::new(log, Some(lock)), replayed))
     }
 }
 

@@ -8,6 +8,7 @@ use wasmtime_wasi::p2::{DynPollable, Pollable, subscribe};
 
 use super::NodeView;
 use super::replog::node::{log, peers, sequencer, types};
+use crate::metrics::{AckWaitTimer, ContactOutcome};
 use crate::state;
 
 impl sequencer::Host for NodeView<'_> {
@@ -32,7 +33,11 @@ impl sequencer::Host for NodeView<'_> {
                 return Err(closed(format!("fenced: a master with epoch {by} has taken over")));
             }
         };
-        let state::Appended { seq, duplicate } = self.state.log.append(msg, epoch, key).await?;
+        let trace = self.request_id.cloned();
+        let state::Appended { seq, duplicate } =
+            self.state.log.append_traced(msg, epoch, key, trace).await?;
+        let request_id = self.request_id.map(|id| &**id);
+        tracing::debug!(node = self.node, seq, epoch, duplicate, request_id, "appended");
         Ok(sequencer::Appended { seq, duplicate })
     }
 
@@ -151,29 +156,40 @@ impl peers::Host for NodeView<'_> {
     }
 
     fn record_contact(&mut self, url: String, contact: peers::Contact) {
-        let peers::Contact { status, failures, answered_ms, error, delay_ms } = contact;
+        let peers::Contact { outcome, status, failures, answered_ms, error, delay_ms } = contact;
+        let outcome = match outcome {
+            peers::Outcome::Acknowledged(entries) => ContactOutcome::Acknowledged(entries),
+            peers::Outcome::Repairing(entries) => ContactOutcome::Repairing(entries),
+            peers::Outcome::Fenced => ContactOutcome::Fenced,
+            peers::Outcome::Failed => ContactOutcome::Failed,
+        };
+        self.state.metrics.replication.contact(&url, outcome);
         let contact =
             state::Contact { status: status.into(), failures, answered_ms, error, delay_ms };
         self.state.peers.record_contact(&url, contact);
     }
 
     fn wait_acked(&mut self, seq: u64, count: u32) -> wasmtime::Result<Resource<DynPollable>> {
-        let wait = AckWait { state: self.state.clone(), seq, count: count as usize };
+        let timer = self.state.metrics.replication.wait();
+        let wait = AckWait { state: self.state.clone(), seq, count: count as usize, timer };
         let wait = self.table.push(wait)?;
         subscribe(self.table, wait)
     }
 }
 
-/// The pollable behind `peers.wait-acked`: ready once enough secondaries hold `seq`.
+/// The pollable behind `peers.wait-acked`: ready once enough secondaries hold `seq`. Its
+/// timer counts the wait as met then, or as given up if the writer drops it first.
 struct AckWait {
     state: Arc<state::NodeState>,
     seq: u64,
     count: usize,
+    timer: AckWaitTimer,
 }
 
 #[wasmtime_wasi::async_trait]
 impl Pollable for AckWait {
     async fn ready(&mut self) {
         self.state.peers.wait_acked(self.seq, self.count).await;
+        self.timer.met();
     }
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use wasmtime::component::ResourceTable;
 
+use crate::outbound::Outbound;
 use crate::secret::ClusterSecret;
 use crate::state;
 
@@ -69,10 +70,14 @@ use super::info::ComponentInfo;
 
 /// What the `replog:node` imports of one request act on.
 pub(crate) struct NodeView<'a> {
+    pub(crate) node: &'a str,
+    /// The client request the call serves, if any.
+    pub(crate) request_id: Option<&'a Arc<str>>,
     pub(crate) state: &'a Arc<state::NodeState>,
     pub(crate) secret: Option<&'a ClusterSecret>,
     pub(crate) component: &'a ComponentInfo,
     pub(crate) table: &'a mut ResourceTable,
+    pub(crate) outbound: &'a mut Outbound,
 }
 
 impl From<state::Entry> for log::Entry {
@@ -112,7 +117,14 @@ impl log::Host for NodeView<'_> {
 
     fn read(&mut self, start: u64, limit: u32, max_bytes: u32) -> Vec<log::Entry> {
         let max_bytes = usize::try_from(max_bytes).unwrap_or(usize::MAX);
-        self.state.log.read_bounded(start, limit, max_bytes).into_iter().map(Into::into).collect()
+        let entries = self.state.log.read_bounded(start, limit, max_bytes);
+        if self.outbound.carries()
+            && let (Some(first), Some(last)) = (entries.first(), entries.last())
+        {
+            // A replication step reads what it sends: its request names who appended it.
+            self.outbound.carry(self.state.log.traces().between(first.seq, last.seq, usize::MAX));
+        }
+        entries.into_iter().map(Into::into).collect()
     }
 
     fn epoch_at(&mut self, seq: u64) -> Option<u64> {

@@ -34,6 +34,8 @@ pub(super) struct Inner {
     pub(super) ticket: u64,
     /// The keys of the last entries, for recognising retried writes.
     pub(super) keys: Keys,
+    /// Bytes of the visible entries' messages.
+    pub(super) bytes: u64,
 }
 
 impl Inner {
@@ -47,6 +49,7 @@ impl Inner {
             planned: Position::default(),
             ticket: 0,
             keys: Keys::new(key_window),
+            bytes: 0,
         }
     }
 
@@ -79,11 +82,15 @@ impl Inner {
         {
             self.keys.insert(key, seq, &msg);
         }
+        self.bytes += msg.len() as u64;
         self.entries.push(Held { epoch, key: key.map(String::into_boxed_str), msg });
     }
 
     pub(super) fn truncate(&mut self, after: u64) {
-        self.entries.truncate(usize::try_from(after).unwrap_or(usize::MAX));
+        let keep = usize::try_from(after).unwrap_or(usize::MAX);
+        let dropped: usize = self.entries.iter().skip(keep).map(|held| held.msg.len()).sum();
+        self.bytes -= dropped as u64;
+        self.entries.truncate(keep);
         self.runs.retain(|run| run.first <= after);
         self.keys.forget_after(after);
     }

@@ -18,12 +18,15 @@ use std::sync::{Arc, RwLock};
 
 use tokio::sync::watch;
 
+use crate::metrics::LogMetrics;
+
 pub use self::change::{Appended, Change, LogError, Position, Run, Snapshot};
 use self::held::{Inner, planned_after, replay};
 use super::durable::{Durable, Sink};
 use super::entry::Entry;
 use super::keys::Seen;
 use super::segments::{Record, Replayed, Segments, StorageError};
+use super::traces::Traces;
 
 mod change;
 mod held;
@@ -33,6 +36,10 @@ mod tests;
 /// A node's log. Cheap to share behind an `Arc`.
 pub struct Log {
     shared: Arc<Shared>,
+    /// What it counts; its writer thread holds a clone.
+    metrics: LogMetrics,
+    /// Which client request appended each recent entry.
+    traces: Traces,
     /// The disk behind the log; none in memory mode.
     durable: Option<Durable>,
     /// `write`s run one at a time, each to its end (on disk), so that a change is always
@@ -67,11 +74,27 @@ impl Log {
     /// A log kept in memory only, remembering the last `key_window` idempotency keys: lost when
     /// the process ends. For tests and demos.
     pub(crate) fn in_memory(key_window: usize) -> Self {
-        Self::new(Shared::new(Inner::new(key_window)), None)
+        Self::new(Shared::new(Inner::new(key_window)), None, LogMetrics::default())
     }
 
-    fn new(shared: Arc<Shared>, durable: Option<Durable>) -> Self {
-        Self { shared, durable, writes: tokio::sync::Mutex::new(()) }
+    fn new(shared: Arc<Shared>, durable: Option<Durable>, metrics: LogMetrics) -> Self {
+        Self {
+            shared,
+            durable,
+            metrics,
+            traces: Traces::default(),
+            writes: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// What it counts (entries added and dropped, replays, group commits).
+    pub(crate) fn metrics(&self) -> &LogMetrics {
+        &self.metrics
+    }
+
+    /// Which client request appended each recent entry (see `append_traced`).
+    pub(crate) fn traces(&self) -> &Traces {
+        &self.traces
     }
 
     /// The log kept in `dir`, remembering the last `key_window` idempotency keys: what is there
@@ -98,13 +121,19 @@ impl Log {
             segments.append(&[Record::Truncate { after: inner.len() }])?;
         }
         let shared = Shared::new(inner);
-        let durable = Durable::start(segments, node, shared.clone());
-        Ok((Self::new(shared, Some(durable)), replayed))
+        let metrics = LogMetrics::default();
+        let durable = Durable::start(segments, node, shared.clone(), metrics.clone());
+        Ok((Self::new(shared, Some(durable), metrics), replayed))
     }
 
     /// Number of entries.
     pub fn len(&self) -> u64 {
         self.shared.read().len()
+    }
+
+    /// Bytes of messages held.
+    pub fn bytes(&self) -> u64 {
+        self.shared.read().bytes
     }
 
     /// Whether it holds no entry.
@@ -199,6 +228,18 @@ impl Log {
         epoch: u64,
         key: Option<String>,
     ) -> Result<Appended, LogError> {
+        self.append_traced(msg, epoch, key, None).await
+    }
+
+    /// `append`, for the client request `trace`: remembered as the one that appended the entry
+    /// from the moment it is numbered, before any reader can see the entry.
+    pub(crate) async fn append_traced(
+        &self,
+        msg: String,
+        epoch: u64,
+        key: Option<String>,
+        trace: Option<Arc<str>>,
+    ) -> Result<Appended, LogError> {
         /// What happened under the lock, to be waited for after it.
         enum Taken {
             Duplicate(u64),
@@ -222,6 +263,9 @@ impl Log {
                     }
                     let seq = inner.planned.seq + 1;
                     inner.planned = Position { seq, epoch };
+                    if let Some(trace) = trace {
+                        self.traces.record(seq, trace);
+                    }
                     if let Some(key) = &key {
                         inner.keys.insert(key, seq, &msg);
                     }
@@ -244,11 +288,18 @@ impl Log {
         };
         match taken {
             Taken::Duplicate(seq) => {
+                self.metrics.replayed();
                 self.visible(seq).await;
                 Ok(Appended { seq, duplicate: true })
             }
-            Taken::Visible(seq) => Ok(Appended { seq, duplicate: false }),
+            Taken::Visible(seq) => {
+                self.metrics.appended(1);
+                Ok(Appended { seq, duplicate: false })
+            }
             Taken::OnItsWay(seq, ticket) => {
+                // Counted when handed over: the writer makes it durable whether or not this
+                // request waits for it.
+                self.metrics.appended(1);
                 self.wait(ticket).await?;
                 Ok(Appended { seq, duplicate: false })
             }
@@ -268,6 +319,7 @@ impl Log {
             if records.is_empty() {
                 return Ok(inner.version);
             }
+            self.count(&records, inner.len());
             let Some(durable) = &self.durable else {
                 for record in records {
                     inner.apply(record);
@@ -284,6 +336,19 @@ impl Log {
         };
         self.wait(ticket).await?;
         Ok(self.shared.read().version)
+    }
+
+    /// Counts what `records`, planned on a log of `len` entries, add and drop.
+    fn count(&self, records: &[Record], len: u64) {
+        let mut added = 0;
+        for record in records {
+            match record {
+                Record::Entry(_) => added += 1,
+                Record::Truncate { after } if *after < len => self.metrics.truncated(len - after),
+                Record::Truncate { .. } | Record::Epoch { .. } => {}
+            }
+        }
+        self.metrics.appended(added);
     }
 
     async fn wait(&self, ticket: u64) -> Result<(), LogError> {

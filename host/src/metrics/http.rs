@@ -1,0 +1,91 @@
+//! Requests as the node's HTTP edge sees them: by route, method and status.
+
+use std::time::Duration;
+
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+
+use super::{SECONDS, register};
+
+/// The routes counted apart; every other path is `other`, so that a client cannot make the
+/// node keep a series per path it invents.
+const ROUTES: [&str; 6] = ["/messages", "/health", "/ready", "/replicate", "/metrics", "/env"];
+
+#[derive(Clone)]
+pub struct HttpMetrics {
+    requests: IntCounterVec,
+    duration: HistogramVec,
+}
+
+impl HttpMetrics {
+    pub(super) fn new(registry: &Registry) -> Self {
+        let requests = register(
+            registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "replog_http_requests_total",
+                    "HTTP requests answered, by route, method and status (refusals at the edge included).",
+                ),
+                &["route", "method", "status"],
+            ),
+        );
+        let duration = register(
+            registry,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "replog_http_request_duration_seconds",
+                    "Time from a request's arrival to its answer's head, by route and method.",
+                )
+                .buckets(SECONDS.to_vec()),
+                &["route", "method"],
+            ),
+        );
+        Self { requests, duration }
+    }
+
+    /// Counts one answered request to `path` (classified into a route).
+    pub fn observe(&self, path: &str, method: &str, status: u16, took: Duration) {
+        let (route, method) = (route(path), method_label(method));
+        self.requests.with_label_values(&[route, method, &status.to_string()]).inc();
+        self.duration.with_label_values(&[route, method]).observe(took.as_secs_f64());
+    }
+}
+
+/// The route label of `path`.
+pub(crate) fn route(path: &str) -> &'static str {
+    ROUTES.iter().find(|route| **route == path).copied().unwrap_or("other")
+}
+
+fn method_label(method: &str) -> &'static str {
+    match method {
+        "GET" => "GET",
+        "POST" => "POST",
+        "HEAD" => "HEAD",
+        "PUT" => "PUT",
+        "DELETE" => "DELETE",
+        "OPTIONS" => "OPTIONS",
+        "PATCH" => "PATCH",
+        _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invented_paths_and_methods_share_one_series() {
+        assert_eq!(route("/messages"), "/messages");
+        assert_eq!(route("/messages/1"), "other");
+        assert_eq!(route("/a-path-of-its-own"), "other");
+        assert_eq!(method_label("BREW"), "other");
+        let registry = Registry::new();
+        let http = HttpMetrics::new(&registry);
+        for path in ["/x", "/y", "/z"] {
+            http.observe(path, "GET", 404, Duration::from_millis(1));
+        }
+        http.observe("/messages", "POST", 201, Duration::from_millis(3));
+        let families = registry.gather();
+        let requests = families.iter().find(|f| f.name() == "replog_http_requests_total").unwrap();
+        assert_eq!(requests.get_metric().len(), 2, "one series for every unknown path");
+    }
+}

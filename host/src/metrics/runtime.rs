@@ -1,0 +1,109 @@
+//! The node's component: its versions swapped in (or refused) and their compile times, the
+//! instances alive, and the calls the host stopped.
+
+use std::time::Duration;
+
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+
+use super::register;
+
+/// Buckets for compile times, in seconds.
+const COMPILE_SECONDS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+
+/// Why the host stopped a call into the component.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    Cpu,
+    Memory,
+    WallClock,
+}
+
+#[derive(Clone)]
+pub struct RuntimeMetrics {
+    in_use: IntGauge,
+    stopped: IntCounterVec,
+    swaps: IntCounter,
+    swap_failures: IntCounter,
+    compile: Histogram,
+}
+
+impl RuntimeMetrics {
+    pub(super) fn new(registry: &Registry) -> Self {
+        let in_use = register(
+            registry,
+            IntGauge::with_opts(Opts::new(
+                "replog_instances_in_use",
+                "Component instances serving a call now (a request, a replication step, a recovery round).",
+            )),
+        );
+        let stopped = register(
+            registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "replog_calls_stopped_total",
+                    "Calls into the component the host stopped, by the limit they passed: cpu, memory, wall_clock.",
+                ),
+                &["limit"],
+            ),
+        );
+        for limit in ["cpu", "memory", "wall_clock"] {
+            stopped.with_label_values(&[limit]);
+        }
+        let counter = |name: &str, help: &str| {
+            register(registry, IntCounter::with_opts(Opts::new(name, help)))
+        };
+        let swaps = counter(
+            "replog_component_swaps_total",
+            "New component versions swapped in while the node served.",
+        );
+        let swap_failures = counter(
+            "replog_component_swap_failures_total",
+            "Component files not swapped in (unreadable, not compiling, not fitting the role, or refusing the node's settings): the running version served on.",
+        );
+        let compile = register(
+            registry,
+            Histogram::with_opts(
+                HistogramOpts::new(
+                    "replog_component_compile_seconds",
+                    "Time to compile a component version (at start and for each new version).",
+                )
+                .buckets(COMPILE_SECONDS.to_vec()),
+            ),
+        );
+        Self { in_use, stopped, swaps, swap_failures, compile }
+    }
+
+    /// A version compiled in `took` (a version compiled before and swapped back to is not).
+    pub fn compiled(&self, took: Duration) {
+        self.compile.observe(took.as_secs_f64());
+    }
+
+    /// A new version swapped in (`true`), or a file that was not (`false`).
+    pub fn swapped(&self, done: bool) {
+        if done { self.swaps.inc() } else { self.swap_failures.inc() }
+    }
+
+    /// Counts an instance serving a call until the returned guard is dropped.
+    pub fn in_use(&self) -> InUse {
+        self.in_use.inc();
+        InUse(self.in_use.clone())
+    }
+
+    pub fn stopped(&self, why: Stopped) {
+        let limit = match why {
+            Stopped::Cpu => "cpu",
+            Stopped::Memory => "memory",
+            Stopped::WallClock => "wall_clock",
+        };
+        self.stopped.with_label_values(&[limit]).inc();
+    }
+}
+
+/// One instance serving a call: counted in `replog_instances_in_use` until dropped.
+pub struct InUse(IntGauge);
+
+impl Drop for InUse {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}

@@ -1,0 +1,183 @@
+//! `replog status`: the cluster as its master sees it, as a table, for people and scripts.
+//!
+//! The master's `/health` says whether it takes writes and how far each secondary has
+//! acknowledged; each secondary's own `/health` adds its count, epoch and version. The exit
+//! code says whether the cluster can take writes.
+
+use std::fmt::Write as _;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::probe;
+
+/// What `replog status` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// The master takes writes.
+    Writable,
+    /// It answers, but takes none (recovering, fenced, too few secondaries).
+    ReadOnly,
+    /// It does not answer, or not as a replog master does.
+    Unreachable,
+}
+
+impl From<Verdict> for ExitCode {
+    fn from(verdict: Verdict) -> Self {
+        ExitCode::from(match verdict {
+            Verdict::Writable => 0,
+            Verdict::ReadOnly => 1,
+            Verdict::Unreachable => 2,
+        })
+    }
+}
+
+/// One node's line.
+struct Row {
+    node: String,
+    role: &'static str,
+    count: String,
+    lag: String,
+    status: String,
+    epoch: String,
+    version: String,
+}
+
+/// Asks the master at `master` and its secondaries; returns the report and the verdict.
+pub(crate) async fn status(master: &str, timeout: Duration) -> (String, Verdict) {
+    let master = master.trim_end_matches('/');
+    let health = match get_health(master, timeout).await {
+        Ok(health) if health["role"] == "master" => health,
+        Ok(other) => {
+            let role = other["role"].as_str().unwrap_or("unknown");
+            return (format!("{master} is not a master (role: {role})\n"), Verdict::Unreachable);
+        }
+        Err(why) => return (format!("{master}: {why}\n"), Verdict::Unreachable),
+    };
+    let text = |v: &Value| match v {
+        Value::Null => "-".to_owned(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let writable = health["writable"] == true;
+    let mut rows = vec![Row {
+        node: master.to_owned(),
+        role: "master",
+        count: text(&health["count"]),
+        lag: "-".to_owned(),
+        status: text(&health["state"]),
+        epoch: text(&health["epoch"]),
+        version: text(&health["component"]["version"]),
+    }];
+    let secondaries = health["secondaries"].as_array().cloned().unwrap_or_default();
+    let own = join_all(secondaries.iter().map(|s| {
+        let url = s["url"].as_str().unwrap_or_default().trim_end_matches('/').to_owned();
+        async move { get_health(&url, timeout).await }
+    }))
+    .await;
+    for (seen, own) in secondaries.iter().zip(own) {
+        let (count, epoch, version) = match &own {
+            Ok(own) => {
+                (text(&own["count"]), text(&own["epoch"]), text(&own["component"]["version"]))
+            }
+            Err(_) => ("?".to_owned(), "?".to_owned(), "unreachable".to_owned()),
+        };
+        rows.push(Row {
+            node: text(&seen["url"]),
+            role: "secondary",
+            count,
+            lag: text(&seen["lag"]),
+            status: text(&seen["status"]),
+            epoch,
+            version,
+        });
+    }
+    let mut out = table(&rows);
+    match (writable, health["reason"].as_str()) {
+        (true, _) => out.push_str("\ncluster takes writes\n"),
+        (false, Some(why)) => {
+            let _ = writeln!(out, "\ncluster takes NO writes: {why}");
+        }
+        (false, None) => out.push_str("\ncluster takes NO writes\n"),
+    }
+    (out, if writable { Verdict::Writable } else { Verdict::ReadOnly })
+}
+
+/// Runs `futures` concurrently and returns their outputs in order.
+async fn join_all<F>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let tasks: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut outputs = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        outputs.push(task.await.expect("a status request does not panic"));
+    }
+    outputs
+}
+
+/// `GET {base}/health` as JSON.
+async fn get_health(base: &str, timeout: Duration) -> Result<Value, String> {
+    let (status, body) =
+        probe::fetch(&format!("{base}/health"), timeout).await.map_err(|e| e.to_string())?;
+    if status != 200 {
+        return Err(format!("/health answered {status}"));
+    }
+    serde_json::from_slice(&body).map_err(|e| format!("/health is not JSON: {e}"))
+}
+
+fn table(rows: &[Row]) -> String {
+    let header = ["NODE", "ROLE", "COUNT", "LAG", "STATUS", "EPOCH", "VERSION"];
+    let cells: Vec<[&str; 7]> = rows
+        .iter()
+        .map(|r| [&*r.node, r.role, &*r.count, &*r.lag, &*r.status, &*r.epoch, &*r.version])
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &cells {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.len());
+        }
+    }
+    let mut out = String::new();
+    for row in std::iter::once(&header).chain(&cells) {
+        let line: Vec<String> =
+            row.iter().zip(widths).map(|(cell, width)| format!("{cell:<width$}")).collect();
+        let _ = writeln!(out, "{}", line.join("  ").trim_end());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_line_up_whatever_the_widths() {
+        let row = |node: &str, count: &str| Row {
+            node: node.into(),
+            role: "secondary",
+            count: count.into(),
+            lag: "0".into(),
+            status: "healthy".into(),
+            epoch: "1".into(),
+            version: "0.4.0".into(),
+        };
+        let out = table(&[row("http://a:1", "5"), row("http://long-name:8001", "123456")]);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 3);
+        let role_at = lines[0].find("ROLE").unwrap();
+        assert!(lines.iter().skip(1).all(|l| l[role_at..].starts_with("secondary")), "{out}");
+    }
+
+    #[tokio::test]
+    async fn nothing_listening_is_unreachable() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        drop(listener);
+        let (out, verdict) = status(&url, Duration::from_secs(2)).await;
+        assert_eq!(verdict, Verdict::Unreachable, "{out}");
+        assert!(out.contains("cannot connect"), "{out}");
+    }
+}
