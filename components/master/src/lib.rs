@@ -1,8 +1,8 @@
 //! The replog master: numbers client writes, and replicates them to every secondary through
 //! the host's replication streams (one per secondary, each calling `replicator.step`).
 //!
-//! Runs once per HTTP request or replication step; the log and what is known of each
-//! secondary live in the host (`replog:node/sequencer`, `log` and `peers`), settings come from
+//! Keeps nothing between calls (HTTP requests, replication steps): the log and what is known of
+//! each secondary live in the host (`replog:node/sequencer`, `log` and `peers`), settings come from
 //! the environment.
 
 mod bindings;

@@ -1,7 +1,7 @@
 //! A replog secondary: stores what the master replicates, in the master's order, and serves
 //! reads of the gap-free prefix.
 //!
-//! Runs once per HTTP request; the log lives in the host (`replog:node/replica` and `log`),
+//! Keeps nothing between requests; the log lives in the host (`replog:node/replica` and `log`),
 //! settings come from the environment.
 
 mod bindings;
