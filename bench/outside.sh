@@ -20,73 +20,9 @@ cd "$(dirname "$0")/.."
 THREADS=${BENCH_THREADS:-2}
 CONNECTIONS=${BENCH_CONNECTIONS:-32}
 SECONDS_EACH=${BENCH_SECONDS:-8}
-REPLOG=${REPLOG:-./target/release/replog}
-# What says a node is ready (an older replog, without GET /ready: /health).
-READY=${BENCH_READY_PATH:-/ready}
 
 command -v wrk >/dev/null || { echo "wrk is needed (Debian: apt-get install wrk)" >&2; exit 1; }
-[ -x "$REPLOG" ] || { echo "$REPLOG is missing: run cargo build --release first" >&2; exit 1; }
-
-work=$(mktemp -d /tmp/replog-bench.XXXXXX)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-# A free block of ports on 127.0.0.1 (nothing listens on any of them).
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-wait_for() { # URL: waits up to 30 s for a 200
-  for _ in $(seq 300); do
-    [ "$(curl -s -o /dev/null -w '%{http_code}' "$1")" = 200 ] && return 0
-    sleep 0.1
-  done
-  echo "no answer from $1" >&2
-  exit 1
-}
-
-rss_mb() { awk '/VmRSS/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
-
-export CLUSTER_SECRET
-CLUSTER_SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
-nodes=() # "name pid"
-
-# start_cluster STORAGE: memory or disk
-start_cluster() {
-  local storage=$1 s1 s2 m
-  s1=$(free_port) s2=$(free_port) m=$(free_port)
-  local -a store=(--in-memory)
-  nodes=()
-  for spec in "secondary1 $s1" "secondary2 $s2"; do
-    set -- $spec
-    [ "$storage" = disk ] && store=(--data-dir "$work/$storage-$1")
-    PORT=$2 BIND=127.0.0.1 "$REPLOG" serve --role secondary --name "$1" "${store[@]}" \
-      >"$work/$storage-$1.log" 2>&1 &
-    pids+=($!)
-    nodes+=("$1 $!")
-    wait_for "http://127.0.0.1:$2$READY"
-  done
-  [ "$storage" = disk ] && store=(--data-dir "$work/$storage-master")
-  PORT=$m BIND=127.0.0.1 SECONDARIES="http://127.0.0.1:$s1,http://127.0.0.1:$s2" \
-    "$REPLOG" serve --role master --name master "${store[@]}" >"$work/$storage-master.log" 2>&1 &
-  pids+=($!)
-  nodes+=("master $!")
-  MASTER="http://127.0.0.1:$m"
-  wait_for "$MASTER$READY"
-}
-
-stop_cluster() {
-  for node in "${nodes[@]}"; do
-    set -- $node
-    kill "$2" 2>/dev/null || true
-    wait "$2" 2>/dev/null || true
-  done
-}
+. bench/lib.sh
 
 report_rss() { # LABEL
   local line="  RSS $1:"
@@ -97,12 +33,22 @@ report_rss() { # LABEL
   echo "$line"
 }
 
-# run_wrk NAME URL [LUA]: prints "NAME req/s p50 p99" (latencies in ms)
+# CPU time (user + system) a process has used, in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+# run_wrk NAME URL [LUA]: prints "NAME req/s p50 p99" (latencies in ms), then the CPU time
+# each node spent per request during the run (what a request costs where; the machine has
+# `nproc` cores for the nodes and wrk together).
 results=()
 run_wrk() {
   local name=$1 url=$2 script=${3:-} out
-  local -a extra=()
+  local -a extra=() before=()
   [ -n "$script" ] && extra=(-s "$script")
+  for node in "${nodes[@]}"; do
+    set -- $node
+    before+=("$(cpu_ticks "$2")")
+  done
+  set -- "$name" "$url"
   out=$(timeout $((SECONDS_EACH + 30)) wrk -t"$THREADS" -c"$CONNECTIONS" -d"${SECONDS_EACH}s" \
     --latency "${extra[@]}" "$url")
   local rps p50 p99
@@ -114,6 +60,16 @@ run_wrk() {
   [ -n "$errors" ] && echo "  $name: $errors" >&2
   results+=("$name $rps $(to_ms "$p50") $(to_ms "$p99")")
   printf '  %-34s %10s req/s  p50 %8s ms  p99 %8s ms\n' "$name" "$rps" "$(to_ms "$p50")" "$(to_ms "$p99")"
+  case "$name" in *nginx*) return ;; esac
+  local requests ticks=$(getconf CLK_TCK) line="    CPU per request:" i=0
+  requests=$(awk '/requests in/ {print $1}' <<<"$out")
+  for node in "${nodes[@]}"; do
+    set -- $node
+    line+=$(awk -v t="$(( $(cpu_ticks "$2") - before[i] ))" -v hz="$ticks" -v n="$requests" -v who="$1" \
+      'BEGIN { printf " %s %.0f us", who, t / hz * 1e6 / n }')
+    i=$((i + 1))
+  done
+  echo "$line"
 }
 
 to_ms() { # wrk's "1.23ms" / "456.00us" / "1.2s" into milliseconds
@@ -131,10 +87,10 @@ field() { # the COLUMN-th field of the result named NAME
   done
 }
 
-cat >"$work/post.lua" <<'LUA'
+cat >"$work/post.lua" <<LUA
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
-wrk.body = '{"msg":"a lean write of about sixty bytes, acknowledged by all","w":3}'
+wrk.body = '$LEAN_WRITE'
 LUA
 
 echo "replog $("$REPLOG" --version | awk '{print $2}'), wrk -t$THREADS -c$CONNECTIONS -d${SECONDS_EACH}s, $(nproc) cores"
@@ -142,9 +98,7 @@ echo "replog $("$REPLOG" --version | awk '{print $2}'), wrk -t$THREADS -c$CONNEC
 echo "in memory:"
 start_cluster memory
 report_rss "idle after start"
-for i in $(seq 100); do
-  curl -s -o /dev/null -XPOST "$MASTER/messages?log=false" -d "{\"msg\":\"message number $i of the benchmark log\"}"
-done
+seed 100
 curl -s "$MASTER/messages" >"$work/messages.json"
 echo "  GET /messages: $(wc -c <"$work/messages.json") bytes, $(grep -o '"message number' "$work/messages.json" | wc -l) messages"
 run_wrk get-replog "$MASTER/messages"

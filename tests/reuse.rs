@@ -13,7 +13,11 @@ use support::inproc::*;
 use support::wait::eventually;
 
 async fn runaway(reuse: u32) -> Node {
-    let mut config = config("runaway", Role::Master);
+    runaway_with_peer(reuse, "").await
+}
+
+async fn runaway_with_peer(reuse: u32, peer: &str) -> Node {
+    let mut config = config("runaway", Role::Master).with("SECONDARIES", peer);
     config.limits = Limits { reuse, cpu_budget: Duration::from_millis(300), ..Limits::default() };
     node(config, RUNAWAY).await
 }
@@ -77,5 +81,45 @@ fn an_instance_stopped_by_a_limit_is_never_used_again() {
         for _ in 0..3 {
             assert_eq!(call(&node, "GET", "/ok", "").await.status, 200);
         }
+    });
+}
+
+/// A call whose client goes away (hyper drops the request) runs to its end anyway: it is not
+/// cut off between two host calls, and its instance, whole, serves the next call.
+#[test]
+fn a_call_whose_client_went_away_runs_to_its_end() {
+    block_on(async {
+        // A peer that takes a request, says so, and answers only when released.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let peer = format!("http://{}", listener.local_addr().unwrap());
+        let (arrived, mut arrival) = tokio::sync::mpsc::channel::<()>(1);
+        let release = std::sync::Arc::new(tokio::sync::Notify::new());
+        let server = tokio::spawn({
+            let release = release.clone();
+            async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let (mut stream, _) = listener.accept().await.unwrap();
+                let mut head = [0u8; 1024];
+                let _ = stream.read(&mut head).await.unwrap();
+                arrived.send(()).await.unwrap();
+                release.notified().await;
+                let answer = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}";
+                stream.write_all(answer.as_bytes()).await.unwrap();
+            }
+        });
+        let node = runaway_with_peer(Limits::DEFAULT_REUSE, &peer).await;
+        assert_eq!(calls(&node).await, 1);
+
+        // The kept instance takes the call, which waits on the peer; its client goes away.
+        let fetch = format!("/fetch?url={peer}/slow");
+        tokio::select! {
+            answer = call(&node, "GET", &fetch, "") => panic!("answered before the peer: {answer:?}"),
+            _ = arrival.recv() => {}
+        }
+        release.notify_one();
+        tokio::time::timeout(Duration::from_secs(5), server).await.unwrap().unwrap();
+        settled(&node).await;
+        // Cut off, its instance would be gone, and the next call would be a new instance's 1st.
+        assert_eq!(calls(&node).await, 3, "the call ran to its end on the kept instance");
     });
 }

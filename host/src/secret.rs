@@ -17,7 +17,9 @@ type HmacSha256 = Hmac<Sha256>;
 /// A cluster secret. Cheap to clone.
 #[derive(Clone)]
 pub struct ClusterSecret {
-    key: Arc<[u8]>,
+    /// The HMAC with the key already absorbed: every signature starts from a copy of it, which
+    /// saves hashing the key's two padded blocks again (half of a short message's work).
+    keyed: Arc<HmacSha256>,
 }
 
 /// Why a cluster secret cannot be used.
@@ -49,7 +51,9 @@ impl ClusterSecret {
         if text.len() < Self::MIN_LEN {
             return Err(SecretError::TooShort(text.len()));
         }
-        Ok(Self { key: Arc::from(text.as_bytes()) })
+        let keyed =
+            HmacSha256::new_from_slice(text.as_bytes()).expect("HMAC takes keys of any length");
+        Ok(Self { keyed: Arc::new(keyed) })
     }
 
     /// The secret kept in the file at `path` (the Docker and Kubernetes secret form).
@@ -86,7 +90,7 @@ impl ClusterSecret {
     }
 
     fn mac(&self, head: &[u8], body: &[u8]) -> HmacSha256 {
-        let mut mac = HmacSha256::new_from_slice(&self.key).expect("HMAC takes keys of any length");
+        let mut mac = HmacSha256::clone(&self.keyed);
         mac.update(head);
         mac.update(body);
         mac
@@ -94,11 +98,13 @@ impl ClusterSecret {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    use fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut text, b| {
-        let _ = write!(text, "{b:02x}");
-        text
-    })
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        text.push(char::from(DIGITS[usize::from(b >> 4)]));
+        text.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    text
 }
 
 fn unhex(text: &str) -> Option<Vec<u8>> {
@@ -116,7 +122,9 @@ mod tests {
     fn a_signature_checks_only_with_the_same_key_and_the_same_bytes() {
         let secret = ClusterSecret::new("correct horse battery staple\n").unwrap();
         let signature = secret.sign(b"POST /replicate 1700000000000\n", b"{\"entries\":[]}");
-        assert_eq!(signature.len(), 64);
+        // Python's hmac.new(key, head + body, hashlib.sha256).hexdigest() for the same bytes.
+        assert_eq!(signature, "3f0935a7fdb8ea124f87da27bb6bd027c808dfe4a823394f54f6ef5e8e31b249");
+        assert_eq!(secret.sign(b"POST /replicate 1700000000000\n", b"{\"entries\":[]}"), signature);
         assert!(secret.verify(b"POST /replicate 1700000000000\n", b"{\"entries\":[]}", &signature));
         assert!(!secret.verify(
             b"POST /replicate 1700000000001\n",

@@ -1,12 +1,13 @@
 //! Requests in, JSON responses out: whole, or written as they are produced (a log of any
 //! length goes out in pages, so a component's memory stays small).
 
-use std::io::{BufWriter, Read, Write};
+use std::io::{BufWriter, Write};
 
 use serde::Serialize;
 use wasip2::http::types::{
     Fields, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam,
 };
+use wasip2::io::streams::{InputStream, StreamError};
 
 /// An incoming request, split into what the handlers route on.
 pub struct Request {
@@ -72,12 +73,33 @@ impl Request {
     pub fn body(&self) -> Result<Vec<u8>, Response> {
         let broke = |why: &str| Response::error(400, &format!("could not read the body: {why}"));
         let body = self.inner.consume().map_err(|()| broke("it was already taken"))?;
-        let mut stream = body.stream().map_err(|()| broke("it has no stream"))?;
-        let mut bytes = Vec::new();
-        let read = stream.read_to_end(&mut bytes);
+        let stream = body.stream().map_err(|()| broke("it has no stream"))?;
+        let read = read_all(&stream, u64::MAX);
         drop(stream);
-        read.map_err(|e| broke(&e.to_string()))?;
-        Ok(bytes)
+        read.map_err(|e| broke(&e))
+    }
+}
+
+/// The most asked of the host in one read: a body it holds whole comes in one piece.
+const READ_CHUNK: u64 = 1024 * 1024;
+
+/// Reads `stream` to its end: at most `limit` bytes, more is an error. Each read takes what the
+/// host has, so a body comes in one read and the one that finds the end (`read_to_end` would
+/// start with small reads and grow them: half a dozen host calls for a short answer).
+pub fn read_all(stream: &InputStream, limit: u64) -> Result<Vec<u8>, String> {
+    let mut bytes = Vec::new();
+    loop {
+        // Past the limit, one byte more is enough to tell that there is more.
+        let room = limit.saturating_sub(bytes.len() as u64).clamp(1, READ_CHUNK);
+        match stream.blocking_read(room) {
+            Ok(chunk) if bytes.len() as u64 + chunk.len() as u64 > limit => {
+                return Err(format!("longer than {limit} bytes"));
+            }
+            Ok(chunk) if bytes.is_empty() => bytes = chunk,
+            Ok(chunk) => bytes.extend_from_slice(&chunk),
+            Err(StreamError::Closed) => return Ok(bytes),
+            Err(StreamError::LastOperationFailed(e)) => return Err(e.to_debug_string()),
+        }
     }
 }
 
@@ -198,14 +220,18 @@ impl Response {
         ResponseOutparam::set(out, Ok(response));
         let stream = body.write().map_err(|()| "response stream already taken")?;
         // Writes go out in pieces the host takes at a time; a buffer makes them few.
-        let mut stream = BufWriter::with_capacity(64 * 1024, stream);
-        let written = match self.body {
-            Body::Whole(bytes) => stream.write_all(&bytes),
-            Body::Streamed(write) => write(&mut stream),
-        };
-        let flushed = written.and_then(|()| stream.flush());
+        let mut buffered = BufWriter::with_capacity(64 * 1024, stream);
+        match self.body {
+            Body::Whole(bytes) => buffered.write_all(&bytes),
+            Body::Streamed(write) => write(&mut buffered),
+        }
+        .map_err(|e| e.to_string())?;
+        // The rest of the buffer goes to the host, and the body ends, without waiting for the
+        // client to take it (`blocking-flush` would): an answer that fits the host's buffer is
+        // then done in this call, and the host answers without a task of its own for it.
+        let stream = buffered.into_inner().map_err(|e| e.error().to_string())?;
+        stream.flush().map_err(|e| format!("{e:?}"))?;
         drop(stream);
-        flushed.map_err(|e| e.to_string())?;
         OutgoingBody::finish(body, None).map_err(|e| format!("{e:?}"))
     }
 }

@@ -9,6 +9,7 @@ pub mod about;
 pub mod auth;
 pub mod host;
 pub mod http;
+pub mod json;
 pub mod log;
 pub mod peer;
 pub mod settings;

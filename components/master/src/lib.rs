@@ -152,6 +152,7 @@ fn writes(settings: &Settings) -> Writes {
             )),
         ),
     };
-    let reason = reason.or_else(|| quorum::check(settings.nodes()).err().map(|r| r.error));
+    let reason =
+        reason.or_else(|| quorum::check(settings.nodes(), &peers::all()).err().map(|r| r.error));
     Writes { state, epoch, reason }
 }

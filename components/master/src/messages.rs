@@ -107,7 +107,8 @@ pub fn post(request: &Request, out: ResponseOutparam, settings: &Settings) {
     };
     // Whether the master is open at all is the host's to enforce on `append`; asking first
     // would cost every write a call, so the mode is looked at only when a write is refused.
-    if let Err(refusal) = quorum::check(nodes) {
+    let mut secondaries = peers::all();
+    if let Err(refusal) = quorum::check(nodes, &secondaries) {
         return closed().unwrap_or_else(|| Response::json(503, &refusal)).send(out);
     }
     let w = new.w.unwrap_or(nodes);
@@ -136,11 +137,19 @@ pub fn post(request: &Request, out: ResponseOutparam, settings: &Settings) {
     if w > 1 {
         // The replication streams deliver the message; this request only waits for enough
         // of them, or for the timeout.
-        let acked = peers::wait_acked(seq, u32::try_from(w - 1).unwrap_or(u32::MAX));
+        let wanted = u32::try_from(w - 1).unwrap_or(u32::MAX);
+        let acked = peers::wait_acked(seq, wanted);
         let timeout = monotonic_clock::subscribe_duration(nanos(settings.replication_timeout));
-        poll::poll(&[&acked, &timeout]);
+        let ready = poll::poll(&[&acked, &timeout]);
+        if ready.contains(&0) && wanted as usize == secondaries.len() {
+            // Every secondary holds it: there is nothing more to ask the host.
+            secondaries.iter_mut().for_each(|p| p.acked = p.acked.max(seq));
+        } else {
+            secondaries = peers::all();
+        }
     }
-    let all = peers::all();
+    // Without a wait (`w` = 1) the answer names those that held it already (a retry's).
+    let all = secondaries;
     let acks: Vec<Ack> =
         all.iter().filter(|p| p.acked >= seq).map(|p| Ack { secondary: p.url.clone() }).collect();
     let held = 1 + acks.len() as u64;

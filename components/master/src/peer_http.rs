@@ -1,11 +1,10 @@
 //! Requests to secondaries, signed and bounded in time: what replication steps and recovery
 //! rounds send. Several can be in flight at once: `start` sends, `finish` waits for the answer.
 
-use std::io::Read;
 use std::time::Duration;
 
 use replog_guest::auth;
-use replog_guest::http::method_name;
+use replog_guest::http::{method_name, read_all};
 use wasip2::clocks::monotonic_clock;
 use wasip2::http::outgoing_handler;
 use wasip2::http::types::{
@@ -119,13 +118,11 @@ fn send_body(outgoing: OutgoingBody, body: Option<&[u8]>) -> Result<(), String> 
 
 fn read_answer(answer: IncomingResponse) -> Result<Vec<u8>, String> {
     let body = answer.consume().map_err(|()| "body already taken".to_owned())?;
-    let mut stream = body.stream().map_err(|()| "body stream already taken".to_owned())?;
-    let mut bytes = Vec::new();
-    let read = (&mut stream).take(MAX_ANSWER_BYTES).read_to_end(&mut bytes);
+    let stream = body.stream().map_err(|()| "body stream already taken".to_owned())?;
+    let read = read_all(&stream, MAX_ANSWER_BYTES);
     drop(stream);
     drop(body);
-    read.map_err(|e| format!("the answer broke off: {e}"))?;
-    Ok(bytes)
+    read.map_err(|e| format!("the answer broke off: {e}"))
 }
 
 /// Words for an HTTP error, for the peer's `last_error` and the client's `502`.

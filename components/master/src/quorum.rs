@@ -5,7 +5,7 @@
 
 use serde::Serialize;
 
-use crate::bindings::replog::node::peers::{self, Status};
+use crate::bindings::replog::node::peers::{Peer, Status};
 
 /// Why the master does not take writes right now: the body of its `503`.
 #[derive(Debug, Serialize)]
@@ -17,11 +17,14 @@ pub struct Refusal {
     pub unhealthy: Vec<String>,
 }
 
-/// `Ok` when a majority of the `nodes` (master included) can take writes.
-pub fn check(nodes: u64) -> Result<(), Refusal> {
-    let all = peers::all();
-    let unhealthy: Vec<String> =
-        all.iter().filter(|p| p.status == Status::Unhealthy).map(|p| p.url.clone()).collect();
+/// `Ok` when a majority of the `nodes` (master included) can take writes, given the
+/// `secondaries` as the host holds them.
+pub fn check(nodes: u64, secondaries: &[Peer]) -> Result<(), Refusal> {
+    let unhealthy: Vec<String> = secondaries
+        .iter()
+        .filter(|p| p.status == Status::Unhealthy)
+        .map(|p| p.url.clone())
+        .collect();
     let healthy_nodes = nodes - unhealthy.len() as u64;
     let majority = nodes / 2 + 1;
     if healthy_nodes >= majority {
@@ -37,4 +40,33 @@ pub fn check(nodes: u64) -> Result<(), Refusal> {
         majority,
         unhealthy,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(url: &str, status: Status) -> Peer {
+        Peer {
+            url: url.to_owned(),
+            acked: 0,
+            synced: true,
+            status,
+            failures: 0,
+            last_contact_ms: None,
+            last_error: None,
+            delay_ms: None,
+        }
+    }
+
+    #[test]
+    fn a_suspected_secondary_still_counts_an_unhealthy_one_does_not() {
+        let (a, b) = ("http://a", "http://b");
+        assert!(check(3, &[peer(a, Status::Suspected), peer(b, Status::Unhealthy)]).is_ok());
+        let refused = check(3, &[peer(a, Status::Unhealthy), peer(b, Status::Unhealthy)])
+            .expect_err("one of three is no majority");
+        assert_eq!((refused.healthy_nodes, refused.majority), (1, 2));
+        assert_eq!(refused.unhealthy, [a, b]);
+        assert!(check(1, &[]).is_ok(), "a master alone is its own majority");
+    }
 }

@@ -19,6 +19,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
 use super::bindings::replicating::{self, exports::replog::node::replicator::Wake};
 use super::component::{CompiledComponent, LoadError};
 use super::ctx::RequestCtx;
+use super::detach::Detachable;
 use super::failure::{Failure, Response};
 use super::info::ComponentInfo;
 use super::output::{GuestOutput, Naming, Stream};
@@ -77,9 +78,9 @@ impl Shared {
     }
 
     /// Serves one request on the current version, on an instance it kept or a new one. The
-    /// component runs in a task of its own and the request waits only for the response: a
-    /// master may answer its client once enough secondaries hold a message and keep
-    /// replicating afterwards.
+    /// request waits only for the response, driving the call itself until then; a call that
+    /// goes on after answering (a master may answer its client once enough secondaries hold a
+    /// message, a long body is written as the client reads it) runs on in a task of its own.
     pub(crate) async fn run<B>(
         &self,
         request: hyper::Request<B>,
@@ -91,7 +92,7 @@ impl Shared {
     {
         let version = self.current();
         let (mut store, kept) = self.parts.store_for(&version, &version.idle, Trace::Request(id));
-        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let (sender, mut receiver) = tokio::sync::oneshot::channel();
         let answered = Arc::new(AtomicBool::new(false));
         let (req, out) = {
             let mut http = store.data_mut().http();
@@ -109,7 +110,7 @@ impl Shared {
         let name = self.parts.name.clone();
         let state = self.parts.state.clone();
         let reuse = self.parts.config.limits.reuse;
-        let task = tokio::spawn(async move {
+        let mut call = Detachable::new(async move {
             let _in_use = state.metrics.runtime.in_use();
             let call = async {
                 let (proxy, calls) = match kept {
@@ -139,14 +140,20 @@ impl Shared {
             }
             result
         });
-        match receiver.await {
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(code)) => Err(Failure::ErrorCode(code)),
-            Err(_) => match task.await {
-                Ok(Err(failure)) => Err(failure),
-                Ok(Ok(())) => Err(Failure::NoResponse),
-                Err(e) => Err(Failure::Host(format!("the request's task failed: {e}"))),
+        // Whatever ends first: the call (its response, if it gave one, is waiting), or its
+        // response (the call, if it goes on, is detached when this returns).
+        let ended = tokio::select! {
+            biased;
+            ended = &mut call => ended,
+            response = &mut receiver => match response {
+                Ok(response) => return response.map_err(Failure::ErrorCode),
+                // It dropped its response without setting it: it is ending.
+                Err(_) => call.await,
             },
+        };
+        match receiver.try_recv() {
+            Ok(response) => response.map_err(Failure::ErrorCode),
+            Err(_) => Err(ended.err().unwrap_or(Failure::NoResponse)),
         }
     }
 

@@ -3,7 +3,8 @@
 //! - `component`: a component file compiled and linked for a role;
 //! - `version`: a version loaded, with what it says of itself and of its settings' needs
 //!   (`info`: what identifies it);
-//! - `call`: one call into the current version (a request, a step, a recovery round);
+//! - `call`: one call into the current version (a request, a step, a recovery round), which a
+//!   request drives itself (`detach`: until it outlives the request);
 //! - `streams`: a master's recovery and replication streams;
 //! - `bindings`, `ctx`, `output`: the host side of the contract and of one call's store;
 //! - `failure`: what the host answers when a call gets no answer.
@@ -12,6 +13,7 @@ mod bindings;
 mod call;
 mod component;
 mod ctx;
+mod detach;
 mod failure;
 mod info;
 mod output;

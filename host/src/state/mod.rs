@@ -19,6 +19,7 @@ pub use self::entry::Entry;
 pub use self::gate::{Gate, Mode};
 pub use self::keys::DEFAULT_KEY_WINDOW;
 pub(crate) use self::lock::DirLock;
+pub(crate) use self::log::TextPage;
 pub use self::log::{Appended, Change, Log, LogError, Position, Run, Snapshot};
 pub use self::peers::{Contact, Peer, PeerStatus, Peers};
 pub use self::segments::{Replayed, StorageError};

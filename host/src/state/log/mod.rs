@@ -22,6 +22,7 @@ use crate::metrics::LogMetrics;
 
 pub use self::change::{Appended, Change, LogError, Position, Run, Snapshot};
 use self::held::{Inner, planned_after, replay};
+pub(crate) use self::read::TextPage;
 use super::durable::{Durable, Sink};
 use super::entry::Entry;
 use super::keys::Seen;
@@ -30,6 +31,7 @@ use super::traces::Traces;
 
 mod change;
 mod held;
+mod read;
 #[cfg(test)]
 mod tests;
 
@@ -175,38 +177,6 @@ impl Log {
     /// Follows the log's length: `changed()` resolves on every visible change.
     pub(crate) fn watch(&self) -> watch::Receiver<u64> {
         self.shared.grown.subscribe()
-    }
-
-    /// Up to `limit` entries starting at `seq` = `start` (0 is read as 1).
-    pub fn read(&self, start: u64, limit: u32) -> Vec<Entry> {
-        self.read_bounded(start, limit, usize::MAX)
-    }
-
-    /// Up to `limit` entries starting at `seq` = `start`, stopping before the entry that would
-    /// take their messages past `max_bytes` (the first always comes).
-    pub(crate) fn read_bounded(&self, start: u64, limit: u32, max_bytes: usize) -> Vec<Entry> {
-        let inner = self.shared.read();
-        let first = start.max(1);
-        let Ok(skip) = usize::try_from(first - 1) else { return Vec::new() };
-        let mut bytes = 0usize;
-        inner
-            .entries
-            .iter()
-            .skip(skip)
-            .take(limit as usize)
-            .take_while(|held| {
-                let fits = bytes == 0 || bytes.saturating_add(held.msg.len()) <= max_bytes;
-                bytes = bytes.saturating_add(held.msg.len()).max(1);
-                fits
-            })
-            .zip(first..)
-            .map(|(held, seq)| Entry {
-                seq,
-                epoch: held.epoch,
-                key: held.key.as_deref().map(str::to_owned),
-                msg: held.msg.clone(),
-            })
-            .collect()
     }
 
     /// Resolves once the entry at `seq` is durable and visible (or the log failed).

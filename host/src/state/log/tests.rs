@@ -170,6 +170,32 @@ async fn reads_stop_at_their_byte_bound_but_always_bring_one_entry() {
     assert_eq!(log.read_bounded(2, 1, usize::MAX), [entry(2, 1, "bbbb")]);
 }
 
+#[tokio::test]
+async fn a_text_page_holds_the_messages_of_the_same_entries_and_where_each_ends() {
+    let log = Log::in_memory(10);
+    let entries =
+        vec![entry(1, 1, "a"), entry(2, 1, "\u{e9}t\u{e9}"), entry(3, 2, ""), entry(4, 2, "dd")];
+    log.write(Change { version: 0, epoch: 2, entries, ..Change::default() }).await.unwrap();
+    let page = log.read_text(0, 10, u32::MAX);
+    assert_eq!((page.text.as_str(), page.ends.as_slice()), ("a\u{e9}t\u{e9}dd", &[1, 6, 6, 8][..]));
+    for (start, limit, max_bytes) in [(2, 10, 5), (2, 2, u32::MAX), (1, 10, 0), (5, 10, 100)] {
+        let page = log.read_text(start, limit, max_bytes);
+        let whole = log.read_bounded(start, limit, max_bytes as usize);
+        let messages: Vec<&str> = whole.iter().map(|e| e.msg.as_str()).collect();
+        let mut from = 0;
+        let sliced: Vec<&str> = page
+            .ends
+            .iter()
+            .map(|&end| {
+                let msg = &page.text[from..end as usize];
+                from = end as usize;
+                msg
+            })
+            .collect();
+        assert_eq!(sliced, messages, "read_text({start}, {limit}, {max_bytes})");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_repair_cut_short_by_a_crash_leaves_a_valid_log() {
     let dir = dir("torn-repair");

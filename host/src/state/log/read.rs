@@ -1,0 +1,80 @@
+//! Reading the log: pages of entries bounded in count and in bytes, whole (what a replication
+//! step sends) or as their messages alone (what `GET /messages` answers).
+
+use super::Log;
+use super::held::{Held, Inner};
+use crate::state::entry::Entry;
+
+/// The messages of a page, one after another, and where each one ends in `text`.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct TextPage {
+    pub(crate) text: String,
+    pub(crate) ends: Vec<u32>,
+}
+
+impl Log {
+    /// Up to `limit` entries starting at `seq` = `start` (0 is read as 1).
+    pub fn read(&self, start: u64, limit: u32) -> Vec<Entry> {
+        self.read_bounded(start, limit, usize::MAX)
+    }
+
+    /// Up to `limit` entries starting at `seq` = `start`, stopping before the entry that would
+    /// take their messages past `max_bytes` (the first always comes).
+    pub(crate) fn read_bounded(&self, start: u64, limit: u32, max_bytes: usize) -> Vec<Entry> {
+        let inner = self.shared.read();
+        page(&inner, start, limit, max_bytes)
+            .map(|(seq, held)| Entry {
+                seq,
+                epoch: held.epoch,
+                key: held.key.as_deref().map(str::to_owned),
+                msg: held.msg.clone(),
+            })
+            .collect()
+    }
+
+    /// The messages of the same entries as `read_bounded`, copied once into one string: a
+    /// reader that needs nothing else gets them without an allocation per message.
+    pub(crate) fn read_text(&self, start: u64, limit: u32, max_bytes: u32) -> TextPage {
+        let inner = self.shared.read();
+        let max_bytes = usize::try_from(max_bytes).unwrap_or(usize::MAX);
+        let mut page_text = TextPage::default();
+        let entries = page(&inner, start, limit, max_bytes);
+        let (bytes, count) =
+            entries.clone().fold((0, 0), |(b, n), (_, h)| (b + h.msg.len(), n + 1));
+        page_text.text.reserve_exact(bytes);
+        page_text.ends.reserve_exact(count);
+        for (_, held) in entries {
+            page_text.text.push_str(&held.msg);
+            // Only the first message can take the page past `max_bytes` (a u32), and no
+            // message comes near 4 GiB (bodies are bounded far below).
+            page_text.ends.push(u32::try_from(page_text.text.len()).unwrap_or(u32::MAX));
+        }
+        page_text
+    }
+}
+
+/// The entries of a page with their `seq`: up to `limit` from `start` (0 is read as 1),
+/// stopping before the one that would take their messages past `max_bytes` (the first always
+/// comes).
+fn page(
+    inner: &Inner,
+    start: u64,
+    limit: u32,
+    max_bytes: usize,
+) -> impl Iterator<Item = (u64, &Held)> + Clone {
+    let first = start.max(1);
+    let skip = usize::try_from(first - 1).unwrap_or(usize::MAX);
+    let mut bytes = 0usize;
+    inner
+        .entries
+        .iter()
+        .skip(skip)
+        .take(limit as usize)
+        .take_while(move |held| {
+            let fits = bytes == 0 || bytes.saturating_add(held.msg.len()) <= max_bytes;
+            bytes = bytes.saturating_add(held.msg.len()).max(1);
+            fits
+        })
+        .zip(first..)
+        .map(|(held, seq)| (seq, held))
+}
