@@ -149,9 +149,11 @@ pub fn post(request: &Request, out: ResponseOutparam, settings: &Settings) {
         }
     }
     // Without a wait (`w` = 1) the answer names those that held it already (a retry's).
-    let all = secondaries;
-    let acks: Vec<Ack> =
-        all.iter().filter(|p| p.acked >= seq).map(|p| Ack { secondary: p.url.clone() }).collect();
+    let acks: Vec<Ack> = secondaries
+        .iter()
+        .filter(|p| p.acked >= seq)
+        .map(|p| Ack { secondary: p.url.clone() })
+        .collect();
     let held = 1 + acks.len() as u64;
     let duration_ms = monotonic_clock::now().saturating_sub(started) / 1_000_000;
     if held >= w {
@@ -165,7 +167,7 @@ pub fn post(request: &Request, out: ResponseOutparam, settings: &Settings) {
         }
         .send(out);
     }
-    let missing: Vec<Missing> = all
+    let missing: Vec<Missing> = secondaries
         .iter()
         .filter(|p| p.acked < seq)
         .map(|p| Missing {

@@ -38,12 +38,7 @@ impl Log {
         let inner = self.shared.read();
         let max_bytes = usize::try_from(max_bytes).unwrap_or(usize::MAX);
         let mut page_text = TextPage::default();
-        let entries = page(&inner, start, limit, max_bytes);
-        let (bytes, count) =
-            entries.clone().fold((0, 0), |(b, n), (_, h)| (b + h.msg.len(), n + 1));
-        page_text.text.reserve_exact(bytes);
-        page_text.ends.reserve_exact(count);
-        for (_, held) in entries {
+        for (_, held) in page(&inner, start, limit, max_bytes) {
             page_text.text.push_str(&held.msg);
             // Only the first message can take the page past `max_bytes` (a u32), and no
             // message comes near 4 GiB (bodies are bounded far below).
@@ -61,7 +56,7 @@ fn page(
     start: u64,
     limit: u32,
     max_bytes: usize,
-) -> impl Iterator<Item = (u64, &Held)> + Clone {
+) -> impl Iterator<Item = (u64, &Held)> {
     let first = start.max(1);
     let skip = usize::try_from(first - 1).unwrap_or(usize::MAX);
     let mut bytes = 0usize;
