@@ -53,6 +53,12 @@ fn bad_configuration_is_refused_before_anything_starts() {
         &["serve", "--role", "secondary", "--component", "/nonexistent.wasm"],
         "cannot read component",
     );
+    // A budget for bodies that could not hold a client's largest body beside the reserve.
+    fails_with(
+        &["serve", "--role", "master", "--port", "0", "--body-budget-bytes", "2000000"],
+        "BODY_BUDGET_BYTES=2000000 must be at least twice the largest body this node takes \
+         (1048576 bytes)",
+    );
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! The components' own unit tests, on this machine's target: their pure logic (the wire
-//! format and its proof, the secondary's log matching, the master's decisions) is tested
+//! format, the secondary's log matching, the master's decisions) is tested
 //! without a host, as openraft and raft-rs test their cores. Running them from here makes
 //! `cargo test --release` run every test of the repository.
 

@@ -7,7 +7,8 @@
 //! - [`state`]: that state, the log and the master's view of its peers.
 //! - [`metrics`]: what a node counts and measures, for Prometheus.
 //! - [`outbound`]: components' outgoing HTTP, allowed to the node's peers only.
-//! - [`secret`]: the cluster secret nodes prove themselves with.
+//! - [`secret`]: the cluster secret nodes prove themselves with; [`proof`]: how a request
+//!   carries that proof, and how it is checked.
 //! - [`privileges`]: giving up root once the secret is read (containers).
 //! - [`server`], [`cluster`]: listening, and running several nodes in one process.
 //! - [`reload`]: swapping in new component versions while nodes serve.
@@ -28,6 +29,7 @@ pub mod node;
 pub mod outbound;
 pub mod privileges;
 pub mod probe;
+pub mod proof;
 pub mod reload;
 pub mod runtime;
 pub mod secret;

@@ -13,7 +13,7 @@ use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use replog::cluster::{self, Running};
 use replog::config::{NodeConfig, Role};
 use replog::node::{CompiledComponent, Node};
@@ -139,7 +139,7 @@ pub async fn call(node: &Node, method: &str, path: &str, body: impl Into<Bytes>)
         .method(method)
         .uri(format!("http://node.test{path}"))
         .header("host", "node.test")
-        .body(Full::new(body.into()))
+        .body(body.into())
         .unwrap();
     call_with(node, request).await
 }
@@ -153,7 +153,7 @@ pub async fn call_signed_at(node: &Node, method: &str, path: &str, body: &str, t
         .uri(format!("http://node.test{path}"))
         .header("host", "node.test")
         .header("authorization", format!("Replog-HMAC-SHA256 t={t},sig={signature}"))
-        .body(Full::new(Bytes::from(body.to_owned())))
+        .body(Bytes::from(body.to_owned()))
         .unwrap();
     call_with(node, request).await
 }
@@ -167,7 +167,7 @@ pub fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
 }
 
-pub async fn call_with(node: &Node, request: http::Request<Full<Bytes>>) -> Answer {
+pub async fn call_with(node: &Node, request: http::Request<Bytes>) -> Answer {
     let started = Instant::now();
     let response = node.handle(request).await;
     let status = response.status().as_u16();

@@ -9,11 +9,20 @@ use crate::host::host_info;
 use crate::http::Response;
 use crate::peer::Peer;
 
-/// What a role's settings need of the host: the longest one of its calls may take, and the
-/// peers it sends requests to.
+/// What a role's settings need of the host: the longest one of its calls may take, the peers
+/// it sends requests to, and the routes of the cluster's own traffic it serves.
 pub struct Needs {
     pub longest_call: Duration,
     pub peers: Vec<Peer>,
+    pub cluster_routes: Vec<crate::auth::ClusterRoute>,
+}
+
+impl Needs {
+    /// A replog node's needs: `longest_call`, `peers`, and the cluster's routes every node
+    /// serves ([`crate::auth::CLUSTER_ROUTES`]).
+    pub fn node(longest_call: Duration, peers: Vec<Peer>) -> Self {
+        Self { longest_call, peers, cluster_routes: crate::auth::CLUSTER_ROUTES.to_vec() }
+    }
 }
 
 /// Exports `replog:node/about` for the role type `$role`, with the crate's bindings module
@@ -33,7 +42,7 @@ macro_rules! export_about {
             }
 
             fn check() -> Result<$bindings::exports::replog::node::about::Needs, String> {
-                let $crate::about::Needs { longest_call, peers } =
+                let $crate::about::Needs { longest_call, peers, cluster_routes } =
                     $check().map_err(|e: $crate::settings::BadSetting| e.to_string())?;
                 Ok($bindings::exports::replog::node::about::Needs {
                     longest_call_ms: u64::try_from(longest_call.as_millis()).unwrap_or(u64::MAX),
@@ -42,6 +51,13 @@ macro_rules! export_about {
                         .map(|peer| $bindings::exports::replog::node::about::Peer {
                             authority: peer.normalized_authority(),
                             url: peer.url,
+                        })
+                        .collect(),
+                    cluster_routes: cluster_routes
+                        .into_iter()
+                        .map(|route| $bindings::exports::replog::node::about::ClusterRoute {
+                            path: route.path.to_owned(),
+                            proven: route.proven,
                         })
                         .collect(),
                 })

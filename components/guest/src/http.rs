@@ -72,9 +72,14 @@ impl Request {
     /// host's.
     pub fn body(&self) -> Result<Vec<u8>, Response> {
         let broke = |why: &str| Response::error(400, &format!("could not read the body: {why}"));
+        // Room for a large body's announced length at once: grown by doubling, it would need
+        // half as much again of the instance's memory. A body within one read needs none.
+        let announced: Option<usize> =
+            self.header("content-length").and_then(|n| n.trim().parse().ok());
+        let room = announced.filter(|&n| n as u64 > READ_CHUNK).unwrap_or(0);
         let body = self.inner.consume().map_err(|()| broke("it was already taken"))?;
         let stream = body.stream().map_err(|()| broke("it has no stream"))?;
-        let read = read_all(&stream, u64::MAX);
+        let read = read_all_into(Vec::with_capacity(room), &stream, u64::MAX);
         drop(stream);
         read.map_err(|e| broke(&e))
     }
@@ -87,7 +92,11 @@ const READ_CHUNK: u64 = 1024 * 1024;
 /// host has, so a body comes in one read and the one that finds the end (`read_to_end` would
 /// start with small reads and grow them: half a dozen host calls for a short answer).
 pub fn read_all(stream: &InputStream, limit: u64) -> Result<Vec<u8>, String> {
-    let mut bytes = Vec::new();
+    read_all_into(Vec::new(), stream, limit)
+}
+
+/// `read_all` into `bytes`, which may have room for what is expected already.
+fn read_all_into(mut bytes: Vec<u8>, stream: &InputStream, limit: u64) -> Result<Vec<u8>, String> {
     loop {
         // Past the limit, one byte more is enough to tell that there is more.
         let room = limit.saturating_sub(bytes.len() as u64).clamp(1, READ_CHUNK);
@@ -95,7 +104,7 @@ pub fn read_all(stream: &InputStream, limit: u64) -> Result<Vec<u8>, String> {
             Ok(chunk) if bytes.len() as u64 + chunk.len() as u64 > limit => {
                 return Err(format!("longer than {limit} bytes"));
             }
-            Ok(chunk) if bytes.is_empty() => bytes = chunk,
+            Ok(chunk) if bytes.capacity() == 0 => bytes = chunk,
             Ok(chunk) => bytes.extend_from_slice(&chunk),
             Err(StreamError::Closed) => return Ok(bytes),
             Err(StreamError::LastOperationFailed(e)) => return Err(e.to_debug_string()),
@@ -158,11 +167,6 @@ impl Response {
     /// `status` with a JSON body that `write` produces as it goes, sent with chunked encoding.
     pub fn streamed(status: u16, write: Writer) -> Self {
         Self { status, body: Body::Streamed(write), headers: Vec::new() }
-    }
-
-    /// `401` for a node-to-node request without a valid proof.
-    pub fn unauthorized(why: &impl std::fmt::Display) -> Self {
-        Self::error(401, &why.to_string()).with_header("www-authenticate", crate::auth::SCHEME)
     }
 
     /// Adds a header.

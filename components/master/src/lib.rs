@@ -61,9 +61,8 @@ impl bindings::exports::replog::node::replicator::Guest for Master {
 
 /// What the master's settings need of its host, once read and checked.
 fn needs() -> Result<replog_guest::about::Needs, replog_guest::settings::BadSetting> {
-    Settings::from_env().map(|settings| replog_guest::about::Needs {
-        longest_call: settings.longest_call(),
-        peers: settings.secondaries,
+    Settings::from_env().map(|settings| {
+        replog_guest::about::Needs::node(settings.longest_call(), settings.secondaries)
     })
 }
 

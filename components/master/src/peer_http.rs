@@ -45,8 +45,7 @@ pub fn start(
     if let Some(body) = body {
         headers.push(("content-length".to_owned(), body.len().to_string().into_bytes()));
     }
-    let proof =
-        auth::sign(method_name(&method), &path, body.unwrap_or_default(), replog_guest::now_ms());
+    let proof = auth::authorization(method_name(&method), &path, body.unwrap_or_default());
     if let Some(proof) = proof {
         headers.push(("authorization".to_owned(), proof.into_bytes()));
     }

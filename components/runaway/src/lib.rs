@@ -60,7 +60,11 @@ const SETTINGS: [&str; 3] = ["SECONDARIES", "RUNAWAY_NOTE", "CLUSTER_SECRET"];
 fn needs() -> Result<replog_guest::about::Needs, replog_guest::settings::BadSetting> {
     let peers = replog_guest::peer::list(&std::env::var("SECONDARIES").unwrap_or_default())
         .map_err(replog_guest::settings::BadSetting)?;
-    Ok(replog_guest::about::Needs { longest_call: std::time::Duration::from_secs(5), peers })
+    Ok(replog_guest::about::Needs {
+        longest_call: std::time::Duration::from_secs(5),
+        peers,
+        cluster_routes: Vec::new(),
+    })
 }
 
 replog_guest::export_about!(

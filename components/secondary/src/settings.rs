@@ -27,6 +27,6 @@ impl Settings {
 
     /// A secondary sends no requests; its longest call is a replication that waits its delay.
     pub fn needs(&self) -> Needs {
-        Needs { longest_call: Duration::from_millis(self.delay_ms), peers: Vec::new() }
+        Needs::node(Duration::from_millis(self.delay_ms), Vec::new())
     }
 }

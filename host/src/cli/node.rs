@@ -58,6 +58,11 @@ pub(crate) struct NodeArgs {
     #[arg(long, env = "MAX_CONNECTIONS", value_name = "N",
         default_value_t = Edge::default().max_connections)]
     max_connections: usize,
+    /// Bytes of request bodies a node holds at once, across all its connections; past it a
+    /// request waits for room (up to 5 s) or gets 503 [default: 32 MiB, or twice the node's
+    /// body limit when that is more].
+    #[arg(long, env = "BODY_BUDGET_BYTES", value_name = "BYTES")]
+    body_budget_bytes: Option<u64>,
     /// How many idempotency keys (a write's "id" or Idempotency-Key) a node remembers; a retry
     /// older than that is taken as a new write.
     #[arg(long, env = "IDEMPOTENCY_KEYS", value_name = "N",
@@ -184,6 +189,7 @@ impl NodeArgs {
             header_timeout: ms("HEADER_TIMEOUT_MS", self.header_timeout_ms)?,
             body_timeout: ms("BODY_TIMEOUT_MS", self.body_timeout_ms)?,
             max_connections: self.max_connections,
+            body_budget_bytes: self.body_budget_bytes,
         })
     }
 

@@ -45,6 +45,15 @@ pub struct Edge {
     pub body_timeout: Duration,
     /// Connections a node keeps open at once; one more is answered `503` and closed.
     pub max_connections: usize,
+    /// Bytes of request bodies a node holds at once, across all its connections; past it a
+    /// request waits for room, or gets `503`. `None`: the default for the node's body limit
+    /// (`NodeConfig::body_budget`).
+    pub body_budget_bytes: Option<u64>,
+}
+
+impl Edge {
+    /// The smallest default budget for request bodies: room for many ordinary writes at once.
+    pub const MIN_DEFAULT_BODY_BUDGET: u64 = 32 << 20;
 }
 
 impl Default for Edge {
@@ -54,6 +63,7 @@ impl Default for Edge {
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
             max_connections: 1024,
+            body_budget_bytes: None,
         }
     }
 }

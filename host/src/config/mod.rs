@@ -28,8 +28,9 @@ pub const HOST_SECRETS: [&str; 2] = ["CLUSTER_SECRET", "CLUSTER_SECRET_FILE"];
 /// answer, say) before the host gives up on it.
 pub(crate) const CALL_TIMEOUT_MARGIN: Duration = Duration::from_secs(30);
 
+/// Why a node's configuration cannot be used: the text says which setting, and why.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum ConfigError {
+pub enum ConfigError {
     #[error("{0}")]
     Invalid(String),
 }
@@ -124,6 +125,29 @@ impl NodeConfig {
     /// Largest request body the node takes.
     pub(crate) fn body_limit(&self) -> u64 {
         self.max_body_bytes.unwrap_or(self.role.default_max_body_bytes())
+    }
+
+    /// Bytes of request bodies the node holds at once: `BODY_BUDGET_BYTES`, or by default
+    /// `Edge::MIN_DEFAULT_BODY_BUDGET` or twice the body limit, whichever is more. Twice, because
+    /// the body limit's worth is reserved for the cluster's own traffic and clients must still
+    /// be able to send their largest body.
+    pub(crate) fn body_budget(&self) -> u64 {
+        self.edge.body_budget_bytes.unwrap_or_else(|| {
+            self.body_limit().saturating_mul(2).max(Edge::MIN_DEFAULT_BODY_BUDGET)
+        })
+    }
+
+    /// Checks what the host enforces holds together.
+    pub(crate) fn check(&self) -> Result<(), ConfigError> {
+        let (budget, limit) = (self.body_budget(), self.body_limit());
+        if budget < limit.saturating_mul(2) {
+            return Err(ConfigError::Invalid(format!(
+                "{}: BODY_BUDGET_BYTES={budget} must be at least twice the largest body this \
+                 node takes ({limit} bytes): one for the cluster's own traffic, one for clients",
+                self.name
+            )));
+        }
+        Ok(())
     }
 
     /// Whether the node talks to other nodes: every secondary, and a master with secondaries.

@@ -27,6 +27,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use bytes::Bytes;
+use http_body_util::Full;
 
 pub use self::call::{NextStep, Recovery};
 use self::call::{Parts, Shared};
@@ -34,10 +35,11 @@ pub use self::component::{CompiledComponent, LoadError, read, sha256};
 pub(crate) use self::failure::whole;
 pub use self::failure::{Failure, Response, json_error};
 pub use self::info::ComponentInfo;
-pub use self::version::{Loaded, Needs, PeerAddress};
+pub use self::version::{Loaded, Needs, PeerAddress, Traffic};
 use crate::config::{NodeConfig, Role};
 use crate::metrics::{Reading, SecondaryReading};
 use crate::outbound::Outbound;
+use crate::proof::{self, Refusal};
 use crate::runtime::Runtime;
 use crate::state::{self, Mode, NodeState, PeerStatus, StorageError};
 
@@ -58,6 +60,8 @@ pub enum NodeError {
     Load(#[from] LoadError),
     #[error(transparent)]
     Storage(#[from] StorageError),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
 }
 
 impl Node {
@@ -69,6 +73,7 @@ impl Node {
         config: NodeConfig,
         component: CompiledComponent,
     ) -> Result<Self, NodeError> {
+        config.check()?;
         let name: Arc<str> = config.name.as_str().into();
         let state = Arc::new(state::open(config.data_dir.clone(), &name, config.key_window).await?);
         state.metrics.runtime.compiled(component.compile_time);
@@ -193,21 +198,54 @@ impl Node {
         self.shared.parts.runtime.client_places()
     }
 
-    /// Serves one request with a fresh instance of the current version. Never fails: whatever
-    /// goes wrong becomes a JSON error response, and is logged. The request's id (its
-    /// `X-Request-Id`, or a new one) is in the answer and in every log line about it.
-    pub async fn handle<B>(&self, mut request: hyper::Request<B>) -> Response
-    where
-        B: http_body::Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<wasmtime_wasi_http::Error>,
-    {
+    /// Whose traffic a request is, and, for a route that takes proven requests only, whether
+    /// its `Authorization` header alone already shows it cannot be proven: then the `401` to
+    /// answer, so that its body need not be read.
+    pub(crate) fn screen(&self, request: &http::request::Parts) -> Result<Traffic, Refusal> {
+        let traffic = self.current().needs.traffic(request.uri.path());
+        if traffic == Traffic::Proven && self.shared.parts.secret.is_some() {
+            proof::screen(authorization(&request.headers), proof::now_ms())?;
+        }
+        Ok(traffic)
+    }
+
+    /// Checks the proof of a request to a route that takes proven requests only (without a
+    /// cluster secret, the node runs insecure and takes them all).
+    fn prove(&self, request: &http::Request<Bytes>) -> Result<(), Refusal> {
+        let Some(secret) = &self.shared.parts.secret else { return Ok(()) };
+        if self.current().needs.traffic(request.uri().path()) != Traffic::Proven {
+            return Ok(());
+        }
+        let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
+        proof::screen(authorization(request.headers()), proof::now_ms())?.check(
+            secret,
+            request.method().as_str(),
+            path,
+            request.body(),
+        )
+    }
+
+    /// Serves one request, its body whole, on the current version. A request to a route that
+    /// takes proven requests only reaches the component only with the cluster's proof. Never
+    /// fails: whatever goes wrong becomes a JSON error response, and is logged. The request's
+    /// id (its `X-Request-Id`, or a new one) is in the answer and in every log line about it.
+    pub async fn handle(&self, mut request: http::Request<Bytes>) -> Response {
         let started = Instant::now();
         let id = request_id::take_or_make(request.headers_mut());
         let method = request.method().clone();
         let uri = request.uri().clone();
         let (name, role) = (&*self.shared.parts.name, self.role().name());
         let request_id = &*id;
-        let mut response = match self.shared.run(request, id.clone()).await {
+        let outcome = match self.prove(&request) {
+            Ok(()) => self.shared.run(request.map(Full::new), id.clone()).await,
+            Err(refusal) => {
+                // Counted by the HTTP metrics (a `401` on the route); at debug, so that a flood of
+                // forgeries cannot flood the log too.
+                tracing::debug!(node = name, role, request_id, %method, %uri, "refused: no valid proof of membership");
+                Ok(unauthorized(&refusal))
+            }
+        };
+        let mut response = match outcome {
             Ok(response) => {
                 let status = response.status().as_u16();
                 let elapsed_us = started.elapsed().as_micros() as u64;
@@ -273,6 +311,20 @@ impl Drop for Node {
             task.abort();
         }
     }
+}
+
+/// A request's `Authorization` header, as bytes.
+fn authorization(headers: &http::HeaderMap) -> Option<&[u8]> {
+    headers.get(http::header::AUTHORIZATION).map(http::HeaderValue::as_bytes)
+}
+
+/// `401` for a request without valid proof of membership.
+pub(crate) fn unauthorized(refusal: &proof::Refusal) -> Response {
+    let mut response = json_error(401, &refusal.to_string());
+    response
+        .headers_mut()
+        .insert(http::header::WWW_AUTHENTICATE, http::HeaderValue::from_static(proof::SCHEME));
+    response
 }
 
 /// Every half `reuse::IDLE_FOR`, drops the current version's instances idle for that long,

@@ -30,13 +30,31 @@ pub struct Needs {
     pub(crate) longest_call: Duration,
     /// The only nodes its outbound requests may reach; a master's secondaries.
     pub(crate) peers: Vec<PeerAddress>,
+    /// The paths of the cluster's own traffic, and which of them take proven requests only.
+    pub(crate) cluster_routes: Vec<(String, Traffic)>,
+}
+
+/// Whose traffic a request is, by its path, as the serving version declared its routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Traffic {
+    /// A client's: it may not use what is reserved for the cluster's own traffic.
+    Client,
+    /// The cluster's own, open to anyone (`/health`): it may use the reserve.
+    Cluster,
+    /// The cluster's own, from its members only: the host refuses it unless it carries the
+    /// cluster's proof (`proof`), and it may use the reserve.
+    Proven,
 }
 
 impl Needs {
-    /// A component that says nothing of its needs: it calls no one, and no call of it waits
-    /// long.
+    /// A component that says nothing of its needs: it calls no one, no call of it waits long,
+    /// and every request to it is a client's.
     pub(crate) fn unstated() -> Self {
-        Self { longest_call: Duration::from_secs(60), peers: Vec::new() }
+        Self {
+            longest_call: Duration::from_secs(60),
+            peers: Vec::new(),
+            cluster_routes: Vec::new(),
+        }
     }
 
     pub(crate) fn from_check(needs: about::Needs) -> Self {
@@ -47,7 +65,23 @@ impl Needs {
                 .into_iter()
                 .map(|p| PeerAddress { url: p.url, authority: p.authority })
                 .collect(),
+            cluster_routes: needs
+                .cluster_routes
+                .into_iter()
+                .map(|route| {
+                    let traffic = if route.proven { Traffic::Proven } else { Traffic::Cluster };
+                    (route.path, traffic)
+                })
+                .collect(),
         }
+    }
+
+    /// Whose traffic a request to `path` is.
+    pub(crate) fn traffic(&self, path: &str) -> Traffic {
+        self.cluster_routes
+            .iter()
+            .find(|(route, _)| route == path)
+            .map_or(Traffic::Client, |(_, traffic)| *traffic)
     }
 }
 

@@ -21,8 +21,10 @@ pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// Bound on Cranelift's incremental cache: a few versions of our components' functions.
 const FUNCTION_CACHE_BYTES: usize = 64 << 20;
 
-/// Bytes of each linear memory kept mapped between instances (see `Runtime::new`).
-const KEEP_RESIDENT: usize = 8 << 20;
+/// Bytes of each linear memory kept resident when its instance goes (see `Runtime::new`):
+/// about what a fresh instance of our components touches, so that a slot's next instance
+/// starts warm, while a slot whose instance grew large gives the rest back.
+const KEEP_RESIDENT: usize = 1 << 20;
 
 /// Process-wide runtime settings.
 #[derive(Debug, Clone, Copy)]
@@ -86,14 +88,16 @@ impl Runtime {
             .total_tables(n.saturating_mul(4))
             .total_stacks(n)
             .max_memory_size(config.memory_bytes)
-            // A request touches little memory and instances come and go thousands of times a
-            // second: resetting the touched pages in place (found with PAGEMAP_SCAN where the
-            // kernel has it) beats unmapping them and faulting them back in on the next
-            // request, and batching what is still decommitted saves TLB shootdowns.
+            // A request touches little memory: resetting the touched pages in place (found
+            // with PAGEMAP_SCAN where the kernel has it) beats unmapping them and faulting them
+            // back in on the next instance. What lies beyond is given back as soon as its
+            // instance goes (no batching): a batch of 32 held the memory of the last large
+            // instances until 31 more went, hundreds of megabytes after a burst of large
+            // bodies. Instances are reused (`node::reuse`), so few go and the cost is small.
             .pagemap_scan(Enabled::Auto)
             .linear_memory_keep_resident(KEEP_RESIDENT)
             .table_keep_resident(KEEP_RESIDENT / 16)
-            .decommit_batch_size(32);
+            .decommit_batch_size(1);
 
         let mut wasm = Config::new();
         // A new build of a component mostly repeats the last one's functions: with Cranelift's

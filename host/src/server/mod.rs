@@ -1,9 +1,11 @@
 //! Serving a node over HTTP/1.1 until told to stop, with the edge's limits: a cap on open
-//! connections, deadlines on idle connections, headers and bodies (`deadline`), and requests
-//! admitted whole, and within the instances clients may use, before a component sees them
-//! (`admit`).
+//! connections, deadlines on idle connections, headers and bodies (`deadline`), a bound on the
+//! memory all of a node's request bodies hold (`budget`), and requests admitted whole, proven
+//! where their route needs it, and within the instances clients may use, before a component
+//! sees them (`admit`).
 
 mod admit;
+mod budget;
 mod deadline;
 
 use std::convert::Infallible;
@@ -25,6 +27,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use self::admit::{Admitted, Bounds};
+use self::budget::{BodyBudget, READ_BUFFER_BYTES, Room};
 use self::deadline::{Activity, Serving, Watched};
 use crate::node::{Node, Response, json_error};
 
@@ -69,6 +72,7 @@ pub(crate) async fn serve(
     let mut shutdown = std::pin::pin!(shutdown);
     let edge = node.config().edge;
     let connections = Arc::new(Semaphore::new(edge.max_connections));
+    let budget = Arc::new(BodyBudget::new(node.config().body_budget(), node.config().body_limit()));
     loop {
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -89,17 +93,21 @@ pub(crate) async fn serve(
         };
         let activity = Arc::new(Activity::default());
         let service = service_fn({
-            let (node, activity) = (node.clone(), activity.clone());
+            let (node, activity, budget) = (node.clone(), activity.clone(), budget.clone());
             move |request| {
                 let serving = activity.begin();
-                let node = node.clone();
+                let (node, budget) = (node.clone(), budget.clone());
                 async move {
-                    Ok::<_, Infallible>(answer(&node, request, port).await.into_response(serving))
+                    let answer = answer(&node, request, port, &budget).await;
+                    Ok::<_, Infallible>(answer.into_response(serving))
                 }
             }
         });
         let io = TokioIo::new(Watched::new(stream, activity, edge));
-        let connection = http1::Builder::new().serve_connection(io, service);
+        // A connection's buffers are bounded too: reading a large body, hyper would otherwise
+        // grow its read buffer to about 400 KiB.
+        let connection =
+            http1::Builder::new().max_buf_size(READ_BUFFER_BYTES).serve_connection(io, service);
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(e) = connection.await {
@@ -123,6 +131,7 @@ async fn answer(
     node: &Node,
     request: hyper::Request<hyper::body::Incoming>,
     port: Port,
+    budget: &BodyBudget,
 ) -> Guarded {
     let started = Instant::now();
     let (method, uri) = (request.method().clone(), request.uri().clone());
@@ -131,24 +140,24 @@ async fn answer(
         Port::Clients => node.config().metrics_listen.is_none(),
     };
     let guarded = if metrics_here && uri.path() == "/metrics" {
-        Guarded { response: metrics(node, &method), place: None }
+        Guarded::answer(metrics(node, &method))
     } else if port == Port::Metrics {
         let error =
             format!("{} is not served here: this address serves GET /metrics only", uri.path());
-        Guarded { response: json_error(404, &error), place: None }
+        Guarded::answer(json_error(404, &error))
     } else {
         let bounds = Bounds {
             max_body_bytes: node.config().body_limit(),
             body_timeout: node.config().edge.body_timeout,
         };
-        match admit::admit(request, bounds, node.client_places()).await {
-            Ok(Admitted { request, place }) => {
-                Guarded { response: node.handle(request).await, place }
+        match admit::admit(request, node, bounds, budget, node.client_places()).await {
+            Ok(Admitted { request, place, room }) => {
+                Guarded { response: node.handle(request).await, place, room }
             }
             Err(refused) => {
                 let status = refused.status().as_u16();
                 tracing::debug!(node = node.name(), %method, %uri, status, "refused at the edge");
-                Guarded { response: refused, place: None }
+                Guarded::answer(refused)
             }
         }
     };
@@ -174,23 +183,31 @@ fn metrics(node: &Node, method: &http::Method) -> Response {
     }
 }
 
-/// A response and what its request took: its place among the instances, then its connection's
-/// mark that a request is being served. Both are held by the body until it is sent whole.
+/// A response and what its request took: its place among the instances, its body's room in
+/// the budget, then its connection's mark that a request is being served. All are held by the
+/// body until it is sent whole.
 struct Guarded {
     response: Response,
     place: Option<OwnedSemaphorePermit>,
+    room: Room,
 }
 
 impl Guarded {
+    /// An answer that took nothing.
+    fn answer(response: Response) -> Self {
+        Self { response, place: None, room: Room::default() }
+    }
+
     fn into_response(self, serving: Serving) -> hyper::Response<GuardedBody> {
-        let Self { response, place } = self;
-        response.map(|body| GuardedBody { body, _place: place, _serving: serving })
+        let Self { response, place, room } = self;
+        response.map(|body| GuardedBody { body, _place: place, _room: room, _serving: serving })
     }
 }
 
 struct GuardedBody {
     body: HyperOutgoingBody,
     _place: Option<OwnedSemaphorePermit>,
+    _room: Room,
     _serving: Serving,
 }
 

@@ -16,12 +16,12 @@ use crate::state;
 wasmtime::component::bindgen!({
     path: "wit",
     interfaces: "
-        import replog:node/log@0.4.0;
-        import replog:node/sequencer@0.4.0;
-        import replog:node/replica@0.4.0;
-        import replog:node/peers@0.4.0;
-        import replog:node/auth@0.4.0;
-        import replog:node/host-info@0.4.0;
+        import replog:node/log@0.5.0;
+        import replog:node/sequencer@0.5.0;
+        import replog:node/replica@0.5.0;
+        import replog:node/peers@0.5.0;
+        import replog:node/auth@0.5.0;
+        import replog:node/host-info@0.5.0;
     ",
     // Writes wait for the disk (group commit) without holding up the thread. Every call logs
     // at TRACE (`RUST_LOG=replog::node::bindings=trace`), as wasmtime's WASI imports do: the
@@ -45,7 +45,7 @@ pub(crate) mod replicating {
         inline: "
             package replog:host;
             world replicating {
-                export replog:node/replicator@0.4.0;
+                export replog:node/replicator@0.5.0;
             }
         ",
         world: "replog:host/replicating",
@@ -60,7 +60,7 @@ pub(crate) mod described {
         inline: "
             package replog:host;
             world described {
-                export replog:node/about@0.4.0;
+                export replog:node/about@0.5.0;
             }
         ",
         world: "replog:host/described",
@@ -154,12 +154,16 @@ impl auth::Host for NodeView<'_> {
         self.secret.is_some()
     }
 
-    fn sign(&mut self, head: Vec<u8>, body: Vec<u8>) -> Option<String> {
-        self.secret.map(|secret| secret.sign(&head, &body))
-    }
-
-    fn verify(&mut self, head: Vec<u8>, body: Vec<u8>, signature: String) -> bool {
-        self.secret.is_some_and(|secret| secret.verify(&head, &body, &signature))
+    fn authorization(
+        &mut self,
+        method: String,
+        path_with_query: String,
+        body: Vec<u8>,
+    ) -> Option<String> {
+        let now = crate::proof::now_ms();
+        self.secret.map(|secret| {
+            crate::proof::authorization(secret, &method, &path_with_query, &body, now)
+        })
     }
 }
 
