@@ -154,10 +154,11 @@ fn post(base: &str, body: &str) -> u16 {
 }
 
 /// Runs `requests` against the node of `pid` while the writer writes; checks every answer is
-/// one of `allowed`, the node's peak RSS, and its RSS 5 s later.
+/// one of `allowed`, the node's peak RSS, its RSS 5 s later, and that it holds no room for
+/// bodies any more (`port` serves its metrics).
 fn survive(
     what: &str,
-    pid: u32,
+    (pid, port): (u32, u16),
     idle: usize,
     requests: Vec<(u16, String, Option<String>, Body)>,
     allowed: &[u16],
@@ -205,6 +206,10 @@ fn survive(
         assert!(Instant::now() < deadline, "{what}: RSS still {rss} 5 s after (idle {idle})");
         std::thread::sleep(Duration::from_millis(100));
     }
+    let held = |line: &str| line.strip_prefix("replog_http_body_bytes_held ").map(str::to_owned);
+    let (status, metrics) = blocking_get(&format!("http://127.0.0.1:{port}/metrics")).unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(metrics.lines().find_map(held).as_deref(), Some("0"), "{what}: room still held");
 }
 
 #[test]
@@ -230,22 +235,43 @@ fn floods_of_large_bodies_without_the_secret_leave_memory_bounded_and_writes_goi
 
     // Without any proof: refused before the body is read.
     let unproven = (0..FLOOD).map(|_| (s, replicate(), None, Body::Announced(8 * MIB))).collect();
-    survive("secondary, unauthenticated", secondary_pid, secondary_idle, unproven, &[401], &master);
+    survive(
+        "secondary, unauthenticated",
+        (secondary_pid, s),
+        secondary_idle,
+        unproven,
+        &[401],
+        &master,
+    );
     let unproven = (0..FLOOD)
         .map(|i| {
             let path = if i % 2 == 0 { replicate() } else { "/messages".to_owned() };
             (m, path, None, Body::Announced(8 * MIB))
         })
         .collect();
-    survive("master, unauthenticated", master_pid, master_idle, unproven, &[401, 413], &master);
+    survive(
+        "master, unauthenticated",
+        (master_pid, m),
+        master_idle,
+        unproven,
+        &[401, 413],
+        &master,
+    );
 
     // A proof that looks right: the body must be read (into the budget) to refuse it.
     let forgeries =
         (0..FLOOD).map(|_| (s, replicate(), Some(forged()), Body::Announced(16 * MIB))).collect();
-    survive("secondary, forged", secondary_pid, secondary_idle, forgeries, &[401, 503], &master);
+    survive(
+        "secondary, forged",
+        (secondary_pid, s),
+        secondary_idle,
+        forgeries,
+        &[401, 503],
+        &master,
+    );
     let forgeries =
         (0..FLOOD).map(|_| (m, replicate(), Some(forged()), Body::Announced(MIB))).collect();
-    survive("master, forged", master_pid, master_idle, forgeries, &[401, 503], &master);
+    survive("master, forged", (master_pid, m), master_idle, forgeries, &[401, 503], &master);
 
     // Proven bodies, as large as a secondary takes, that its component reads (and refuses:
     // they are no batch): the instances they grew are not kept, and their memory goes back.
@@ -258,7 +284,7 @@ fn floods_of_large_bodies_without_the_secret_leave_memory_bounded_and_writes_goi
             (s, replicate(), Some(proof), Body::Announced(16 * MIB))
         })
         .collect();
-    survive("secondary, proven", secondary_pid, secondary_idle, proven, &[400], &master);
+    survive("secondary, proven", (secondary_pid, s), secondary_idle, proven, &[400], &master);
 
     // Every other shape: bodies without a length, slow bodies, unknown paths, client writes.
     let mixed = (0..FLOOD)
@@ -269,7 +295,14 @@ fn floods_of_large_bodies_without_the_secret_leave_memory_bounded_and_writes_goi
             _ => (s, "/nope".to_owned(), None, Body::Slow(MIB)),
         })
         .collect();
-    survive("secondary, mixed", secondary_pid, secondary_idle, mixed, &[401, 404, 503], &master);
+    survive(
+        "secondary, mixed",
+        (secondary_pid, s),
+        secondary_idle,
+        mixed,
+        &[401, 404, 503],
+        &master,
+    );
     let mixed = (0..FLOOD)
         .map(|i| match i % 4 {
             0 => (m, "/messages".to_owned(), None, Body::Chunked(8 * MIB)),
@@ -278,7 +311,14 @@ fn floods_of_large_bodies_without_the_secret_leave_memory_bounded_and_writes_goi
             _ => (m, "/messages".to_owned(), None, Body::Slow(MIB)),
         })
         .collect();
-    survive("master, mixed", master_pid, master_idle, mixed, &[400, 401, 404, 413, 503], &master);
+    survive(
+        "master, mixed",
+        (master_pid, m),
+        master_idle,
+        mixed,
+        &[400, 401, 404, 413, 503],
+        &master,
+    );
 
     // Nothing of it reached a log: the master holds the writes made, and only those, and
     // every secondary comes to hold the same.

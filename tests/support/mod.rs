@@ -39,10 +39,16 @@ pub fn tool(name: &str, package: &str) -> Option<PathBuf> {
         std::env::split_paths(&path).map(|dir| dir.join(name)).find(|file| file.is_file())
     });
     if found.is_none() {
-        let why =
-            format!("`{name}` is not installed (Debian package `{package}`; .ci/run installs it)");
-        assert!(std::env::var_os("CI").is_none(), "{why}");
-        eprintln!("SKIPPED: {why}");
+        skip(&format!(
+            "`{name}` is not installed (Debian package `{package}`; .ci/run installs it)"
+        ));
     }
     found
+}
+
+/// Says that a test is skipped, and why; in CI (`CI` set), where everything a test needs is
+/// installed, a skip is a broken setup and fails the test instead.
+pub fn skip(why: &str) {
+    assert!(std::env::var_os("CI").is_none(), "cannot run under CI: {why}");
+    eprintln!("SKIPPED: {why}");
 }

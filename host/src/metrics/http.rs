@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
 
 use super::{SECONDS, register};
 
@@ -14,6 +14,10 @@ const ROUTES: [&str; 5] = ["/messages", "/health", "/ready", "/replicate", "/met
 pub struct HttpMetrics {
     requests: IntCounterVec,
     duration: HistogramVec,
+    /// Bytes of request bodies the node holds room for now (`server::budget`).
+    pub(crate) body_bytes_held: IntGauge,
+    /// The node's budget for them (`BODY_BUDGET_BYTES`).
+    pub(crate) body_budget_bytes: IntGauge,
 }
 
 impl HttpMetrics {
@@ -39,7 +43,21 @@ impl HttpMetrics {
                 &["route", "method"],
             ),
         );
-        Self { requests, duration }
+        let body_bytes_held = register(
+            registry,
+            IntGauge::new(
+                "replog_http_body_bytes_held",
+                "Bytes of request bodies the node holds room for now, out of its budget.",
+            ),
+        );
+        let body_budget_bytes = register(
+            registry,
+            IntGauge::new(
+                "replog_http_body_budget_bytes",
+                "Bytes of request bodies the node holds at most (BODY_BUDGET_BYTES).",
+            ),
+        );
+        Self { requests, duration, body_bytes_held, body_budget_bytes }
     }
 
     /// Counts one answered request to `path` (classified into a route).

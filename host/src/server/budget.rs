@@ -16,6 +16,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use prometheus::IntGauge;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::node::Traffic;
@@ -40,6 +41,8 @@ pub(crate) struct BodyBudget {
     drains: Arc<Semaphore>,
     /// The whole budget in bytes, for error messages.
     bytes: u64,
+    /// Bytes held now, for the metrics.
+    held: IntGauge,
 }
 
 /// Room taken for one body; given back when dropped.
@@ -49,6 +52,16 @@ pub(crate) struct Room {
     reserve: Option<OwnedSemaphorePermit>,
     /// Bytes it covers.
     bytes: u64,
+    /// Where those bytes are counted while it is held.
+    held: Option<IntGauge>,
+}
+
+impl Drop for Room {
+    fn drop(&mut self) {
+        if let Some(held) = &self.held {
+            held.sub(i64::try_from(self.bytes).unwrap_or(i64::MAX));
+        }
+    }
 }
 
 impl Room {
@@ -58,8 +71,11 @@ impl Room {
         self.bytes
     }
 
-    fn add(&mut self, permit: OwnedSemaphorePermit, from_reserve: bool) {
-        self.bytes += permit.num_permits() as u64 * UNIT;
+    fn add(&mut self, permit: OwnedSemaphorePermit, from_reserve: bool, held: &IntGauge) {
+        let bytes = permit.num_permits() as u64 * UNIT;
+        self.bytes += bytes;
+        held.add(i64::try_from(bytes).unwrap_or(i64::MAX));
+        self.held.get_or_insert_with(|| held.clone());
         let held = if from_reserve { &mut self.reserve } else { &mut self.shared };
         match held {
             Some(held) => held.merge(permit),
@@ -74,8 +90,9 @@ pub(crate) struct DrainSlot {
 }
 
 impl BodyBudget {
-    /// A budget of `bytes`, of which `reserved` only the cluster's own traffic may take.
-    pub(crate) fn new(bytes: u64, reserved: u64) -> Self {
+    /// A budget of `bytes`, of which `reserved` only the cluster's own traffic may take; what
+    /// is held is counted in `held`.
+    pub(crate) fn new(bytes: u64, reserved: u64, held: IntGauge) -> Self {
         let units = |bytes: u64| usize::try_from(bytes / UNIT).unwrap_or(usize::MAX);
         let reserve = units(reserved.min(bytes));
         Self {
@@ -83,6 +100,7 @@ impl BodyBudget {
             reserve: Arc::new(Semaphore::new(reserve)),
             drains: Arc::new(Semaphore::new(DRAINS)),
             bytes,
+            held,
         }
     }
 
@@ -103,12 +121,12 @@ impl BodyBudget {
         if traffic != Traffic::Client
             && let Ok(permit) = self.reserve.clone().try_acquire_many_owned(units)
         {
-            room.add(permit, true);
+            room.add(permit, true, &self.held);
             return Some(room);
         }
         let shared = self.shared.clone().acquire_many_owned(units);
         let permit = tokio::time::timeout(wait, shared).await.ok()?.ok()?;
-        room.add(permit, false);
+        room.add(permit, false, &self.held);
         Some(room)
     }
 
@@ -122,12 +140,12 @@ impl BodyBudget {
         if traffic != Traffic::Client
             && let Ok(permit) = self.reserve.clone().try_acquire_many_owned(units)
         {
-            room.add(permit, true);
+            room.add(permit, true, &self.held);
             return true;
         }
         match self.shared.clone().try_acquire_many_owned(units) {
             Ok(permit) => {
-                room.add(permit, false);
+                room.add(permit, false, &self.held);
                 true
             }
             Err(_) => false,
@@ -159,6 +177,10 @@ mod tests {
     const MIB: u64 = 1 << 20;
     const NOW: Duration = Duration::ZERO;
 
+    fn gauge() -> IntGauge {
+        IntGauge::new("held", "held").unwrap()
+    }
+
     fn block_on<F: Future>(future: F) -> F::Output {
         tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(future)
     }
@@ -166,15 +188,17 @@ mod tests {
     #[test]
     fn clients_never_take_the_reserve_and_the_cluster_takes_it_first() {
         block_on(async {
-            let budget = BodyBudget::new(4 * MIB, MIB);
+            let budget = BodyBudget::new(4 * MIB, MIB, gauge());
             let clients = budget.room(3 * MIB, Traffic::Client, NOW).await.expect("3 MiB shared");
             assert_eq!(clients.bytes(), 3 * MIB);
             assert!(budget.room(1, Traffic::Client, NOW).await.is_none(), "the reserve is kept");
             let cluster = budget.room(MIB, Traffic::Proven, NOW).await.expect("the reserve");
             assert_eq!(budget.free(), 0);
             assert!(budget.room(1, Traffic::Cluster, NOW).await.is_none());
+            assert_eq!(budget.held.get(), 4 * MIB as i64, "counted while held");
             drop((clients, cluster));
             assert_eq!(budget.free(), 4 * MIB, "everything given back");
+            assert_eq!(budget.held.get(), 0);
             let first = budget.room(MIB, Traffic::Cluster, NOW).await.unwrap();
             assert_eq!(budget.free(), 3 * MIB);
             assert!(budget.room(3 * MIB, Traffic::Client, NOW).await.is_some(), "shared untouched");
@@ -185,7 +209,7 @@ mod tests {
     #[test]
     fn a_waiting_body_gets_its_room_when_another_gives_it_back() {
         block_on(async {
-            let budget = Arc::new(BodyBudget::new(2 * MIB, 0));
+            let budget = Arc::new(BodyBudget::new(2 * MIB, 0, gauge()));
             let held = budget.room(2 * MIB, Traffic::Client, NOW).await.unwrap();
             let waiter = tokio::spawn({
                 let budget = budget.clone();
@@ -201,7 +225,7 @@ mod tests {
 
     #[test]
     fn an_unannounced_body_grows_its_room_or_is_refused_without_waiting() {
-        let budget = BodyBudget::new(2 * MIB, MIB);
+        let budget = BodyBudget::new(2 * MIB, MIB, gauge());
         let mut room = Room::default();
         assert!(budget.grow(&mut room, 1000, Traffic::Client));
         assert_eq!(room.bytes(), UNIT, "rounded up to whole KiB");
@@ -217,7 +241,7 @@ mod tests {
 
     #[test]
     fn only_so_many_connections_drain_at_once() {
-        let budget = BodyBudget::new(MIB, 0);
+        let budget = BodyBudget::new(MIB, 0, gauge());
         let slots: Vec<_> = (0..DRAINS).map(|_| budget.drain_slot().expect("a slot")).collect();
         assert!(budget.drain_slot().is_none());
         drop(slots);

@@ -72,7 +72,10 @@ pub(crate) async fn serve(
     let mut shutdown = std::pin::pin!(shutdown);
     let edge = node.config().edge;
     let connections = Arc::new(Semaphore::new(edge.max_connections));
-    let budget = Arc::new(BodyBudget::new(node.config().body_budget(), node.config().body_limit()));
+    let http = &node.state().metrics.http;
+    let (budget, limit) = (node.config().body_budget(), node.config().body_limit());
+    http.body_budget_bytes.set(i64::try_from(budget).unwrap_or(i64::MAX));
+    let budget = Arc::new(BodyBudget::new(budget, limit, http.body_bytes_held.clone()));
     loop {
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
