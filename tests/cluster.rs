@@ -34,7 +34,8 @@ async fn the_original_walkthrough_works() {
             .await;
     assert_eq!(status, 201);
     assert!(took >= Duration::from_millis(1500), "took only {took:?}");
-    assert!(took < Duration::from_millis(2500), "took {took:?}");
+    // Not twice the delay, with room for a loaded machine.
+    assert!(took < Duration::from_secs(4), "took {took:?}");
 
     for node in cluster.all() {
         assert_eq!(messages(&client, node).await, ["test", "blocking test"], "{node}");
@@ -49,15 +50,16 @@ async fn the_original_walkthrough_works() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_secondaries_are_replicated_to_at_once() {
-    let cluster = Cluster::start(&[0, 100, 500, 1000, 2000], &[]);
+    let cluster = Cluster::start(&[0, 1000, 1500, 2000, 2000], &[]);
     let client = client();
     let (status, json, took) =
         post_json(&client, &format!("{}/messages", cluster.master), r#"{"msg":"fan-out"}"#).await;
     assert_eq!(status, 201, "{json}");
     assert_eq!(json["acks"].as_array().unwrap().len(), 5);
-    // The slowest secondary takes 2 s; one after another would take 3.6 s.
+    // The slowest secondary takes 2 s; one after another would take 6.5 s (the bound leaves a
+    // loaded machine 2.5 s).
     assert!(took >= Duration::from_secs(2), "took only {took:?}");
-    assert!(took < Duration::from_secs(3), "took {took:?}");
+    assert!(took < Duration::from_millis(4500), "took {took:?}");
     for node in cluster.all() {
         assert_eq!(messages(&client, node).await, ["fan-out"], "{node}");
     }
@@ -118,7 +120,7 @@ async fn a_stopped_node_fails_writes_with_502_naming_it() {
     let (status, json, took) =
         post_json(&client(), &format!("{master_url}/messages"), r#"{"msg":"lonely"}"#).await;
     assert_eq!(status, 502, "{json}");
-    assert!(took >= Duration::from_secs(1) && took < Duration::from_secs(3), "waited {took:?}");
+    assert!(took >= Duration::from_secs(1) && took < Duration::from_secs(6), "waited {took:?}");
     assert_eq!(json["missing"][0]["secondary"], down.as_str());
     assert!(master.output().contains(&down), "the master's log names the missing secondary");
 }

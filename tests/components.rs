@@ -5,6 +5,7 @@
 
 mod support;
 
+use std::collections::BTreeMap;
 use std::process::Command;
 
 use support::repo_root;
@@ -26,11 +27,43 @@ fn the_components_unit_tests_pass_on_the_native_target() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "the components' unit tests failed:\n{stdout}\n{stderr}");
-    let passed: u64 = stdout
+    // Each crate's count is pinned, so that a crate whose tests stopped being found or built
+    // fails here instead of passing with fewer: change a count with the tests it counts.
+    let expected = [("replog_guest", 9), ("replog_master", 19), ("replog_secondary", 8)];
+    let passed = passed_by_crate(&stdout, &stderr);
+    for (krate, count) in expected {
+        assert_eq!(
+            passed.get(krate).copied(),
+            Some(count),
+            "{krate}'s native tests: {passed:?}\n{stdout}\n{stderr}"
+        );
+    }
+    println!("the components' unit tests passed: {passed:?}");
+}
+
+/// Tests passed by each crate's unit tests, from cargo's output: cargo names each test binary
+/// on stderr as it runs it (`Running unittests src/lib.rs (.../deps/CRATE-HASH)`, another
+/// binary's path, or `Doc-tests CRATE`), and each binary's summary follows on stdout, in the
+/// same order.
+fn passed_by_crate(stdout: &str, stderr: &str) -> BTreeMap<String, u64> {
+    let binaries = stderr
         .lines()
-        .filter_map(|line| line.strip_prefix("test result: ok. "))
-        .filter_map(|rest| rest.split(' ').next()?.parse::<u64>().ok())
-        .sum();
-    println!("{passed} unit tests of the components passed");
-    assert!(passed >= 20, "the components' unit tests ran ({passed} passed):\n{stdout}");
+        .map(str::trim)
+        .filter(|line| line.starts_with("Running ") || line.starts_with("Doc-tests "))
+        .map(library);
+    let summaries = stdout.lines().filter_map(|line| line.strip_prefix("test result: "));
+    binaries
+        .zip(summaries)
+        .filter_map(|(krate, summary)| {
+            let passed = summary.strip_prefix("ok. ")?.split(' ').next()?.parse().ok()?;
+            Some((krate?, passed))
+        })
+        .collect()
+}
+
+/// The crate whose library's unit tests cargo's `Running` line names; none for other binaries.
+fn library(line: &str) -> Option<String> {
+    let path = line.strip_prefix("Running unittests src/lib.rs (")?.trim_end_matches(')');
+    let file = path.rsplit('/').next()?;
+    Some(file.rsplit_once('-').map_or(file, |(name, _)| name).to_owned())
 }

@@ -269,6 +269,50 @@ mod tests {
     }
 
     #[test]
+    fn a_replica_whose_last_entry_has_a_higher_epoch_wins_over_a_longer_log() {
+        // s1 holds more entries, but s2's last one was written by a newer master: whatever s1
+        // holds past their common prefix that master never had, so s2's log is the one.
+        let longer = heard(2, pos(10, 2), vec![run(1, 1), run(2, 4)]);
+        let newer = heard(3, pos(7, 3), vec![run(1, 1), run(2, 4), run(3, 7)]);
+        let both = [("s1", Some(&longer)), ("s2", Some(&newer))];
+        assert_eq!(recovery(NEW, &both, false), Recovery::Fetch(1));
+        let swapped = [("s1", Some(&newer)), ("s2", Some(&longer))];
+        assert_eq!(recovery(NEW, &swapped, false), Recovery::Fetch(0), "in either order");
+        // A master holding the longer, older log has a suffix the newer master replaced: it does
+        // not guess which to keep.
+        let runs = [run(1, 1), run(2, 4)];
+        let own = Own { epoch: 2, last: pos(10, 2), runs: &runs };
+        let diverged = recovery(own, &[("s1", Some(&newer)), ("s2", None)], false);
+        assert!(
+            matches!(&diverged, Recovery::Diverged(why) if why.contains("after seq 6")),
+            "{diverged:?}"
+        );
+        // Once it holds the newer log, it opens above it.
+        let caught_up = Own { epoch: 0, last: pos(7, 3), runs: &[run(1, 1), run(2, 4), run(3, 7)] };
+        assert_eq!(recovery(caught_up, &both, false), Recovery::Open(4));
+    }
+
+    #[test]
+    fn forced_recovery_takes_whatever_answers_and_with_none_only_knows_its_own_epochs() {
+        let held = heard(5, pos(9, 5), vec![run(5, 1)]);
+        // One of two secondaries answers: forced, the master takes its log, then opens above
+        // the epochs it reported; what only the silent one held is what may be lost.
+        let one = [("s1", None), ("s2", Some(&held))];
+        assert!(matches!(recovery(NEW, &one, false), Recovery::Wait(_)));
+        assert_eq!(recovery(NEW, &one, true), Recovery::Fetch(1));
+        let fetched = Own { epoch: 0, last: pos(9, 5), runs: &[run(5, 1)] };
+        assert_eq!(recovery(fetched, &one, true), Recovery::Open(6));
+        // None answers: forced, it opens the epoch after the ones it holds itself, knowing
+        // nothing of the secondaries' (the README says to force only once one answers).
+        let none = [("s1", None), ("s2", None)];
+        assert!(matches!(recovery(NEW, &none, false), Recovery::Wait(_)));
+        assert_eq!(recovery(NEW, &none, true), Recovery::Open(1));
+        let runs = [run(4, 1)];
+        let own = Own { epoch: 4, last: pos(3, 4), runs: &runs };
+        assert_eq!(recovery(own, &none, true), Recovery::Open(5));
+    }
+
+    #[test]
     fn the_new_epoch_is_above_every_epoch_seen() {
         let runs = [run(2, 1)];
         let own = Own { epoch: 2, last: pos(3, 2), runs: &runs };

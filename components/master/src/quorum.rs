@@ -69,4 +69,24 @@ mod tests {
         assert_eq!(refused.unhealthy, [a, b]);
         assert!(check(1, &[]).is_ok(), "a master alone is its own majority");
     }
+
+    #[test]
+    fn an_even_cluster_needs_more_than_half() {
+        let (a, b, c) = ("http://a", "http://b", "http://c");
+        // Two nodes: a majority is both of them.
+        assert!(check(2, &[peer(a, Status::Healthy)]).is_ok());
+        assert!(check(2, &[peer(a, Status::Suspected)]).is_ok(), "suspected still counts");
+        let refused = check(2, &[peer(a, Status::Unhealthy)]).expect_err("half is no majority");
+        assert_eq!((refused.healthy_nodes, refused.nodes, refused.majority), (1, 2, 2));
+        // Four nodes: three of them.
+        let one_down =
+            [peer(a, Status::Healthy), peer(b, Status::Suspected), peer(c, Status::Unhealthy)];
+        assert!(check(4, &one_down).is_ok());
+        let two_down =
+            [peer(a, Status::Healthy), peer(b, Status::Unhealthy), peer(c, Status::Unhealthy)];
+        let refused = check(4, &two_down).expect_err("two of four is no majority");
+        assert_eq!((refused.healthy_nodes, refused.majority), (2, 3));
+        assert_eq!(refused.unhealthy, [b, c]);
+        assert!(refused.error.contains("2 of 4") && refused.error.contains("majority of 3"));
+    }
 }

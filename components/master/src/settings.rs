@@ -112,3 +112,61 @@ impl Settings {
         self.replication_timeout.max(self.peer_timeout * 2)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The defaults, with no secondary.
+    fn defaults() -> Settings {
+        Settings {
+            secondaries: Vec::new(),
+            replication_timeout: Duration::from_secs(60),
+            heartbeat: Duration::from_millis(500),
+            suspect_after: 1,
+            unhealthy_after: 3,
+            peer_timeout: Duration::from_secs(5),
+            force_recovery: false,
+        }
+    }
+
+    fn refusal(settings: Settings) -> String {
+        match settings.checked() {
+            Ok(_) => panic!("accepted"),
+            Err(BadSetting(why)) => why,
+        }
+    }
+
+    #[test]
+    fn the_settings_hold_together_or_say_which_rule_they_break() {
+        assert!(defaults().checked().is_ok());
+        let suspect_never = Settings { suspect_after: 0, ..defaults() };
+        assert_eq!(refusal(suspect_never), "SUSPECT_AFTER must be at least 1");
+        let unhealthy_first = Settings { suspect_after: 4, unhealthy_after: 3, ..defaults() };
+        assert_eq!(refusal(unhealthy_first), "UNHEALTHY_AFTER must be at least SUSPECT_AFTER");
+        let equal = Settings { suspect_after: 3, unhealthy_after: 3, ..defaults() };
+        assert!(equal.checked().is_ok(), "unhealthy as soon as suspected");
+        let hurried = Settings { heartbeat: Duration::from_millis(9), ..defaults() };
+        assert_eq!(refusal(hurried), "HEARTBEAT_MS must be at least 10");
+        assert!(Settings { heartbeat: Duration::from_millis(10), ..defaults() }.checked().is_ok());
+        for zero in [
+            Settings { peer_timeout: Duration::ZERO, ..defaults() },
+            Settings { replication_timeout: Duration::ZERO, ..defaults() },
+        ] {
+            assert!(refusal(zero).contains("must be at least 1"));
+        }
+    }
+
+    #[test]
+    fn a_call_may_take_a_write_concern_or_a_probe_and_a_fetch() {
+        let mut settings = defaults();
+        assert_eq!(settings.longest_call(), Duration::from_secs(60), "the write concern's wait");
+        settings.replication_timeout = Duration::from_secs(3);
+        assert_eq!(settings.longest_call(), Duration::from_secs(10), "two peer timeouts");
+        assert_eq!(settings.nodes(), 1, "a master alone");
+        settings.secondaries = peer::list("http://a:1,http://b:2").unwrap();
+        assert_eq!(settings.nodes(), 3);
+        assert_eq!(settings.peer("http://b:2").map(|p| p.authority.as_str()), Some("b:2"));
+        assert!(settings.peer("http://c:3").is_none());
+    }
+}
