@@ -5,6 +5,7 @@
 //! node serve request after request, and lets a new component version take over without losing
 //! the log.
 
+mod disk;
 mod durable;
 mod entry;
 mod gate;

@@ -23,6 +23,7 @@ use crate::metrics::LogMetrics;
 pub use self::change::{Appended, Change, LogError, Position, Run, Snapshot};
 use self::held::{Inner, planned_after, replay};
 pub(crate) use self::read::TextPage;
+use super::disk::{Disk, Os};
 use super::durable::{Durable, Sink};
 use super::entry::Entry;
 use super::keys::Seen;
@@ -107,7 +108,17 @@ impl Log {
         node: &str,
         key_window: usize,
     ) -> Result<(Self, Replayed), StorageError> {
-        let (mut segments, mut replayed) = Segments::open(dir)?;
+        Self::open_on(Arc::new(Os), dir, node, key_window)
+    }
+
+    /// `open`, on `disk`.
+    pub(crate) fn open_on(
+        disk: Arc<dyn Disk>,
+        dir: &Path,
+        node: &str,
+        key_window: usize,
+    ) -> Result<(Self, Replayed), StorageError> {
+        let (mut segments, mut replayed) = Segments::open(disk, dir)?;
         let (inner, past_a_gap) =
             replay(std::mem::take(&mut replayed.records), node, Inner::new(key_window));
         if past_a_gap > 0 {

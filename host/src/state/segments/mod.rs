@@ -23,11 +23,12 @@
 //! cut off and reported. A bad record anywhere else means the data was damaged, and the node
 //! refuses to start rather than silently drop what follows.
 
-use std::fs::{File, OpenOptions};
-
-use super::entry::Entry;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::disk::{Disk, DiskFile};
+use super::entry::Entry;
 
 pub(crate) const MAGIC: &[u8; 8] = b"REPLOG\0\0";
 pub(crate) const FORMAT_VERSION: u32 = 2;
@@ -103,23 +104,22 @@ pub struct Replayed {
 
 /// The segment files of one data directory, open for appending.
 pub(crate) struct Segments {
+    disk: Arc<dyn Disk>,
     dir: PathBuf,
-    file: File,
+    file: Box<dyn DiskFile>,
     path: PathBuf,
     number: u64,
     len: u64,
 }
 
 impl Segments {
-    /// Reads every record in `dir` (creating it if needed), cuts off a torn tail, and opens
-    /// the last segment for appending.
-    pub(crate) fn open(dir: &Path) -> Result<(Self, Replayed), StorageError> {
+    /// Reads every record in `dir` on `disk` (creating it if needed), cuts off a torn tail,
+    /// and opens the last segment for appending.
+    pub(crate) fn open(disk: Arc<dyn Disk>, dir: &Path) -> Result<(Self, Replayed), StorageError> {
         let dir_error = |error| StorageError::Dir { dir: dir.to_owned(), error };
-        std::fs::create_dir_all(dir).map_err(dir_error)?;
+        disk.create_dir_all(dir).map_err(dir_error)?;
         let mut numbers = Vec::new();
-        for entry in std::fs::read_dir(dir).map_err(dir_error)? {
-            let name = entry.map_err(dir_error)?.file_name();
-            let name = name.to_string_lossy();
+        for name in disk.file_names(dir).map_err(dir_error)? {
             if let Some(number) = name.strip_suffix(".seg").and_then(|n| n.parse::<u64>().ok()) {
                 numbers.push(number);
             }
@@ -128,36 +128,35 @@ impl Segments {
         let mut replayed = Replayed::default();
         for (i, number) in numbers.iter().enumerate() {
             let last = i + 1 == numbers.len();
-            read_segment(&segment_path(dir, *number), last, &mut replayed)?;
+            read_segment(&*disk, &segment_path(dir, *number), last, &mut replayed)?;
         }
         let number = numbers.last().copied().unwrap_or(1);
-        let segments = if !segment_path(dir, number).exists() {
-            Self::create(dir, number)?
+        let segments = if !disk.exists(&segment_path(dir, number)) {
+            Self::create(disk, dir, number)?
         } else if replayed.last_version != FORMAT_VERSION {
             // Records of another format never go into an older segment.
-            Self::create(dir, number + 1)?
+            Self::create(disk, dir, number + 1)?
         } else {
             let path = segment_path(dir, number);
             let io_error = |error| StorageError::Io { file: path.clone(), error };
-            let file = OpenOptions::new().append(true).open(&path).map_err(io_error)?;
-            let len = file.metadata().map_err(io_error)?.len();
-            Self { dir: dir.to_owned(), file, path, number, len }
+            let file = disk.open_append(&path).map_err(io_error)?;
+            let len = file.len().map_err(io_error)?;
+            Self { disk, dir: dir.to_owned(), file, path, number, len }
         };
         Ok((segments, replayed))
     }
 
-    fn create(dir: &Path, number: u64) -> Result<Self, StorageError> {
+    fn create(disk: Arc<dyn Disk>, dir: &Path, number: u64) -> Result<Self, StorageError> {
         let path = segment_path(dir, number);
         let io_error = |error| StorageError::Io { file: path.clone(), error };
-        let mut file =
-            OpenOptions::new().create_new(true).append(true).open(&path).map_err(io_error)?;
+        let mut file = disk.create_new(&path).map_err(io_error)?;
         let mut header = [0u8; HEADER_LEN];
         header[..8].copy_from_slice(MAGIC);
         header[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
         file.write_all(&header).and_then(|()| file.sync_all()).map_err(io_error)?;
         // The new file's name must be durable too.
-        File::open(dir).and_then(|d| d.sync_all()).map_err(io_error)?;
-        Ok(Self { dir: dir.to_owned(), file, path, number, len: HEADER_LEN as u64 })
+        disk.sync_dir(dir).map_err(io_error)?;
+        Ok(Self { disk, dir: dir.to_owned(), file, path, number, len: HEADER_LEN as u64 })
     }
 
     /// Writes `records` and waits until they are on disk (one write, one fdatasync), starting
@@ -168,7 +167,7 @@ impl Segments {
             encode(record, &mut buf);
         }
         if self.len + buf.len() as u64 > SEGMENT_BYTES && self.len > HEADER_LEN as u64 {
-            *self = Self::create(&self.dir, self.number + 1)?;
+            *self = Self::create(self.disk.clone(), &self.dir, self.number + 1)?;
         }
         let io_error = |error| StorageError::Io { file: self.path.clone(), error };
         self.file.write_all(&buf).and_then(|()| self.file.sync_data()).map_err(io_error)?;
@@ -259,15 +258,20 @@ fn text(bytes: &[u8]) -> Result<String, &'static str> {
     std::str::from_utf8(bytes).map(str::to_owned).map_err(|_| "message is not UTF-8")
 }
 
-fn read_segment(path: &Path, last: bool, replayed: &mut Replayed) -> Result<(), StorageError> {
+fn read_segment(
+    disk: &dyn Disk,
+    path: &Path,
+    last: bool,
+    replayed: &mut Replayed,
+) -> Result<(), StorageError> {
     let io_error = |error| StorageError::Io { file: path.to_owned(), error };
-    let bytes = std::fs::read(path).map_err(io_error)?;
+    let bytes = disk.read(path).map_err(io_error)?;
     if bytes.len() < HEADER_LEN || &bytes[..8] != MAGIC {
         // A segment whose header was never completely written can only be the newest, cut
         // off while being created: it holds nothing.
         if last && bytes.len() < HEADER_LEN && MAGIC.starts_with(&bytes[..bytes.len().min(8)]) {
-            truncate(path, 0, bytes.len() as u64, replayed)?;
-            std::fs::remove_file(path).map_err(io_error)?;
+            truncate(disk, path, 0, bytes.len() as u64, replayed)?;
+            disk.remove(path).map_err(io_error)?;
             return Ok(());
         }
         return Err(StorageError::NotASegment { file: path.to_owned() });
@@ -292,7 +296,13 @@ fn read_segment(path: &Path, last: bool, replayed: &mut Replayed) -> Result<(), 
                         why: why.to_owned(),
                     });
                 }
-                return truncate(path, offset as u64, (bytes.len() - offset) as u64, replayed);
+                return truncate(
+                    disk,
+                    path,
+                    offset as u64,
+                    (bytes.len() - offset) as u64,
+                    replayed,
+                );
             }
         }
     }
@@ -305,10 +315,15 @@ fn valid_record_after(bytes: &[u8], offset: usize, version: u32) -> bool {
     (offset + 1..bytes.len()).any(|at| decode(&bytes[at..], version).is_ok())
 }
 
-fn truncate(path: &Path, at: u64, cut: u64, replayed: &mut Replayed) -> Result<(), StorageError> {
+fn truncate(
+    disk: &dyn Disk,
+    path: &Path,
+    at: u64,
+    cut: u64,
+    replayed: &mut Replayed,
+) -> Result<(), StorageError> {
     let io_error = |error| StorageError::Io { file: path.to_owned(), error };
-    let file = OpenOptions::new().write(true).open(path).map_err(io_error)?;
-    file.set_len(at).and_then(|()| file.sync_all()).map_err(io_error)?;
+    disk.truncate(path, at).map_err(io_error)?;
     replayed.truncated = Some((path.to_owned(), at, cut));
     Ok(())
 }

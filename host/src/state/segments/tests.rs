@@ -1,4 +1,6 @@
 //! Segment files: records written and read back, torn tails, damage, the older format.
+use std::fs::OpenOptions;
+
 use super::*;
 
 fn dir(name: &str) -> PathBuf {
@@ -18,12 +20,13 @@ fn only_segment(dir: &Path) -> PathBuf {
 #[test]
 fn what_is_appended_is_replayed_in_order() {
     let dir = dir("roundtrip");
-    let (mut segments, replayed) = Segments::open(&dir).unwrap();
+    let (mut segments, replayed) =
+        Segments::open(std::sync::Arc::new(crate::state::disk::Os), &dir).unwrap();
     assert!(replayed.records.is_empty());
     segments.append(&[record(1, "a"), record(2, "bé")]).unwrap();
     segments.append(&[record(4, "d"), record(3, "")]).unwrap();
     drop(segments);
-    let (_, replayed) = Segments::open(&dir).unwrap();
+    let (_, replayed) = Segments::open(std::sync::Arc::new(crate::state::disk::Os), &dir).unwrap();
     assert_eq!(replayed.records, [record(1, "a"), record(2, "bé"), record(4, "d"), record(3, "")]);
     assert!(replayed.truncated.is_none());
     std::fs::remove_dir_all(dir).unwrap();
@@ -32,7 +35,8 @@ fn what_is_appended_is_replayed_in_order() {
 #[test]
 fn truncations_and_epochs_are_records_too() {
     let dir = dir("kinds");
-    let (mut segments, _) = Segments::open(&dir).unwrap();
+    let (mut segments, _) =
+        Segments::open(std::sync::Arc::new(crate::state::disk::Os), &dir).unwrap();
     let records = [
         Record::Epoch { epoch: 3 },
         Record::Entry(Entry {
@@ -46,7 +50,7 @@ fn truncations_and_epochs_are_records_too() {
     ];
     segments.append(&records).unwrap();
     drop(segments);
-    let (_, replayed) = Segments::open(&dir).unwrap();
+    let (_, replayed) = Segments::open(std::sync::Arc::new(crate::state::disk::Os), &dir).unwrap();
     assert_eq!(replayed.records, records);
     std::fs::remove_dir_all(dir).unwrap();
 }
@@ -67,7 +71,8 @@ fn format_1_segments_are_read_as_epoch_0_and_never_appended_to() {
     }
     std::fs::write(segment_path(&dir, 1), &bytes).unwrap();
 
-    let (mut segments, replayed) = Segments::open(&dir).unwrap();
+    let (mut segments, replayed) =
+        Segments::open(std::sync::Arc::new(crate::state::disk::Os), &dir).unwrap();
     assert_eq!(
         replayed.records,
         [
@@ -79,7 +84,7 @@ fn format_1_segments_are_read_as_epoch_0_and_never_appended_to() {
     segments.append(&[record(3, "new")]).unwrap();
     drop(segments);
     assert_eq!(std::fs::read(segment_path(&dir, 1)).unwrap(), bytes, "left as it was");
-    let (_, replayed) = Segments::open(&dir).unwrap();
+    let (_, replayed) = Segments::open(std::sync::Arc::new(crate::state::disk::Os), &dir).unwrap();
     assert_eq!(replayed.records.len(), 3);
     assert_eq!(replayed.records[2], record(3, "new"));
     std::fs::remove_dir_all(dir).unwrap();
@@ -88,21 +93,23 @@ fn format_1_segments_are_read_as_epoch_0_and_never_appended_to() {
 #[test]
 fn a_torn_last_record_is_cut_off_and_reported() {
     let dir = dir("torn");
-    let (mut segments, _) = Segments::open(&dir).unwrap();
+    let (mut segments, _) =
+        Segments::open(std::sync::Arc::new(crate::state::disk::Os), &dir).unwrap();
     segments.append(&[record(1, "kept"), record(2, "torn in half")]).unwrap();
     drop(segments);
     let file = only_segment(&dir);
     let len = std::fs::metadata(&file).unwrap().len();
     OpenOptions::new().write(true).open(&file).unwrap().set_len(len - 5).unwrap();
 
-    let (mut segments, replayed) = Segments::open(&dir).unwrap();
+    let (mut segments, replayed) =
+        Segments::open(std::sync::Arc::new(crate::state::disk::Os), &dir).unwrap();
     assert_eq!(replayed.records, [record(1, "kept")]);
     let (path, at, cut) = replayed.truncated.unwrap();
     assert_eq!(path, file);
     assert_eq!(at + cut, len - 5);
     segments.append(&[record(2, "again")]).unwrap();
     drop(segments);
-    let (_, replayed) = Segments::open(&dir).unwrap();
+    let (_, replayed) = Segments::open(std::sync::Arc::new(crate::state::disk::Os), &dir).unwrap();
     assert_eq!(
         replayed.records,
         [record(1, "kept"), record(2, "again")],
@@ -114,7 +121,8 @@ fn a_torn_last_record_is_cut_off_and_reported() {
 #[test]
 fn damage_in_the_middle_stops_the_start_with_the_place_named() {
     let dir = dir("flipped");
-    let (mut segments, _) = Segments::open(&dir).unwrap();
+    let (mut segments, _) =
+        Segments::open(std::sync::Arc::new(crate::state::disk::Os), &dir).unwrap();
     segments.append(&[record(1, "first"), record(2, "second"), record(3, "third")]).unwrap();
     drop(segments);
     let file = only_segment(&dir);
@@ -123,7 +131,10 @@ fn damage_in_the_middle_stops_the_start_with_the_place_named() {
     bytes[second + RECORD_HEADER_LEN + 9] ^= 0x40;
     std::fs::write(&file, &bytes).unwrap();
 
-    let error = Segments::open(&dir).err().expect("refused").to_string();
+    let error = Segments::open(std::sync::Arc::new(crate::state::disk::Os), &dir)
+        .err()
+        .expect("refused")
+        .to_string();
     assert!(error.contains(&file.display().to_string()), "{error}");
     assert!(
         error.contains(&format!("byte {second}")) && error.contains("checksum mismatch"),
@@ -136,12 +147,15 @@ fn damage_in_the_middle_stops_the_start_with_the_place_named() {
 #[test]
 fn another_format_version_is_refused() {
     let dir = dir("version");
-    drop(Segments::open(&dir).unwrap());
+    drop(Segments::open(std::sync::Arc::new(crate::state::disk::Os), &dir).unwrap());
     let file = only_segment(&dir);
     let mut bytes = std::fs::read(&file).unwrap();
     bytes[8] = 9;
     std::fs::write(&file, &bytes).unwrap();
-    let error = Segments::open(&dir).err().unwrap().to_string();
+    let error = Segments::open(std::sync::Arc::new(crate::state::disk::Os), &dir)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(error.contains("format version 9"), "{error}");
     std::fs::remove_dir_all(dir).unwrap();
 }
@@ -149,12 +163,13 @@ fn another_format_version_is_refused() {
 #[test]
 fn a_full_segment_continues_in_the_next() {
     let dir = dir("rotate");
-    let (mut segments, _) = Segments::open(&dir).unwrap();
+    let (mut segments, _) =
+        Segments::open(std::sync::Arc::new(crate::state::disk::Os), &dir).unwrap();
     segments.len = SEGMENT_BYTES - 10;
     segments.append(&[record(1, "in the second segment")]).unwrap();
     assert_eq!(segments.number, 2);
     drop(segments);
-    let (_, replayed) = Segments::open(&dir).unwrap();
+    let (_, replayed) = Segments::open(std::sync::Arc::new(crate::state::disk::Os), &dir).unwrap();
     assert_eq!(replayed.records, [record(1, "in the second segment")]);
     std::fs::remove_dir_all(dir).unwrap();
 }
