@@ -1,16 +1,25 @@
 //! The nemesis: a master and two secondaries as processes with data directories, six writers
 //! of mixed write concern, and faults at random: any node killed with SIGKILL and started
 //! again, a secondary paused (SIGSTOP) and resumed, a secondary's or the master's disk wiped,
-//! forged requests to the secondaries' replication route. Then the cluster heals, and:
+//! forged requests to the secondaries' replication route; and the faults that make logs
+//! diverge and masters double: the master paused while another, on a data directory of its
+//! own, takes over in a newer epoch, then resumed (two masters; the old one must be fenced and
+//! refuse a client that still writes to it); a secondary left behind while the other takes
+//! writes, that one killed, the master's disk lost and the master forced to recover from the
+//! one behind (`FORCE_RECOVERY`), then the other back with a suffix to repair; two faults at
+//! once. Then the cluster heals, and:
 //!
-//! - every write acknowledged with `w >= 2` is in every node's log exactly once, at its `seq`;
-//! - a `w = 1` write, or one answered `502`, is missing only if the master's disk was wiped
-//!   after it was answered and before any later write of `w >= 2` was acknowledged;
+//! - every write acknowledged with `w >= 2` is in every node's log exactly once, at its `seq`,
+//!   unless a forced recovery dropped it (`w = 2`, past what the secondary it recovered from
+//!   held: what the README says `FORCE_RECOVERY` may lose);
+//! - a `w = 1` write, or one answered `502`, is missing only if its master's log was lost (a
+//!   wipe, or another master taking over) after it was answered and before any later write of
+//!   `w >= 2` was acknowledged, or if a master already replaced answered it;
 //! - a write answered `503` is nowhere; one not answered is there once or not at all; any
-//!   other answer fails the run;
+//!   other answer fails the run; a fenced master answers every write `503`;
 //! - every entry is a message some writer sent, none is anywhere twice;
 //! - what any node showed during the faults is a prefix of the final log, up to an entry it
-//!   may lack (lost to a wipe, or never acknowledged);
+//!   may lack (lost as above, or never acknowledged);
 //! - every secondary ends with the master's log, and the cluster takes a `w = 3` write.
 //!
 //! Every kind of fault happens at least once, whatever the seed.
@@ -53,12 +62,14 @@ fn setting(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
 }
 
-/// A write the master acknowledged.
+/// A write a master acknowledged.
 struct Acked {
     seq: u64,
     msg: String,
     w: u64,
     at: Instant,
+    /// The master it was sent to.
+    master: String,
 }
 
 /// A write the master did not acknowledge, and how it was answered.
@@ -73,6 +84,9 @@ struct Unacked {
     at: Instant,
 }
 
+/// Where the writers send: the master of the moment.
+type Target = Arc<std::sync::RwLock<String>>;
+
 #[derive(Default)]
 struct Outcomes {
     acked: Vec<Acked>,
@@ -84,18 +98,19 @@ struct Outcomes {
 /// A writer: `w`s chosen at random, until told to stop (or a bound is reached).
 async fn writer(
     client: Client,
-    master: String,
+    target: Target,
     id: u64,
     seed: u64,
     stop: Arc<AtomicBool>,
 ) -> Outcomes {
     let mut rng = Rng(seed ^ id.wrapping_mul(0x2545_f491_4f6c_dd1d));
     let mut outcomes = Outcomes::default();
-    let url = format!("{master}/messages?log=false");
     for n in 0..20_000 {
         if stop.load(Ordering::Relaxed) {
             break;
         }
+        let master = target.read().unwrap().clone();
+        let url = format!("{master}/messages?log=false");
         let (msg, w) = (format!("writer{id}-{n}"), 1 + rng.below(3));
         let body = format!(r#"{{"msg":"{msg}","w":{w}}}"#);
         let answer = tokio::time::timeout(Duration::from_secs(10), client.post(&url, body)).await;
@@ -103,7 +118,7 @@ async fn writer(
         match answer {
             Ok(Ok(reply)) if reply.status == 201 => {
                 let seq = reply.json()["seq"].as_u64().expect("a 201 names the seq");
-                outcomes.acked.push(Acked { seq, msg, w, at });
+                outcomes.acked.push(Acked { seq, msg, w, at, master });
                 continue;
             }
             Ok(Ok(reply)) if reply.status == 502 || reply.status == 503 => {
@@ -122,7 +137,7 @@ async fn writer(
     outcomes
 }
 
-/// The faults, one at a time.
+/// The faults.
 #[derive(Debug, Clone, Copy)]
 enum Fault {
     KillMaster,
@@ -131,6 +146,59 @@ enum Fault {
     PauseSecondary(usize),
     WipeSecondary(usize),
     Forge(usize),
+    /// The master paused, and another started on a data directory of its own takes over in a
+    /// newer epoch; then the old one resumes (two masters), is fenced, and is stopped.
+    Usurp,
+    /// Secondary `.0` paused while the other takes writes it lacks; that one killed, the
+    /// master's disk lost, and the master started with `FORCE_RECOVERY` from the lagging one;
+    /// then the other returns, diverging, and must be repaired.
+    ForceAhead(usize),
+    /// Two at once: the master and a secondary killed, or one secondary paused and the other
+    /// killed (no majority for a while).
+    Pair(usize),
+}
+
+/// How often each kind is drawn, in twentieths, and the fault it is (given a secondary).
+const KINDS: [(u64, fn(usize) -> Fault); 9] = [
+    (3, |_| Fault::KillMaster),
+    (1, |_| Fault::WipeMaster),
+    (3, Fault::KillSecondary),
+    (3, Fault::PauseSecondary),
+    (2, Fault::WipeSecondary),
+    (2, Fault::Forge),
+    (2, |_| Fault::Usurp),
+    (2, Fault::ForceAhead),
+    (2, Fault::Pair),
+];
+
+/// What the faults did that excuses a write's loss, for the checker.
+#[derive(Default)]
+struct History {
+    /// When a master lost what it alone held: its disk wiped, or another taking over from the
+    /// secondaries.
+    losses: Vec<Instant>,
+    /// A master replaced while it ran: its URL, from when (it may still acknowledge a `w = 1`
+    /// write it was asked for before; it is lost with it) until it was stopped.
+    deposed: Vec<(String, Instant, Instant)>,
+    /// A forced recovery from a lagging secondary: writes of `w <= 2` acknowledged after
+    /// `.0` (the lineage's start) and before `.1` (the wipe) past `seq` `.2` (what the lagging
+    /// one held) may be lost.
+    forced: Vec<(Instant, Instant, u64)>,
+    /// A fenced master asked to write: what it answered (it must refuse).
+    stray: Vec<u16>,
+}
+
+/// The two master slots: the cluster's own, and the one that takes over from it.
+struct Masters {
+    spare: Node,
+    /// Which serves: 0 the cluster's, 1 the spare.
+    current: usize,
+}
+
+impl Masters {
+    fn get<'a>(&'a mut self, cluster: &'a mut Cluster, which: usize) -> &'a mut Node {
+        if which == 0 { &mut cluster.master } else { &mut self.spare }
+    }
 }
 
 /// Runs `f` on the test's thread pool without stalling the writers (it waits for processes).
@@ -176,24 +244,29 @@ async fn acknowledged_writes_survive_random_kills_pauses_wipes_and_forgeries() {
 
     let client = client();
     let stop = Arc::new(AtomicBool::new(false));
+    let target: Target = Arc::new(std::sync::RwLock::new(cluster.master.url()));
     let writers: Vec<_> = (0..6)
-        .map(|id| {
-            tokio::spawn(writer(client.clone(), cluster.master.url(), id, seed, stop.clone()))
-        })
+        .map(|id| tokio::spawn(writer(client.clone(), target.clone(), id, seed, stop.clone())))
         .collect();
 
-    let readers = tokio::spawn(reader(
-        client.clone(),
-        cluster.nodes().map(Node::url).collect(),
-        seconds,
-        stop.clone(),
-    ));
+    // The spare master: the cluster's master's settings, a port and data directory of its own.
+    let spare_port = free_ports(1);
+    let args: Vec<&str> = cluster.master.args.iter().map(String::as_str).collect();
+    let flags = args.iter().position(|a| *a == "--port").expect("a port");
+    let mut masters = Masters {
+        spare: Node::new(&cluster.root, "master-b", spare_port, &args[..flags]),
+        current: 0,
+    };
+    let mut nodes: Vec<String> = cluster.nodes().map(Node::url).collect();
+    nodes.push(masters.spare.url());
+    let readers = tokio::spawn(reader(client.clone(), nodes, seconds, stop.clone()));
 
-    let mut master_wipes: Vec<Instant> = Vec::new();
+    let mut history = History::default();
+    let started = Instant::now();
     let mut faults: BTreeMap<String, u64> = BTreeMap::new();
     // Every kind of fault once first, in an order of the seed's, so that no run passes for
     // want of one; then at random.
-    let mut first = vec![0, 2, 3, 6, 9, 11];
+    let mut first: Vec<usize> = (0..KINDS.len()).collect();
     for i in (1..first.len()).rev() {
         first.swap(i, rng.below(i as u64 + 1) as usize);
     }
@@ -201,27 +274,34 @@ async fn acknowledged_writes_survive_random_kills_pauses_wipes_and_forgeries() {
     while Instant::now() < deadline || !first.is_empty() {
         tokio::time::sleep(rng.millis(200, 800)).await;
         let i = rng.below(2) as usize;
-        let fault = match first.pop().unwrap_or_else(|| rng.below(12)) {
-            0..=1 => Fault::KillMaster,
-            2 => Fault::WipeMaster,
-            3..=5 => Fault::KillSecondary(i),
-            6..=8 => Fault::PauseSecondary(i),
-            9..=10 => Fault::WipeSecondary(i),
-            _ => Fault::Forge(i),
-        };
+        let kind = first.pop().unwrap_or_else(|| {
+            let mut pick = rng.below(KINDS.iter().map(|(weight, _)| weight).sum());
+            KINDS
+                .iter()
+                .position(|(weight, _)| {
+                    pick < *weight || {
+                        pick -= weight;
+                        false
+                    }
+                })
+                .unwrap()
+        });
+        let fault = KINDS[kind].1(i);
         let name = format!("{fault:?}").split('(').next().unwrap().to_owned();
         *faults.entry(name).or_default() += 1;
         let down = rng.millis(0, 400);
+        let current = masters.current;
         match fault {
             Fault::KillMaster | Fault::WipeMaster => {
+                let master = masters.get(&mut cluster, current);
                 if matches!(fault, Fault::WipeMaster) {
-                    blocking(|| cluster.master.wipe());
-                    master_wipes.push(Instant::now());
+                    blocking(|| master.wipe());
+                    history.losses.push(Instant::now());
                 } else {
-                    blocking(|| cluster.master.kill());
+                    blocking(|| master.kill());
                 }
                 tokio::time::sleep(down).await;
-                blocking(|| cluster.master.start());
+                blocking(|| master.start());
             }
             Fault::KillSecondary(i) | Fault::WipeSecondary(i) => {
                 let secondary = &mut cluster.secondaries[i];
@@ -239,6 +319,38 @@ async fn acknowledged_writes_survive_random_kills_pauses_wipes_and_forgeries() {
                 cluster.secondaries[i].pause(false);
             }
             Fault::Forge(i) => forge(&client, &cluster.secondaries[i]).await,
+            Fault::Usurp => {
+                usurp(&client, &mut cluster, &mut masters, &target, &mut history).await;
+            }
+            Fault::ForceAhead(lagging) => {
+                let pause = rng.millis(300, 1000);
+                force_ahead(
+                    &client,
+                    &mut cluster,
+                    &mut masters,
+                    lagging,
+                    pause,
+                    started,
+                    &mut history,
+                )
+                .await;
+            }
+            Fault::Pair(i) => {
+                if rng.below(2) == 0 {
+                    let master = masters.get(&mut cluster, current);
+                    blocking(|| master.kill());
+                    blocking(|| cluster.secondaries[i].kill());
+                    tokio::time::sleep(down).await;
+                    blocking(|| cluster.secondaries[i].start());
+                    blocking(|| masters.get(&mut cluster, current).start());
+                } else {
+                    cluster.secondaries[i].pause(true);
+                    blocking(|| cluster.secondaries[1 - i].kill());
+                    tokio::time::sleep(rng.millis(200, 1500)).await;
+                    blocking(|| cluster.secondaries[1 - i].start());
+                    cluster.secondaries[i].pause(false);
+                }
+            }
         }
     }
     stop.store(true, Ordering::Relaxed);
@@ -252,7 +364,7 @@ async fn acknowledged_writes_survive_random_kills_pauses_wipes_and_forgeries() {
     let reads = readers.await.unwrap();
 
     // Heal: every node runs; the cluster takes a write every node must hold.
-    let master = cluster.master.url();
+    let master = masters.get(&mut cluster, masters.current).url();
     let healed = Instant::now();
     let last = loop {
         let url = format!("{master}/messages?log=false");
@@ -270,7 +382,7 @@ async fn acknowledged_writes_survive_random_kills_pauses_wipes_and_forgeries() {
         assert!(
             healed.elapsed() < Duration::from_secs(60),
             "the cluster did not heal: {answer}\n{}",
-            cluster.master.output()
+            masters.get(&mut cluster, masters.current).output()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
@@ -317,13 +429,30 @@ async fn acknowledged_writes_survive_random_kills_pauses_wipes_and_forgeries() {
     let proven: Vec<(Instant, u64)> =
         outcomes.acked.iter().filter(|a| a.w >= 2).map(|a| (a.at, a.seq)).collect();
     let lost_to_a_wipe = |seq: u64, since: Instant| {
-        master_wipes.iter().any(|wipe| {
+        history.losses.iter().any(|wipe| {
             *wipe > since
                 && !proven
                     .iter()
                     .any(|(acked, later)| *acked > since && *acked < *wipe && *later > seq)
         })
     };
+    // A master replaced while it ran may still answer what it was asked before: a `w = 1`
+    // write, which the new master never had.
+    let by_deposed = |master: &str, at: Instant| {
+        history.deposed.iter().any(|(url, from, to)| url == master && at >= *from && at <= *to)
+    };
+    // A forced recovery loses what only the missing secondary held.
+    let forced_out = |w: u64, seq: u64, at: Instant| {
+        history
+            .forced
+            .iter()
+            .any(|(lineage, wipe, held)| w <= 2 && seq > *held && at > *lineage && at < *wipe)
+    };
+    assert!(
+        history.stray.iter().all(|status| *status == 503),
+        "a fenced master answered writes: {:?} (seed {seed})",
+        history.stray
+    );
     let mut excused: HashSet<&str> = HashSet::new();
     let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
     for acked in &outcomes.acked {
@@ -335,7 +464,15 @@ async fn acknowledged_writes_survive_random_kills_pauses_wipes_and_forgeries() {
             ),
             None if acked.w == 1 && lost_to_a_wipe(acked.seq, acked.at) => {
                 excused.insert(&acked.msg);
-                *counts.entry("w=1 lost to a master wipe").or_default() += 1;
+                *counts.entry("w=1 lost with its master's log").or_default() += 1;
+            }
+            None if acked.w == 1 && by_deposed(&acked.master, acked.at) => {
+                excused.insert(&acked.msg);
+                *counts.entry("w=1 acknowledged by a replaced master").or_default() += 1;
+            }
+            None if forced_out(acked.w, acked.seq, acked.at) => {
+                excused.insert(&acked.msg);
+                *counts.entry("w<=2 lost to a forced recovery").or_default() += 1;
             }
             None => panic!(
                 "{} (w={}) acknowledged at seq {} is lost (seed {seed})",
@@ -355,7 +492,9 @@ async fn acknowledged_writes_survive_random_kills_pauses_wipes_and_forgeries() {
             (Some(_), None) => {
                 let seq = unacked.seq.expect("a 502 names its seq");
                 assert!(
-                    lost_to_a_wipe(seq, unacked.at),
+                    lost_to_a_wipe(seq, unacked.at)
+                        || forced_out(unacked.w, seq, unacked.at)
+                        || history.deposed.iter().any(|(_, from, _)| unacked.at >= *from),
                     "{} (w={}) answered 502 at seq {seq} is lost without a master wipe (seed {seed})",
                     unacked.msg,
                     unacked.w
@@ -399,6 +538,113 @@ async fn acknowledged_writes_survive_random_kills_pauses_wipes_and_forgeries() {
         healed.elapsed().as_secs_f64()
     );
     assert!(outcomes.acked.len() > 100, "the load ran");
+}
+
+/// A node's `/health`, or none when it does not answer within 10 s.
+async fn health(client: &Client, node: &str) -> Option<serde_json::Value> {
+    let url = format!("{node}/health");
+    let reply = tokio::time::timeout(Duration::from_secs(10), client.get(&url)).await.ok()?.ok()?;
+    (reply.status == 200).then(|| reply.json())
+}
+
+/// Waits until `check` holds of `node`'s `/health`, failing after 20 s.
+async fn health_until(
+    client: &Client,
+    node: &str,
+    what: &str,
+    check: impl Fn(&serde_json::Value) -> bool,
+) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if health(client, node).await.is_some_and(|h| check(&h)) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{node}: {what} did not happen within 20 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The master is paused past the secondaries' patience and another, on a data directory of
+/// its own, takes over in a newer epoch; the writers follow it. Then the old one resumes: two
+/// masters run, until the old one is fenced (it must then refuse a client that still writes
+/// to it), and it is stopped.
+async fn usurp(
+    client: &Client,
+    cluster: &mut Cluster,
+    masters: &mut Masters,
+    target: &Target,
+    history: &mut History,
+) {
+    let (old, new) = (masters.current, 1 - masters.current);
+    let paused = Instant::now();
+    masters.get(cluster, old).pause(true);
+    history.losses.push(paused);
+    let next = masters.get(cluster, new);
+    blocking(|| {
+        if next.process.is_some() {
+            next.kill();
+        }
+        let _ = std::fs::remove_dir_all(&next.data);
+        next.start();
+    });
+    let new_url = next.url();
+    *target.write().unwrap() = new_url.clone();
+    masters.current = new;
+    let epoch = health(client, &new_url).await.expect("the new master answers")["epoch"]
+        .as_u64()
+        .expect("an epoch");
+    for secondary in &cluster.secondaries {
+        let follows = |h: &serde_json::Value| h["epoch"].as_u64() >= Some(epoch);
+        health_until(client, &secondary.url(), "following the new master", follows).await;
+    }
+    let old_node = masters.get(cluster, old);
+    let old_url = old_node.url();
+    old_node.pause(false);
+    health_until(client, &old_url, "fenced", |h| h["state"] == "fenced").await;
+    for n in 0..3 {
+        let url = format!("{old_url}/messages?log=false");
+        let body = format!(r#"{{"msg":"stray-{n}","w":1}}"#);
+        let reply = tokio::time::timeout(Duration::from_secs(10), client.post(&url, body)).await;
+        history.stray.push(match reply {
+            Ok(Ok(reply)) => reply.status,
+            _ => 0,
+        });
+    }
+    blocking(|| masters.get(cluster, old).kill());
+    history.deposed.push((old_url, paused, Instant::now()));
+}
+
+/// Secondary `lagging` is paused while writes of `w <= 2` reach the other; that one is killed,
+/// the master's disk lost, and the master started with `FORCE_RECOVERY` while only the lagging
+/// one answers. Then the other returns with entries the new master never had, and must be
+/// repaired.
+async fn force_ahead(
+    client: &Client,
+    cluster: &mut Cluster,
+    masters: &mut Masters,
+    lagging: usize,
+    pause: Duration,
+    started: Instant,
+    history: &mut History,
+) {
+    let ahead = 1 - lagging;
+    let lag_url = cluster.secondaries[lagging].url();
+    let held = read(client, &lag_url).await.map_or(0, |log| log.len() as u64);
+    cluster.secondaries[lagging].pause(true);
+    tokio::time::sleep(pause).await;
+    blocking(|| cluster.secondaries[ahead].kill());
+    let master = masters.get(cluster, masters.current);
+    blocking(|| master.wipe());
+    let wiped = Instant::now();
+    let lineage = history.losses.last().copied().unwrap_or(started);
+    history.losses.push(wiped);
+    history.forced.push((lineage, wiped, held));
+    cluster.secondaries[lagging].pause(false);
+    let master = masters.get(cluster, masters.current);
+    master.args.push("--force-recovery".to_owned());
+    blocking(|| master.start());
+    master.args.pop();
+    blocking(|| cluster.secondaries[ahead].start());
 }
 
 /// A node's log, or none when it does not answer within 10 s.
