@@ -158,8 +158,11 @@ enum Fault {
     Pair(usize),
 }
 
-/// How often each kind is drawn, in twentieths, and the fault it is (given a secondary).
-const KINDS: [(u64, fn(usize) -> Fault); 9] = [
+/// A kind of fault: how often it is drawn (in twentieths), and the fault it is given the
+/// secondary it may hit.
+type Kind = (u64, fn(usize) -> Fault);
+
+const KINDS: [Kind; 9] = [
     (3, |_| Fault::KillMaster),
     (1, |_| Fault::WipeMaster),
     (3, Fault::KillSecondary),
