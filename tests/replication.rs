@@ -11,9 +11,19 @@ use replog::state::PeerStatus;
 use support::inproc::*;
 
 /// A master whose replication does not run by itself: the test calls the steps. It has
-/// recovered (forced, as an operator would, when its secondaries are not up yet: the tests are
-/// about what steps do next).
+/// recovered (forced, as an operator would, when not every secondary is up: the tests are about
+/// what steps do next). Forced recovery still needs one secondary to answer: where nothing
+/// listens at the first URL yet, an empty secondary answers there for the recovery, and goes.
 async fn stepped_master(urls: &[String]) -> Node {
+    let first: std::net::SocketAddr = urls[0].trim_start_matches("http://").parse().unwrap();
+    let witness = match std::net::TcpStream::connect(first) {
+        Ok(_) => None,
+        Err(_) => {
+            let mut config = config("witness", Role::Secondary);
+            config.listen = first;
+            Some(replog::cluster::serve_nodes(vec![node(config, SECONDARY).await]).await.unwrap())
+        }
+    };
     let mut config = config("master", Role::Master)
         .with("SECONDARIES", urls.join(","))
         .with("FORCE_RECOVERY", "true");
@@ -21,10 +31,14 @@ async fn stepped_master(urls: &[String]) -> Node {
     let master = Node::new(runtime(), config, compiled(MASTER)).await.unwrap();
     loop {
         match master.recovery_round().await.expect("a recovery round").expect("a master") {
-            Recovery::Done => return master,
+            Recovery::Done => break,
             Recovery::Again(_) => {}
         }
     }
+    if let Some(witness) = witness {
+        witness.shutdown().await;
+    }
+    master
 }
 
 async fn step(master: &Node, peer: &str) -> NextStep {

@@ -103,7 +103,10 @@ pub enum Recovery {
 /// log among them (by last epoch, then length) is the one to continue. A master that holds no
 /// log while its secondaries do has lost its disk: any one secondary may then hold writes
 /// acknowledged with `w = 2`, so it waits for all of them, unless `force`d to take what the
-/// answering ones have. It opens an epoch above every one it has seen.
+/// answering ones have; but even forced it waits for one: with no answer it would know no
+/// epoch but its own, and might open one its secondaries already hold entries of (two entries
+/// with one identity, which log matching would take for the same). It opens an epoch above
+/// every one it has seen.
 pub fn recovery(own: Own, heard: &[(&str, Option<&Heard>)], force: bool) -> Recovery {
     let secondaries = heard.len();
     let answered: Vec<(usize, &Heard)> =
@@ -111,9 +114,19 @@ pub fn recovery(own: Own, heard: &[(&str, Option<&Heard>)], force: bool) -> Reco
     let missing: Vec<&str> = heard.iter().filter(|(_, h)| h.is_none()).map(|(u, _)| *u).collect();
     let lost = own.epoch == 0 && own.last.seq == 0;
     let history = answered.iter().any(|(_, h)| h.epoch > 0 || h.last.seq > 0);
-    let needed = if lost && history { secondaries } else { secondaries.div_ceil(2) };
-    if answered.len() < needed && !force {
+    let needed = match (force, lost && history) {
+        (true, _) => secondaries.min(1),
+        (false, true) => secondaries,
+        (false, false) => secondaries.div_ceil(2),
+    };
+    if answered.len() < needed {
         let missing = missing.join(", ");
+        if force {
+            return Recovery::Wait(format!(
+                "FORCE_RECOVERY: waiting for any secondary to answer (with none, this master \
+                 cannot tell which epochs its secondaries hold); not answering: {missing}"
+            ));
+        }
         return Recovery::Wait(if lost && history {
             format!(
                 "this master holds no log while its secondaries do (its data was lost): waiting \
@@ -293,7 +306,7 @@ mod tests {
     }
 
     #[test]
-    fn forced_recovery_takes_whatever_answers_and_with_none_only_knows_its_own_epochs() {
+    fn forced_recovery_takes_whatever_answers_but_waits_for_one() {
         let held = heard(5, pos(9, 5), vec![run(5, 1)]);
         // One of two secondaries answers: forced, the master takes its log, then opens above
         // the epochs it reported; what only the silent one held is what may be lost.
@@ -302,14 +315,19 @@ mod tests {
         assert_eq!(recovery(NEW, &one, true), Recovery::Fetch(1));
         let fetched = Own { epoch: 0, last: pos(9, 5), runs: &[run(5, 1)] };
         assert_eq!(recovery(fetched, &one, true), Recovery::Open(6));
-        // None answers: forced, it opens the epoch after the ones it holds itself, knowing
-        // nothing of the secondaries' (the README says to force only once one answers).
+        // None answers: even forced, it waits; it knows no epoch but its own, and the
+        // secondaries may hold entries of the very epoch it would open.
         let none = [("s1", None), ("s2", None)];
         assert!(matches!(recovery(NEW, &none, false), Recovery::Wait(_)));
-        assert_eq!(recovery(NEW, &none, true), Recovery::Open(1));
+        let forced = recovery(NEW, &none, true);
+        assert!(
+            matches!(&forced, Recovery::Wait(why) if why.contains("any secondary") && why.contains("s1, s2")),
+            "{forced:?}"
+        );
         let runs = [run(4, 1)];
         let own = Own { epoch: 4, last: pos(3, 4), runs: &runs };
-        assert_eq!(recovery(own, &none, true), Recovery::Open(5));
+        assert!(matches!(recovery(own, &none, true), Recovery::Wait(_)), "its log or not");
+        assert_eq!(recovery(own, &[], true), Recovery::Open(5), "a master alone has no one to ask");
     }
 
     #[test]

@@ -94,8 +94,8 @@ pub(crate) struct ComponentArgs {
     #[arg(long, env = "PEER_TIMEOUT_MS", value_name = "MS")]
     peer_timeout_ms: Option<String>,
     /// Master: after a disk loss, for one start, take writes once the secondaries that answer
-    /// have given their logs, without waiting for every secondary (writes acknowledged only by
-    /// the missing ones may be dropped when they come back).
+    /// (at least one) have given their logs, without waiting for every secondary (writes
+    /// acknowledged only by the missing ones may be dropped when they come back).
     #[arg(long, env = "FORCE_RECOVERY", value_name = "BOOL", num_args = 0..=1,
         default_missing_value = "true")]
     force_recovery: Option<String>,
