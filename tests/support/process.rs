@@ -40,13 +40,24 @@ pub fn serve(role: &str, port: u16) -> Command {
 
 /// `count` consecutive loopback ports that are free right now, below Linux's ephemeral range
 /// (32768 and up by default) so that no outgoing connection takes one in the meantime.
+///
+/// A port handed out once is never handed out again by this test binary: tests run side by side
+/// and restart nodes on their ports, and a port free during one test's restart must not become
+/// another test's (two tests once wrote into one master that way).
 pub fn free_ports(count: u16) -> u16 {
+    static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     for _ in 0..200 {
         let random = std::collections::hash_map::RandomState::new().build_hasher().finish();
         let base = 10_000 + (random % 22_000) as u16;
+        if handed_out.range(base..base + count).next().is_some() {
+            continue;
+        }
         let listeners: Vec<_> =
             (0..count).map_while(|i| TcpListener::bind(("127.0.0.1", base + i)).ok()).collect();
         if listeners.len() == usize::from(count) {
+            handed_out.extend(base..base + count);
             return base;
         }
     }
