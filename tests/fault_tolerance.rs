@@ -11,7 +11,7 @@ use support::wait::eventually;
 use support::*;
 
 fn log(node: &replog::node::Node) -> Vec<String> {
-    node.state().log.read(1, u32::MAX).into_iter().map(|e| e.msg).collect()
+    node.state().log().read(1, u32::MAX).into_iter().map(|e| e.msg).collect()
 }
 
 async fn write(
@@ -103,7 +103,7 @@ async fn with_thirty_percent_of_replications_failing_after_storing_every_node_en
     // A batch stored but answered 500 is acknowledged on the retry that follows.
     let master_node = cluster.master();
     eventually(Duration::from_secs(10), "every secondary acknowledged", || {
-        master_node.state().peers.all().iter().all(|p| p.acked == 200)
+        master_node.state().sequencer().unwrap().peers().all().iter().all(|p| p.acked == 200)
     })
     .await;
     cluster.shutdown().await;

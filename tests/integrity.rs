@@ -26,7 +26,7 @@ async fn write(master: &Node, msg: &str, w: u64) -> (u16, serde_json::Value) {
 }
 
 fn epochs(node: &Node) -> Vec<u64> {
-    node.state().log.read(1, u32::MAX).into_iter().map(|e| e.epoch).collect()
+    node.state().log().read(1, u32::MAX).into_iter().map(|e| e.epoch).collect()
 }
 
 /// A fresh directory for one test's nodes, removed first if a previous run left it.
@@ -44,7 +44,7 @@ fn entries_a_secondary_got_from_elsewhere_are_never_counted_and_are_replaced() {
         // What a forged request left in an earlier version: entries ahead of anything the
         // master sent, put straight into the secondary's log.
         let secondary = running.node("s").unwrap();
-        let log = &secondary.state().log;
+        let log = &secondary.state().log();
         let forged = vec![
             Entry { seq: 1, epoch: 0, key: None, msg: "FORGED".into() },
             Entry { seq: 2, epoch: 0, key: None, msg: "FORGED too".into() },
@@ -62,7 +62,7 @@ fn entries_a_secondary_got_from_elsewhere_are_never_counted_and_are_replaced() {
         }
         assert_eq!(log_of(secondary), ["m1", "m2", "m3", "m4"]);
         assert_eq!(epochs(secondary), epochs(&master));
-        assert_eq!(master.state().peers.acked(&urls[0]), 4);
+        assert_eq!(master.state().sequencer().unwrap().peers().acked(&urls[0]), 4);
         running.shutdown().await;
     });
 }
@@ -111,8 +111,8 @@ fn an_acknowledgement_of_more_than_was_sent_is_not_counted() {
         let master = master_node(std::slice::from_ref(&boaster), Duration::from_millis(600)).await;
         let (status, json) = write(&master, "only one", 2).await;
         assert_eq!(status, 502, "{json}");
-        assert_eq!(master.state().peers.acked(&boaster), 0);
-        let peer = master.state().peers.get(&boaster).unwrap();
+        assert_eq!(master.state().sequencer().unwrap().peers().acked(&boaster), 0);
+        let peer = master.state().sequencer().unwrap().peers().get(&boaster).unwrap();
         assert!(peer.last_error.unwrap().contains("not counted"));
     });
 }
@@ -129,14 +129,14 @@ fn a_master_of_an_older_epoch_is_fenced_and_takes_no_more_writes() {
         let new = master_node(&urls, Duration::from_secs(2)).await;
         assert_eq!(log_of(&new), ["from the old master"], "recovered");
         assert_eq!(write(&new, "from the new master", 2).await.0, 201);
-        let new_epoch = new.state().log.epoch();
-        assert!(new_epoch > old.state().log.epoch());
+        let new_epoch = new.state().log().epoch();
+        assert!(new_epoch > old.state().log().epoch());
 
         // The old master still takes a w=1 write, then its secondary refuses it.
         let (status, json) = write(&old, "too late", 1).await;
         assert_eq!(status, 201, "{json}");
         eventually(Duration::from_secs(10), "the old master being fenced", || {
-            old.state().gate.mode() == replog::state::Mode::Fenced(new_epoch)
+            old.state().sequencer().unwrap().mode() == replog::state::Mode::Fenced(new_epoch)
         })
         .await;
         let (status, json) = write(&old, "refused", 1).await;
@@ -189,7 +189,7 @@ fn a_master_whose_data_was_wiped_recovers_the_log_before_taking_writes() {
             assert_eq!(status, 201, "{json}");
             written.push(msg);
         }
-        let first_epoch = master.nodes()[0].0.state().log.epoch();
+        let first_epoch = master.nodes()[0].0.state().log().epoch();
         master.shutdown().await;
         std::fs::remove_dir_all(dir.join("master")).unwrap();
 
@@ -199,7 +199,7 @@ fn a_master_whose_data_was_wiped_recovers_the_log_before_taking_writes() {
         let master = durable_master(&dir, &urls).await;
         let node = master.nodes()[0].0.clone();
         eventually(Duration::from_secs(10), "recovery waiting for secondary 2", || {
-            matches!(node.state().gate.mode(), replog::state::Mode::Recovering(why) if why.contains(&urls[1]))
+            matches!(node.state().sequencer().unwrap().mode(), replog::state::Mode::Recovering(why) if why.contains(&urls[1]))
         })
         .await;
         let (status, json) = write(&node, "too early", 1).await;
@@ -210,7 +210,7 @@ fn a_master_whose_data_was_wiped_recovers_the_log_before_taking_writes() {
         let s2 = durable_secondary("s2", &dir, &s2_addr).await;
         settled(&node).await;
         assert_eq!(log_of(&node), written, "every acknowledged write is back, in order");
-        assert!(node.state().log.epoch() > first_epoch, "in a new epoch");
+        assert!(node.state().log().epoch() > first_epoch, "in a new epoch");
         let (status, json) = write(&node, "after recovery", 3).await;
         assert_eq!((status, json["seq"].as_u64()), (201, Some(7)), "{json}");
         for secondary in [&s1, &s2] {

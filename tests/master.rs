@@ -43,7 +43,7 @@ fn a_write_waits_for_all_secondaries_concurrently_not_one_after_another() {
             assert_eq!(log_of(node), ["hello"], "{} holds the message", node.name());
         }
         for url in &urls {
-            assert_eq!(master.state().peers.acked(url), 1);
+            assert_eq!(master.state().sequencer().unwrap().peers().acked(url), 1);
         }
         running.shutdown().await;
     });
@@ -118,7 +118,7 @@ fn bad_input_gets_400_and_appends_nothing_anywhere() {
             assert!(error.contains(says), "{case}: {error:?} should mention {says:?}");
         }
 
-        assert!(master.state().log.is_empty(), "a refused write appends nothing");
+        assert!(master.state().log().is_empty(), "a refused write appends nothing");
         assert!(log_of(running.node("s").unwrap()).is_empty());
 
         let fine = call(&master, "POST", "/messages", r#"{"msg": "", "w": 2}"#).await;

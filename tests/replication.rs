@@ -67,7 +67,7 @@ fn everything_a_secondary_lacks_goes_in_one_batch_up_to_a_megabyte() {
 
         // The first contact asks what the secondary holds before sending anything.
         let next = step(&master, &urls[0]).await;
-        assert_eq!(secondary.state().log.len(), 0);
+        assert_eq!(secondary.state().log().len(), 0);
         assert_eq!(
             next,
             NextStep { after: Some(Duration::ZERO), on_append: false },
@@ -75,7 +75,7 @@ fn everything_a_secondary_lacks_goes_in_one_batch_up_to_a_megabyte() {
         );
 
         let next = step(&master, &urls[0]).await;
-        let first = secondary.state().log.len();
+        let first = secondary.state().log().len();
         assert!(
             (10_000..25_000).contains(&first),
             "one step, one batch of about a megabyte: {first}"
@@ -87,11 +87,11 @@ fn everything_a_secondary_lacks_goes_in_one_batch_up_to_a_megabyte() {
         );
 
         let next = step(&master, &urls[0]).await;
-        assert_eq!(secondary.state().log.len(), 25_000, "the second batch holds the rest");
+        assert_eq!(secondary.state().log().len(), 25_000, "the second batch holds the rest");
         assert_eq!(next.after, Some(Duration::from_millis(500)), "then a heartbeat later...");
         assert!(next.on_append, "... or as soon as there is something new");
         assert_eq!(log_of(secondary), log_of(&master), "in the master's order");
-        assert_eq!(master.state().peers.acked(&urls[0]), 25_000);
+        assert_eq!(master.state().sequencer().unwrap().peers().acked(&urls[0]), 25_000);
     });
 }
 
@@ -114,7 +114,7 @@ fn a_failing_secondary_is_suspected_then_unhealthy_retried_with_growing_jittered
         let mut pauses = Vec::new();
         for (failures, (status, range)) in expected.into_iter().enumerate() {
             let next = step(&master, &url).await;
-            let peer = master.state().peers.get(&url).unwrap();
+            let peer = master.state().sequencer().unwrap().peers().get(&url).unwrap();
             assert_eq!((peer.status, peer.failures), (status, failures as u32 + 1));
             assert!(peer.last_error.as_deref().unwrap().contains("connection refused"), "{peer:?}");
             let after = next.after.unwrap().as_millis() as u64;
@@ -132,12 +132,12 @@ fn a_failing_secondary_is_suspected_then_unhealthy_retried_with_growing_jittered
         config.listen = format!("127.0.0.1:{port}").parse().unwrap();
         let back = replog::cluster::serve_nodes(vec![node(config, SECONDARY).await]).await.unwrap();
         let next = step(&master, &url).await;
-        let peer = master.state().peers.get(&url).unwrap();
+        let peer = master.state().sequencer().unwrap().peers().get(&url).unwrap();
         assert_eq!((peer.status, peer.failures, peer.acked), (PeerStatus::Healthy, 0, 0));
         assert!(peer.last_contact_ms.is_some() && peer.last_error.is_none());
         assert_eq!(next.after, Some(Duration::ZERO), "it answers and lacks a message: at once");
         let next = step(&master, &url).await;
-        assert_eq!(master.state().peers.acked(&url), 1);
+        assert_eq!(master.state().sequencer().unwrap().peers().acked(&url), 1);
         assert_eq!(log_of(back.node("s").unwrap()), ["waiting"]);
         assert!(next.on_append);
         back.shutdown().await;
@@ -162,7 +162,7 @@ fn replays_after_faults_are_stored_once_and_acknowledged() {
             let next = step(&master, &urls[0]).await;
             assert!(next.after.unwrap() > Duration::ZERO, "a failure is retried after a pause");
         }
-        let peer = master.state().peers.get(&urls[0]).unwrap();
+        let peer = master.state().sequencer().unwrap().peers().get(&urls[0]).unwrap();
         assert_eq!((peer.acked, peer.failures), (0, 3), "never acknowledged");
         assert!(peer.last_error.unwrap().contains("injected fault"));
         assert_eq!(

@@ -19,7 +19,7 @@ fn append(epoch: u64, prev: (u64, u64), entries: &[(u64, u64, &str)], end: u64) 
 }
 
 fn epochs(node: &replog::node::Node) -> Vec<u64> {
-    node.state().log.read(1, u32::MAX).into_iter().map(|e| e.epoch).collect()
+    node.state().log().read(1, u32::MAX).into_iter().map(|e| e.epoch).collect()
 }
 
 #[test]
@@ -177,8 +177,8 @@ fn without_the_masters_proof_nothing_is_stored() {
         assert_eq!(call_with(&node, foreign).await.status, 401);
 
         assert_eq!(call(&node, "GET", "/replicate?from=1", "").await.status, 401, "reads too");
-        assert!(node.state().log.is_empty(), "nothing of a refused request was stored");
-        assert_eq!(node.state().log.epoch(), 0, "not even its epoch");
+        assert!(node.state().log().is_empty(), "nothing of a refused request was stored");
+        assert_eq!(node.state().log().epoch(), 0, "not even its epoch");
         let fine = call_signed(&node, "POST", "/replicate", &body).await;
         assert_eq!(fine.status, 200, "the same request, proven: {:?}", fine.json);
     });
@@ -221,7 +221,7 @@ fn a_divergent_suffix_is_dropped_and_replaced_on_the_masters_word() {
         );
         assert_eq!(log_of(&node), ["a", "b", "c", "d"]);
         assert_eq!(epochs(&node), [1, 2, 2, 2]);
-        assert_eq!(node.state().log.epoch(), 2);
+        assert_eq!(node.state().log().epoch(), 2);
 
         // Older entries past the master's end go too; its own never do.
         let old = append(2, (4, 2), &[], 4);
@@ -281,7 +281,7 @@ fn bad_replications_are_refused_and_store_nothing() {
             );
             assert!(answer.json["error"].is_string(), "{body:?}: {:?}", answer.json);
         }
-        assert!(node.state().log.is_empty());
+        assert!(node.state().log().is_empty());
     });
 }
 

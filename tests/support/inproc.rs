@@ -92,7 +92,7 @@ pub async fn settled(master: &Node) {
         panic!(
             "{} did not finish recovering within 20 s: {:?}",
             master.name(),
-            master.state().gate.mode()
+            master.state().sequencer().unwrap().mode()
         )
     });
 }
@@ -181,7 +181,7 @@ pub async fn call_with(node: &Node, request: http::Request<Bytes>) -> Answer {
 
 /// The messages of a node's log, read from the host state (not through the component).
 pub fn log_of(node: &Node) -> Vec<String> {
-    node.state().log.read(1, u32::MAX).into_iter().map(|e| e.msg).collect()
+    node.state().log().read(1, u32::MAX).into_iter().map(|e| e.msg).collect()
 }
 
 pub fn strings(value: &Value) -> Vec<String> {
@@ -277,7 +277,7 @@ impl Cluster {
     pub async fn settled(&self) {
         tokio::time::timeout(Duration::from_secs(20), self.master().settled())
             .await
-            .unwrap_or_else(|_| panic!("recovery: {:?}", self.master().state().gate.mode()));
+            .unwrap_or_else(|_| panic!("recovery: {:?}", self.master().state().sequencer().unwrap().mode()));
     }
 
     /// Starts secondary `i` (0-based), with an empty log.

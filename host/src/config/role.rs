@@ -30,6 +30,14 @@ impl Role {
         batch.max(Role::Secondary.default_max_body_bytes())
     }
 
+    /// Which rules the node's state enforces in this role.
+    pub(crate) fn state_kind(self) -> crate::state::RoleKind {
+        match self {
+            Role::Master => crate::state::RoleKind::Sequencer,
+            Role::Secondary => crate::state::RoleKind::Replica,
+        }
+    }
+
     /// File name of the role's component in a build or components directory.
     pub(crate) fn component_file(self) -> &'static str {
         match self {

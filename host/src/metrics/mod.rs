@@ -52,8 +52,8 @@ pub struct Reading {
     pub log_bytes: u64,
     /// The highest epoch recorded.
     pub epoch: u64,
-    /// A master's state: `open`, `recovering` or `fenced` (none on a secondary).
-    pub master_state: Option<&'static str>,
+    /// A master's state (none on a secondary).
+    pub master_state: Option<StateSet>,
     pub secondaries: Vec<SecondaryReading>,
     /// Component instances kept idle for the next calls.
     pub instances_idle: u64,
@@ -66,16 +66,21 @@ pub struct Reading {
 pub struct SecondaryReading {
     pub url: String,
     pub acked: u64,
-    /// `healthy`, `suspected` or `unhealthy`.
-    pub status: &'static str,
+    /// Whether it answers, as the master judged it.
+    pub status: StateSet,
     /// Contacts that failed in a row.
     pub failures: u32,
 }
 
-/// The statuses a secondary can have, for the state-set gauge (every one is written, 0 or 1,
-/// so that a query for one of them never finds nothing).
-const STATUSES: [&str; 3] = ["healthy", "suspected", "unhealthy"];
-const MASTER_STATES: [&str; 3] = ["open", "recovering", "fenced"];
+/// One of several states, for a state-set gauge: every state is written, 0 or 1, so that a
+/// query for one of them never finds nothing. The words are their owner's (`state`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StateSet {
+    /// Every state there is.
+    pub all: &'static [&'static str],
+    /// The one it is in.
+    pub now: &'static str,
+}
 
 /// Gauges set from a [`Reading`].
 struct Levels {
@@ -177,8 +182,8 @@ impl Levels {
         self.log_entries.set(clamp(r.log_entries));
         self.log_bytes.set(clamp(r.log_bytes));
         self.epoch.set(clamp(r.epoch));
-        if let Some(now) = r.master_state {
-            for state in MASTER_STATES {
+        if let Some(StateSet { all, now }) = r.master_state {
+            for &state in all {
                 self.master_state.with_label_values(&[state]).set(i64::from(state == now));
             }
         }
@@ -187,8 +192,9 @@ impl Levels {
             self.acked.with_label_values(&[url]).set(clamp(s.acked));
             self.lag.with_label_values(&[url]).set(clamp(r.log_entries.saturating_sub(s.acked)));
             self.failures.with_label_values(&[url]).set(i64::from(s.failures));
-            for status in STATUSES {
-                self.status.with_label_values(&[url, status]).set(i64::from(status == s.status));
+            for &status in s.status.all {
+                let now = i64::from(status == s.status.now);
+                self.status.with_label_values(&[url, status]).set(now);
             }
         }
         self.instances_idle.set(clamp(r.instances_idle));
@@ -244,11 +250,14 @@ mod tests {
             log_entries: 10,
             log_bytes: 70,
             epoch: 2,
-            master_state: Some("open"),
+            master_state: Some(StateSet { all: &["open", "recovering", "fenced"], now: "open" }),
             secondaries: vec![SecondaryReading {
                 url: "http://127.0.0.1:8001".into(),
                 acked: 7,
-                status: "suspected",
+                status: StateSet {
+                    all: &["healthy", "suspected", "unhealthy"],
+                    now: "suspected",
+                },
                 failures: 1,
             }],
             instances_idle: 2,

@@ -1,38 +1,28 @@
-//! Running one call into a node's component: a request, a replication step, a recovery round,
-//! or the questions a version is asked when it is loaded. A call runs on an instance of the
-//! version kept from an earlier call (`reuse`), or on a new one cut from the pre-instantiated
-//! component (as `wasmtime serve` does), with the node's settings, state and limits, a whole
-//! CPU budget of its own, and a wall-clock bound from what the version said its longest call
-//! takes.
+//! Running one call into a node's component: a request, a replication step, or a recovery
+//! round. Every call runs the same way (`call_on`): on an instance of the version kept from an
+//! earlier call (`reuse`), or on a new one cut from the pre-instantiated component (as
+//! `wasmtime serve` does), with the node's settings, state and limits, a whole CPU budget of
+//! its own, and a wall-clock bound from what the version said its longest call takes.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::Bytes;
 use wasmtime::Store;
-use wasmtime::component::ResourceTable;
-use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi_http::WasiHttpView;
+use wasmtime_wasi_http::p2::bindings::Proxy;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
 
+use super::base::NodeBase;
 use super::bindings::replicating::{self, exports::replog::node::replicator::Wake};
-use super::component::{CompiledComponent, LoadError};
 use super::ctx::RequestCtx;
 use super::detach::Detachable;
 use super::failure::{Failure, Response};
-use super::info::ComponentInfo;
-use super::output::{GuestOutput, Naming, Stream};
-use super::reuse::{Idle, Kept};
-use super::version::{self, Loaded, Needs};
-use crate::config::{CALL_TIMEOUT_MARGIN, HOST_SECRETS, NodeConfig};
-use crate::outbound::{Outbound, Trace};
-use crate::runtime::{RequestLimits, Runtime};
-use crate::secret::ClusterSecret;
-use crate::state::NodeState;
-
-/// How long the questions asked of a version at load (`describe`, `check`) may take.
-const LOAD_TIMEOUT: Duration = Duration::from_secs(10);
+use super::reuse::IdleInstance;
+use super::version::{Instances, Instantiate, Needs, Version};
+use crate::config::CALL_TIMEOUT_MARGIN;
+use crate::outbound::Trace;
 
 /// When a replication stream runs its next step, as the component's `replicator` decided:
 /// after `after`, or as soon as the log grows if `on_append`, whichever comes first.
@@ -53,34 +43,26 @@ pub enum Recovery {
     Again(Duration),
 }
 
-/// Everything of a node but its component version: what every store of it is built from.
-pub(crate) struct Parts {
-    pub(crate) name: Arc<str>,
-    pub(crate) config: NodeConfig,
-    pub(crate) runtime: Runtime,
-    pub(crate) state: Arc<NodeState>,
-    pub(crate) secret: Option<ClusterSecret>,
-    pub(crate) outbound: Outbound,
-    /// Who the node is and the settings given to it: the environment of every version, which
-    /// adds the settings it declares from where the node runs.
-    pub(crate) env: Vec<(String, String)>,
+/// A store set up for one call, and the instance kept for it (with the calls it served), if
+/// the version had one idle.
+type Prepared<I> = (Store<RequestCtx>, Option<(I, u32)>);
+
+/// A node's base and the version that serves: what its requests and replication streams
+/// share.
+pub(crate) struct NodeCore {
+    pub(crate) base: NodeBase,
+    pub(crate) current: RwLock<Arc<Version>>,
 }
 
-/// What a node's requests and replication streams share.
-pub(crate) struct Shared {
-    pub(crate) parts: Parts,
-    pub(crate) current: RwLock<Arc<Loaded>>,
-}
-
-impl Shared {
-    pub(crate) fn current(&self) -> Arc<Loaded> {
+impl NodeCore {
+    pub(crate) fn current(&self) -> Arc<Version> {
         self.current.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 
-    /// Serves one request on the current version, on an instance it kept or a new one. The
-    /// request waits only for the response, driving the call itself until then; a call that
-    /// goes on after answering (a master may answer its client once enough secondaries hold a
-    /// message, a long body is written as the client reads it) runs on in a task of its own.
+    /// Serves one request on the current version. The request waits only for the response,
+    /// driving the call itself until then; a call that goes on after answering (a master may
+    /// answer its client once enough secondaries hold a message, a long body is written as
+    /// the client reads it) runs on in a task of its own.
     pub(crate) async fn run<B>(
         &self,
         request: hyper::Request<B>,
@@ -91,7 +73,7 @@ impl Shared {
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
         let version = self.current();
-        let (mut store, kept) = self.parts.store_for(&version, &version.idle, Trace::Request(id));
+        let (mut store, kept) = self.prepare(&version, &version.handlers, Trace::Request(id));
         let (sender, mut receiver) = tokio::sync::oneshot::channel();
         let answered = Arc::new(AtomicBool::new(false));
         let (req, out) = {
@@ -106,32 +88,13 @@ impl Shared {
                 .map_err(Failure::host)?;
             (req, out)
         };
-        let timeout = call_timeout(&version.needs);
-        let name = self.parts.name.clone();
-        let state = self.parts.state.clone();
-        let reuse = self.parts.config.limits.reuse;
+        let name = self.base.name.clone();
+        let reuse = self.base.config.limits.reuse;
         let mut call = Detachable::new(async move {
-            let _in_use = state.metrics.runtime.in_use();
-            let call = async {
-                let (proxy, calls) = match kept {
-                    Some(kept) => kept,
-                    None => (version.instantiate(&mut store, &version.proxy).await?, 0),
-                };
-                proxy.wasi_http_incoming_handler().call_handle(&mut store, req, out).await?;
-                wasmtime::Result::Ok((proxy, calls))
+            let handle = async move |store: &mut Store<RequestCtx>, proxy: &Proxy| {
+                proxy.wasi_http_incoming_handler().call_handle(store, req, out).await
             };
-            let result = match tokio::time::timeout(timeout, call).await {
-                Ok(Ok((proxy, calls))) => {
-                    let memory = store.data().limits.memory();
-                    version.idle.give_back(Kept::new(store, proxy, calls), reuse, memory);
-                    Ok(())
-                }
-                Ok(Err(e)) => Err(Failure::from_guest(e)),
-                Err(_) => Err(Failure::Timeout(timeout)),
-            };
-            if let Err(failure) = &result {
-                failure.count(&state.metrics.runtime);
-            }
+            let result = call_on(&version, &version.handlers, (store, kept), reuse, handle).await;
             if let Err(failure) = &result
                 && answered.load(Ordering::Acquire)
             {
@@ -185,173 +148,73 @@ impl Shared {
         }))
     }
 
-    /// Calls the current version's `replicator` export, on an instance it kept or a new one,
-    /// within its bound.
+    /// Calls the current version's `replicator` export.
     async fn replicator<R>(
         &self,
         trace: Trace,
         call: impl AsyncFnOnce(&mut Store<RequestCtx>, &replicating::Replicating) -> wasmtime::Result<R>,
     ) -> Result<Option<R>, Failure> {
         let version = self.current();
-        let Some(pre) = &version.replicator else { return Ok(None) };
-        let idle = &version.idle_replicators;
-        let (mut store, kept) = self.parts.store_for(&version, idle, trace);
-        let _in_use = self.parts.state.metrics.runtime.in_use();
-        let run = async {
-            let (instance, calls) = match kept {
-                Some(kept) => kept,
-                None => (version.instantiate(&mut store, pre).await?, 0),
-            };
-            let result = call(&mut store, &instance).await?;
-            wasmtime::Result::Ok((result, instance, calls))
-        };
-        let timeout = call_timeout(&version.needs);
-        let failure = match tokio::time::timeout(timeout, run).await {
-            Ok(Ok((result, instance, calls))) => {
-                let memory = store.data().limits.memory();
-                let reuse = self.parts.config.limits.reuse;
-                idle.give_back(Kept::new(store, instance, calls), reuse, memory);
-                return Ok(Some(result));
-            }
-            Ok(Err(e)) => Failure::from_guest(e),
-            Err(_) => Failure::Timeout(timeout),
-        };
-        failure.count(&self.parts.state.metrics.runtime);
-        Err(failure)
+        let Some(replicators) = &version.replicators else { return Ok(None) };
+        let prepared = self.prepare(&version, replicators, trace);
+        let reuse = self.base.config.limits.reuse;
+        call_on(&version, replicators, prepared, reuse, call).await.map(Some)
     }
+
+    /// A store for one call of `version` on one of its worlds: one of its kept instances when
+    /// it has one idle, else a new store to instantiate in. Either way set up for a call
+    /// serving `trace`.
+    fn prepare<P: Instantiate>(
+        &self,
+        version: &Version,
+        instances: &Instances<P>,
+        trace: Trace,
+    ) -> Prepared<P::Instance> {
+        let (mut store, kept) = match instances.idle.take() {
+            Some(IdleInstance { store, instance, calls, .. }) => (store, Some((instance, calls))),
+            None => (self.base.new_store(version.info.clone(), &version.env), None),
+        };
+        self.base.prepare(&mut store, trace);
+        (store, kept)
+    }
+}
+
+/// The one way a call runs: `call` on the instance kept for it or a new one of `instances`,
+/// within `version`'s bound. A clean call gives its instance back for a later call (at most
+/// `reuse` calls each); a failed one is counted, and its instance (in an unknown state)
+/// dropped.
+async fn call_on<P: Instantiate, R>(
+    version: &Version,
+    instances: &Instances<P>,
+    (mut store, kept): Prepared<P::Instance>,
+    reuse: u32,
+    call: impl AsyncFnOnce(&mut Store<RequestCtx>, &P::Instance) -> wasmtime::Result<R>,
+) -> Result<R, Failure> {
+    let state = store.data().state.clone();
+    let _in_use = state.metrics.runtime.in_use();
+    let run = async {
+        let (instance, calls) = match kept {
+            Some(kept) => kept,
+            None => (version.instantiate(&mut store, instances).await?, 0),
+        };
+        let result = call(&mut store, &instance).await?;
+        wasmtime::Result::Ok((result, instance, calls))
+    };
+    let timeout = call_timeout(&version.needs);
+    let failure = match tokio::time::timeout(timeout, run).await {
+        Ok(Ok((result, instance, calls))) => {
+            let memory = store.data().limits.memory();
+            instances.idle.give_back(IdleInstance::new(store, instance, calls), reuse, memory);
+            return Ok(result);
+        }
+        Ok(Err(e)) => Failure::from_guest(e),
+        Err(_) => Failure::Timeout(timeout),
+    };
+    failure.count(&state.metrics.runtime);
+    Err(failure)
 }
 
 /// The wall-clock bound on one call of a version that needs `needs`.
 fn call_timeout(needs: &Needs) -> Duration {
     needs.longest_call + CALL_TIMEOUT_MARGIN
-}
-
-impl Parts {
-    /// Links `component` for this node's role, asks it what it is and which settings it reads,
-    /// then whether those are right: one version, ready to serve, or why not.
-    pub(crate) async fn load(&self, component: CompiledComponent) -> Result<Loaded, LoadError> {
-        let prepared = component.prepare(self.config.role)?;
-        let mut info = ComponentInfo {
-            path: component.path.clone(),
-            sha256: component.sha256.clone(),
-            version: "unknown".to_owned(),
-            loaded_at: String::new(),
-        };
-        let mut needs = Needs::unstated();
-        let mut env = self.env.clone();
-        if let Some(described) = &prepared.described {
-            let failed =
-                |reason: String| LoadError::Describe { path: component.path.clone(), reason };
-            let info_now = Arc::new(info.clone());
-            let questions = async {
-                let mut store = self.new_store(info_now.clone(), &env);
-                let instance = described.instantiate_async(&mut store).await?;
-                let description = instance.replog_node_about().call_describe(&mut store).await?;
-                // Its settings are read when it checks them: in a store that holds them.
-                let env = self.env_with(&description.settings);
-                let mut store = self.new_store(info_now, &env);
-                let instance = described.instantiate_async(&mut store).await?;
-                let checked = instance.replog_node_about().call_check(&mut store).await?;
-                wasmtime::Result::Ok((description, env, checked))
-            };
-            let (description, declared_env, checked) =
-                tokio::time::timeout(LOAD_TIMEOUT, questions)
-                    .await
-                    .map_err(|_| failed(format!("no answer within {LOAD_TIMEOUT:?}")))?
-                    .map_err(|e| failed(Failure::from_guest(e).to_string()))?;
-            info.version = description.version;
-            env = declared_env;
-            needs = Needs::from_check(checked.map_err(|why| version::refused(&component, why))?);
-        }
-        info.loaded_at = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
-        Ok(Loaded {
-            info: Arc::new(info),
-            needs,
-            env,
-            component,
-            proxy: prepared.proxy,
-            replicator: prepared.replicator,
-            idle: Idle::default(),
-            idle_replicators: Idle::default(),
-        })
-    }
-
-    /// The node's environment plus each of `declared` that is set where the node runs and was
-    /// not given explicitly; never the host's secrets.
-    fn env_with(&self, declared: &[String]) -> Vec<(String, String)> {
-        let mut env = self.env.clone();
-        for name in declared {
-            if !HOST_SECRETS.contains(&name.as_str())
-                && env.iter().all(|(given, _)| given != name)
-                && let Some(value) = self.config.environment.get(name)
-            {
-                env.push((name.clone(), value.clone()));
-            }
-        }
-        env
-    }
-
-    /// A store for one call of `version`: one of its kept instances (with how many calls it
-    /// served) when `idle` has one, else a new store to instantiate in. Either way set up for
-    /// a call serving `trace`.
-    fn store_for<T>(
-        &self,
-        version: &Loaded,
-        idle: &Idle<T>,
-        trace: Trace,
-    ) -> (Store<RequestCtx>, Option<(T, u32)>) {
-        let (mut store, kept) = match idle.take() {
-            Some(Kept { store, instance, calls, .. }) => (store, Some((instance, calls))),
-            None => (self.new_store(version.info.clone(), &version.env), None),
-        };
-        self.prepare(&mut store, trace);
-        (store, kept)
-    }
-
-    /// Sets `store` up for its next call: the client requests it serves (`trace`), a whole
-    /// CPU budget.
-    fn prepare(&self, store: &mut Store<RequestCtx>, trace: Trace) {
-        let request_id = match &trace {
-            Trace::Request(id) => Some(id.clone()),
-            Trace::None | Trace::Carried(_) => None,
-        };
-        let ctx = store.data_mut();
-        *ctx.naming.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = request_id.clone();
-        ctx.request_id = request_id;
-        ctx.outbound = self.outbound.for_call(trace);
-        RequestLimits::renew(store, |ctx| &mut ctx.limits);
-    }
-
-    /// A store for calls into the component: its environment, the node's state and limits,
-    /// and the version the calls run on.
-    pub(crate) fn new_store(
-        &self,
-        component: Arc<ComponentInfo>,
-        env: &[(String, String)],
-    ) -> Store<RequestCtx> {
-        let naming = Naming::default();
-        let output = |stream| GuestOutput::new(self.name.clone(), stream, naming.clone());
-        let wasi = WasiCtxBuilder::new()
-            .envs(env)
-            .stdout(output(Stream::Stdout))
-            .stderr(output(Stream::Stderr))
-            .build();
-        let limits = self.config.limits;
-        let ctx = RequestCtx {
-            node: self.name.clone(),
-            request_id: None,
-            table: ResourceTable::new(),
-            wasi,
-            http: WasiHttpCtx::new(),
-            outbound: self.outbound.for_call(Trace::None),
-            state: self.state.clone(),
-            secret: self.secret.clone(),
-            limits: RequestLimits::new(limits.memory_bytes, limits.cpu_budget),
-            component,
-            naming,
-        };
-        let mut store = Store::new(self.runtime.engine(), ctx);
-        RequestLimits::install(&mut store, |ctx| &mut ctx.limits);
-        store
-    }
 }

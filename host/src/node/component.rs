@@ -66,7 +66,7 @@ impl CompiledComponent {
 
     /// Links the component against what `role` offers (WASI, `wasi:http`, and that role's
     /// `replog:node` interfaces only) and checks it exports `wasi:http/incoming-handler`.
-    pub(crate) fn prepare(&self, role: Role) -> Result<Prepared, LoadError> {
+    pub(crate) fn link(&self, role: Role) -> Result<RoleWorlds, LoadError> {
         let linker = role_linker(self.component.engine(), role)?;
         let wrong = |e: wasmtime::Error| LoadError::WrongWorld {
             path: self.path.clone(),
@@ -78,7 +78,7 @@ impl CompiledComponent {
         // themselves.
         let described = DescribedPre::new(instance.clone()).ok();
         let replicator = ReplicatingPre::new(instance.clone()).ok();
-        Ok(Prepared { proxy: ProxyPre::new(instance).map_err(wrong)?, described, replicator })
+        Ok(RoleWorlds { proxy: ProxyPre::new(instance).map_err(wrong)?, described, replicator })
     }
 }
 
@@ -97,8 +97,8 @@ pub fn sha256(bytes: &[u8]) -> String {
     format!("{:x}", Sha256::digest(bytes))
 }
 
-/// A component linked for a role, ready to instantiate.
-pub(crate) struct Prepared {
+/// The worlds of a component linked for a role, ready to instantiate.
+pub(crate) struct RoleWorlds {
     pub(crate) proxy: ProxyPre<RequestCtx>,
     pub(crate) described: Option<DescribedPre<RequestCtx>>,
     /// The master's `replicator`, which the replication streams call.

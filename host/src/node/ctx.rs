@@ -8,7 +8,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::bindings::NodeView;
 use super::info::ComponentInfo;
-use super::output::Naming;
+use super::output::ServedRequest;
 use crate::outbound::Outbound;
 use crate::runtime::RequestLimits;
 use crate::secret::ClusterSecret;
@@ -29,7 +29,7 @@ pub(crate) struct RequestCtx {
     /// The component version this request runs on, for `host-info`.
     pub(super) component: Arc<ComponentInfo>,
     /// The request its output lines name (shared with its stdout and stderr), set per call.
-    pub(super) naming: Naming,
+    pub(super) served: ServedRequest,
 }
 
 impl WasiView for RequestCtx {

@@ -9,6 +9,7 @@
 //! - `bindings`, `ctx`, `output`: the host side of the contract and of one call's store;
 //! - `failure`: what the host answers when a call gets no answer.
 
+mod base;
 mod bindings;
 mod call;
 mod component;
@@ -30,22 +31,23 @@ use bytes::Bytes;
 use http_body_util::Full;
 
 pub use self::call::{NextStep, Recovery};
-use self::call::{Parts, Shared};
+use self::base::NodeBase;
+use self::call::NodeCore;
 pub use self::component::{CompiledComponent, LoadError, read, sha256};
 pub(crate) use self::failure::whole;
 pub use self::failure::{Failure, Response, json_error};
 pub use self::info::ComponentInfo;
-pub use self::version::{Loaded, Needs, PeerAddress, Traffic};
+pub use self::version::{Needs, PeerAddress, Traffic, Version};
 use crate::config::{NodeConfig, Role};
-use crate::metrics::{Reading, SecondaryReading};
+use crate::metrics::{Reading, SecondaryReading, StateSet};
 use crate::outbound::Outbound;
 use crate::proof::{self, Refusal};
 use crate::runtime::Runtime;
-use crate::state::{self, Mode, NodeState, PeerStatus, StorageError};
+use crate::state::{self, NodeState, StorageError};
 
 /// A node: its configuration, its state, and the version of its component that serves.
 pub struct Node {
-    shared: Arc<Shared>,
+    core: Arc<NodeCore>,
     /// A master's replication: its recovery, then a stream per secondary (see `streams`).
     replication: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Drops the instances kept idle too long (see `reuse`).
@@ -75,10 +77,12 @@ impl Node {
     ) -> Result<Self, NodeError> {
         config.check()?;
         let name: Arc<str> = config.name.as_str().into();
-        let state = Arc::new(state::open(config.data_dir.clone(), &name, config.key_window).await?);
+        let kind = config.role.state_kind();
+        let state =
+            Arc::new(state::open(kind, config.data_dir.clone(), &name, config.key_window).await?);
         state.metrics.runtime.compiled(component.compile_time);
         let replication_metrics = state.metrics.replication.clone();
-        let mut parts = Parts {
+        let mut base = NodeBase {
             outbound: Outbound::new(
                 &name,
                 Vec::new(),
@@ -92,18 +96,20 @@ impl Node {
             runtime: runtime.clone(),
             config,
         };
-        let loaded = parts.load(component).await?;
+        let loaded = Version::load(&base, component).await?;
         let peers = &loaded.needs.peers;
-        parts.outbound = Outbound::new(
-            &parts.name,
+        base.outbound = Outbound::new(
+            &base.name,
             peers.iter().map(|p| (p.authority.clone(), p.url.clone())),
             runtime.client().clone(),
             replication_metrics,
         );
-        parts.state.peers.configure(peers.iter().map(|p| p.url.as_str()));
-        let shared = Arc::new(Shared { parts, current: RwLock::new(Arc::new(loaded)) });
-        let sweeper = tokio::spawn(sweep(Arc::downgrade(&shared)));
-        Ok(Self { shared, replication: Mutex::new(None), sweeper })
+        if let Some(sequencer) = base.state.sequencer() {
+            sequencer.peers().configure(peers.iter().map(|p| p.url.as_str()));
+        }
+        let core = Arc::new(NodeCore { base, current: RwLock::new(Arc::new(loaded)) });
+        let sweeper = tokio::spawn(sweep(Arc::downgrade(&core)));
+        Ok(Self { core, replication: Mutex::new(None), sweeper })
     }
 
     /// Starts a master's replication: recovery rounds until its component has opened an epoch,
@@ -116,7 +122,7 @@ impl Node {
         let mut replication =
             self.replication.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if replication.is_none() {
-            *replication = Some(tokio::spawn(streams::replicate(self.shared.clone())));
+            *replication = Some(tokio::spawn(streams::replicate(self.core.clone())));
         }
     }
 
@@ -132,24 +138,26 @@ impl Node {
 
     /// Resolves once a master has finished recovering (it is open, or fenced).
     pub async fn settled(&self) {
-        self.shared.parts.state.gate.settled().await;
+        if let Some(sequencer) = self.core.base.state.sequencer() {
+            sequencer.settled().await;
+        }
     }
 
     /// The version new requests run on.
-    pub fn current(&self) -> Arc<Loaded> {
-        self.shared.current()
+    pub fn current(&self) -> Arc<Version> {
+        self.core.current()
     }
 
     /// Runs one replication step toward `peer` now, as its stream would; `None` when the
     /// component is not a master. For tests and tools: the streams run steps by themselves.
     pub async fn replication_step(&self, peer: &str) -> Result<Option<NextStep>, Failure> {
-        self.shared.step(peer).await
+        self.core.step(peer).await
     }
 
     /// Runs one round of recovery now, as `start_replication` would; `None` when the
     /// component is not a master. For tests and tools.
     pub async fn recovery_round(&self) -> Result<Option<Recovery>, Failure> {
-        self.shared.recover().await
+        self.core.recover().await
     }
 
     /// Makes `component` the version new requests run on, once it has linked for this node's
@@ -159,11 +167,11 @@ impl Node {
     pub(crate) async fn swap(
         &self,
         component: CompiledComponent,
-    ) -> Result<Arc<Loaded>, LoadError> {
-        let loaded = Arc::new(self.shared.parts.load(component).await?);
-        let urls = |l: &Loaded| l.needs.peers.iter().map(|p| p.url.clone()).collect::<HashSet<_>>();
+    ) -> Result<Arc<Version>, LoadError> {
+        let loaded = Arc::new(Version::load(&self.core.base, component).await?);
+        let urls = |l: &Version| l.needs.peers.iter().map(|p| p.url.clone()).collect::<HashSet<_>>();
         let mut current =
-            self.shared.current.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+            self.core.current.write().unwrap_or_else(|poisoned| poisoned.into_inner());
         if urls(&loaded) != urls(&current) {
             return Err(LoadError::Settings {
                 path: loaded.info.path.clone(),
@@ -177,25 +185,25 @@ impl Node {
 
     /// Its name in logs and in the cluster: `master`, `secondary1`, ...
     pub fn name(&self) -> &str {
-        &self.shared.parts.name
+        &self.core.base.name
     }
 
     pub(crate) fn role(&self) -> Role {
-        self.shared.parts.config.role
+        self.core.base.config.role
     }
 
     pub(crate) fn config(&self) -> &NodeConfig {
-        &self.shared.parts.config
+        &self.core.base.config
     }
 
-    /// What it keeps between requests: the log, and a master's mode and peers.
+    /// What it keeps between requests: the log, and its role's state.
     pub fn state(&self) -> &Arc<NodeState> {
-        &self.shared.parts.state
+        &self.core.base.state
     }
 
     /// The places client requests take among the process's instances.
     pub(crate) fn client_places(&self) -> &Arc<tokio::sync::Semaphore> {
-        self.shared.parts.runtime.client_places()
+        self.core.base.runtime.client_places()
     }
 
     /// Whose traffic a request is, and, for a route that takes proven requests only, whether
@@ -203,7 +211,7 @@ impl Node {
     /// answer, so that its body need not be read.
     pub(crate) fn screen(&self, request: &http::request::Parts) -> Result<Traffic, Refusal> {
         let traffic = self.current().needs.traffic(request.uri.path());
-        if traffic == Traffic::Proven && self.shared.parts.secret.is_some() {
+        if traffic == Traffic::Proven && self.core.base.secret.is_some() {
             proof::screen(authorization(&request.headers), proof::now_ms())?;
         }
         Ok(traffic)
@@ -212,7 +220,7 @@ impl Node {
     /// Checks the proof of a request to a route that takes proven requests only (without a
     /// cluster secret, the node runs insecure and takes them all).
     fn prove(&self, request: &http::Request<Bytes>) -> Result<(), Refusal> {
-        let Some(secret) = &self.shared.parts.secret else { return Ok(()) };
+        let Some(secret) = &self.core.base.secret else { return Ok(()) };
         if self.current().needs.traffic(request.uri().path()) != Traffic::Proven {
             return Ok(());
         }
@@ -234,10 +242,10 @@ impl Node {
         let id = request_id::take_or_make(request.headers_mut());
         let method = request.method().clone();
         let uri = request.uri().clone();
-        let (name, role) = (&*self.shared.parts.name, self.role().name());
+        let (name, role) = (&*self.core.base.name, self.role().name());
         let request_id = &*id;
         let outcome = match self.prove(&request) {
-            Ok(()) => self.shared.run(request.map(Full::new), id.clone()).await,
+            Ok(()) => self.core.run(request.map(Full::new), id.clone()).await,
             Err(refusal) => {
                 // Counted by the HTTP metrics (a `401` on the route); at debug, so that a flood of
                 // forgeries cannot flood the log too.
@@ -267,34 +275,29 @@ impl Node {
     pub fn metrics(&self) -> String {
         let state = self.state();
         let version = self.current();
-        let master = self.role() == Role::Master;
+        let sequencer = state.sequencer();
         let reading = Reading {
             role: self.role().name(),
             node: self.name().to_owned(),
-            log_entries: state.log.len(),
-            log_bytes: state.log.bytes(),
-            epoch: state.log.epoch(),
-            master_state: master.then(|| match state.gate.mode() {
-                Mode::Open(_) => "open",
-                Mode::Recovering(_) => "recovering",
-                Mode::Fenced(_) => "fenced",
+            log_entries: state.log().len(),
+            log_bytes: state.log().bytes(),
+            epoch: state.log().epoch(),
+            master_state: sequencer.map(|sequencer| StateSet {
+                all: &state::Mode::WORDS,
+                now: sequencer.mode().word(),
             }),
-            secondaries: state
-                .peers
-                .all()
+            secondaries: sequencer
+                .map(|sequencer| sequencer.peers().all())
+                .unwrap_or_default()
                 .into_iter()
                 .map(|peer| SecondaryReading {
-                    status: match peer.status {
-                        PeerStatus::Healthy => "healthy",
-                        PeerStatus::Suspected => "suspected",
-                        PeerStatus::Unhealthy => "unhealthy",
-                    },
+                    status: StateSet { all: &state::PeerStatus::WORDS, now: peer.status.word() },
                     url: peer.url,
                     acked: peer.acked,
                     failures: peer.failures,
                 })
                 .collect(),
-            instances_idle: (version.idle.len() + version.idle_replicators.len()) as u64,
+            instances_idle: version.idle() as u64,
             component_sha256: version.info.sha256.clone(),
             component_version: version.info.version.clone(),
         };
@@ -329,13 +332,11 @@ pub(crate) fn unauthorized(refusal: &proof::Refusal) -> Response {
 
 /// Every half `reuse::IDLE_FOR`, drops the current version's instances idle for that long,
 /// until the node is gone (a replaced version's go with it).
-async fn sweep(node: std::sync::Weak<Shared>) {
+async fn sweep(node: std::sync::Weak<NodeCore>) {
     let mut every = tokio::time::interval(reuse::IDLE_FOR / 2);
     loop {
         every.tick().await;
         let Some(node) = node.upgrade() else { return };
-        let version = node.current();
-        version.idle.sweep(reuse::IDLE_FOR);
-        version.idle_replicators.sweep(reuse::IDLE_FOR);
+        node.current().sweep(reuse::IDLE_FOR);
     }
 }

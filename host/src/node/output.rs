@@ -14,27 +14,27 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 
 /// Which of the component's output streams.
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum Stream {
+pub(crate) enum OutputStream {
     Stdout,
     Stderr,
 }
 
 /// The client request the call running on an instance serves, if any: set for each call
 /// (an instance may serve several), read by its output streams.
-pub(crate) type Naming = Arc<Mutex<Option<Arc<str>>>>;
+pub(crate) type ServedRequest = Arc<Mutex<Option<Arc<str>>>>;
 
 /// A `StdoutStream` for `WasiCtxBuilder::stdout` / `stderr`.
 #[derive(Clone)]
 pub(crate) struct GuestOutput {
     node: Arc<str>,
-    stream: Stream,
+    stream: OutputStream,
     /// The client request the call serves, named on each line.
-    naming: Naming,
+    served: ServedRequest,
 }
 
 impl GuestOutput {
-    pub(crate) fn new(node: Arc<str>, stream: Stream, naming: Naming) -> Self {
-        Self { node, stream, naming }
+    pub(crate) fn new(node: Arc<str>, stream: OutputStream, served: ServedRequest) -> Self {
+        Self { node, stream, served }
     }
 }
 
@@ -64,11 +64,11 @@ impl LineLogger {
             return;
         }
         let node = &*self.output.node;
-        let naming = self.output.naming.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let request_id = naming.as_deref();
+        let served = self.output.served.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let request_id = served.as_deref();
         match self.output.stream {
-            Stream::Stdout => tracing::info!(target: "replog::guest", node, request_id, "{line}"),
-            Stream::Stderr => tracing::warn!(target: "replog::guest", node, request_id, "{line}"),
+            OutputStream::Stdout => tracing::info!(target: "replog::guest", node, request_id, "{line}"),
+            OutputStream::Stderr => tracing::warn!(target: "replog::guest", node, request_id, "{line}"),
         }
     }
 }

@@ -5,7 +5,7 @@
 //! later call of that version, one call at a time, as `wasmtime serve` reuses instances. It is
 //! thrown away instead after a trap, a limit trip or a timeout (its state is unknown), once it
 //! served `Limits::reuse` calls, and when its memory grew past `KEEP_MEMORY_BELOW`. The lists
-//! belong to a version (`Loaded`), so a swapped-out version's instances are never used again
+//! belong to a version (`Version`), so a swapped-out version's instances are never used again
 //! and go away with it. Instances idle for `IDLE_FOR` are dropped by a sweep, so a quiet node
 //! gives their memory back.
 //!
@@ -35,7 +35,7 @@ pub(crate) const KEEP_MEMORY_BELOW: usize = 2 << 20;
 pub(crate) const MAX_IDLE: usize = 64;
 
 /// An instance with its store, and how many calls it served.
-pub(crate) struct Kept<T> {
+pub(crate) struct IdleInstance<T> {
     pub(crate) store: Store<RequestCtx>,
     pub(crate) instance: T,
     /// Calls it served before this one.
@@ -44,7 +44,7 @@ pub(crate) struct Kept<T> {
     since: Instant,
 }
 
-impl<T> Kept<T> {
+impl<T> IdleInstance<T> {
     /// An instance that has served `calls` calls.
     pub(crate) fn new(store: Store<RequestCtx>, instance: T, calls: u32) -> Self {
         Self { store, instance, calls, since: Instant::now() }
@@ -52,25 +52,25 @@ impl<T> Kept<T> {
 }
 
 /// The idle instances of one version, of one kind (request handlers, or replicators).
-pub(crate) struct Idle<T> {
-    kept: Mutex<Vec<Kept<T>>>,
+pub(crate) struct IdleList<T> {
+    kept: Mutex<Vec<IdleInstance<T>>>,
 }
 
-impl<T> Default for Idle<T> {
+impl<T> Default for IdleList<T> {
     fn default() -> Self {
         Self { kept: Mutex::new(Vec::new()) }
     }
 }
 
-impl<T> Idle<T> {
+impl<T> IdleList<T> {
     /// The most recently used idle instance (its memory is the likeliest to be warm).
-    pub(crate) fn take(&self) -> Option<Kept<T>> {
+    pub(crate) fn take(&self) -> Option<IdleInstance<T>> {
         self.lock().pop()
     }
 
     /// Keeps `kept`, which just served a call cleanly with its memory at `memory` bytes,
     /// unless it has served `max_calls`, grew too large, or enough are kept already.
-    pub(crate) fn give_back(&self, mut kept: Kept<T>, max_calls: u32, memory: usize) {
+    pub(crate) fn give_back(&self, mut kept: IdleInstance<T>, max_calls: u32, memory: usize) {
         kept.calls += 1;
         if kept.calls >= max_calls || memory > KEEP_MEMORY_BELOW {
             return;
@@ -84,7 +84,7 @@ impl<T> Idle<T> {
 
     /// Drops the instances idle for longer than `for_longer`; all of them with zero.
     pub(crate) fn sweep(&self, for_longer: Duration) {
-        let dropped: Vec<Kept<T>> = {
+        let dropped: Vec<IdleInstance<T>> = {
             let mut idle = self.lock();
             let (old, fresh) = std::mem::take(&mut *idle)
                 .into_iter()
@@ -100,7 +100,7 @@ impl<T> Idle<T> {
         self.lock().len()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Kept<T>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<IdleInstance<T>>> {
         self.kept.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }

@@ -9,31 +9,31 @@ use std::time::Duration;
 
 use tokio::task::JoinSet;
 
-use super::call::{NextStep, Recovery, Shared};
+use super::call::{NextStep, NodeCore, Recovery};
 
 /// Pause after a call that failed in the host (a trap, a timeout) or on a component version
 /// without a replicator, before trying again.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
 
 /// Recovers, then runs a stream per secondary until aborted.
-pub(super) async fn replicate(shared: Arc<Shared>) {
-    recover(&shared).await;
+pub(super) async fn replicate(core: Arc<NodeCore>) {
+    recover(&core).await;
     let mut streams = JoinSet::new();
     // The secondaries the component named when the node started (a swap cannot change them).
-    for peer in &shared.current().needs.peers {
-        streams.spawn(run(shared.clone(), peer.url.clone()));
+    for peer in &core.current().needs.peers {
+        streams.spawn(run(core.clone(), peer.url.clone()));
     }
     while streams.join_next().await.is_some() {}
 }
 
-async fn recover(shared: &Shared) {
+async fn recover(core: &NodeCore) {
     loop {
-        let after = match shared.recover().await {
+        let after = match core.recover().await {
             Ok(Some(Recovery::Done)) => return,
             Ok(Some(Recovery::Again(after))) => after,
             Ok(None) => RETRY_AFTER_FAILURE,
             Err(failure) => {
-                tracing::warn!(node = %shared.parts.name, error = %failure, "recovery round failed");
+                tracing::warn!(node = %core.base.name, error = %failure, "recovery round failed");
                 RETRY_AFTER_FAILURE
             }
         };
@@ -41,16 +41,16 @@ async fn recover(shared: &Shared) {
     }
 }
 
-async fn run(shared: Arc<Shared>, peer: String) {
-    let mut grown = shared.parts.state.log.watch();
+async fn run(core: Arc<NodeCore>, peer: String) {
+    let mut grown = core.base.state.log().watch();
     loop {
         // Appends from here on wake the next step; the step about to run sees the ones before.
         grown.borrow_and_update();
-        let next = match shared.step(&peer).await {
+        let next = match core.step(&peer).await {
             Ok(Some(next)) => next,
             Ok(None) => NextStep { after: Some(RETRY_AFTER_FAILURE), on_append: false },
             Err(failure) => {
-                tracing::warn!(node = %shared.parts.name, %peer, error = %failure, "replication step failed");
+                tracing::warn!(node = %core.base.name, %peer, error = %failure, "replication step failed");
                 NextStep { after: Some(RETRY_AFTER_FAILURE), on_append: false }
             }
         };

@@ -1,18 +1,25 @@
 //! One version of a node's component, loaded: linked for the role, and asked what it is and
-//! what its settings need before it serves anything.
+//! what its settings need before it serves anything; with the instances it keeps.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use wasmtime::Store;
 use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 
+use super::base::NodeBase;
+use super::bindings::described::DescribedPre;
 use super::bindings::described::exports::replog::node::about;
 use super::bindings::replicating::{Replicating, ReplicatingPre};
 use super::component::{CompiledComponent, LoadError};
 use super::ctx::RequestCtx;
+use super::failure::Failure;
 use super::info::ComponentInfo;
-use super::reuse::Idle;
+use super::reuse::IdleList;
+use crate::config::HOST_SECRETS;
+
+/// How long the questions asked of a version at load (`describe`, `check`) may take.
+const LOAD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A node a component sends requests to, as it reported it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,43 +94,139 @@ impl Needs {
 
 /// One version of the node's component, ready to serve. A request holds the version it
 /// started with until it ends, so swapping in another never disturbs it.
-pub struct Loaded {
+pub struct Version {
     /// What it is: file, sha256, version, compile time.
     pub info: Arc<ComponentInfo>,
     pub(crate) needs: Needs,
     /// The environment its calls run with: the node's, and the settings it declares.
     pub(crate) env: Vec<(String, String)>,
     pub(crate) component: CompiledComponent,
-    pub(crate) proxy: ProxyPre<RequestCtx>,
-    pub(crate) replicator: Option<ReplicatingPre<RequestCtx>>,
-    /// Its instances kept between requests, and between replication steps (see `reuse`):
-    /// they go away with the version.
-    pub(crate) idle: Idle<Proxy>,
-    pub(crate) idle_replicators: Idle<Replicating>,
+    /// Its request handlers.
+    pub(crate) handlers: Instances<ProxyPre<RequestCtx>>,
+    /// A master's `replicator`, which the replication streams call (none: not a master).
+    pub(crate) replicators: Option<Instances<ReplicatingPre<RequestCtx>>>,
 }
 
-impl Loaded {
+/// What a version's instances of one world are made from, and those it keeps between calls
+/// (see `reuse`): they go away with the version.
+pub(crate) struct Instances<P: Instantiate> {
+    pre: P,
+    pub(crate) idle: IdleList<P::Instance>,
+}
+
+impl<P: Instantiate> Instances<P> {
+    fn new(pre: P) -> Self {
+        Self { pre, idle: IdleList::default() }
+    }
+}
+
+impl Version {
+    /// Links `component` for `base`'s role, asks it what it is and which settings it reads,
+    /// then whether those are right: one version, ready to serve, or why not.
+    pub(crate) async fn load(
+        base: &NodeBase,
+        component: CompiledComponent,
+    ) -> Result<Self, LoadError> {
+        let linked = component.link(base.config.role)?;
+        let mut info = ComponentInfo {
+            path: component.path.clone(),
+            sha256: component.sha256.clone(),
+            version: "unknown".to_owned(),
+            loaded_at: String::new(),
+        };
+        let mut needs = Needs::unstated();
+        let mut env = base.env.clone();
+        if let Some(described) = &linked.described {
+            let asked = ask(base, described, Arc::new(info.clone())).await;
+            let (description, declared_env, checked) = asked.map_err(|reason| {
+                LoadError::Describe { path: component.path.clone(), reason }
+            })?;
+            info.version = description.version;
+            env = declared_env;
+            needs = Needs::from_check(checked.map_err(|why| refused(&component, why))?);
+        }
+        info.loaded_at = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+        Ok(Self {
+            info: Arc::new(info),
+            needs,
+            env,
+            component,
+            handlers: Instances::new(linked.proxy),
+            replicators: linked.replicator.map(Instances::new),
+        })
+    }
+
     pub(crate) fn component(&self) -> &CompiledComponent {
         &self.component
     }
 
-    /// A new instance of `pre` (one of this version's) in `store`. When the pool of instance
-    /// slots is full, the idle instances this version keeps are given up first: a kept
-    /// instance must never turn a call away.
+    /// Instances it keeps idle now.
+    pub(crate) fn idle(&self) -> usize {
+        self.handlers.idle.len() + self.replicators.as_ref().map_or(0, |r| r.idle.len())
+    }
+
+    /// Drops the instances it kept idle for longer than `for_longer`; all with zero.
+    pub(crate) fn sweep(&self, for_longer: Duration) {
+        self.handlers.idle.sweep(for_longer);
+        if let Some(replicators) = &self.replicators {
+            replicators.idle.sweep(for_longer);
+        }
+    }
+
+    /// A new instance of one of its worlds in `store`. When the pool of instance slots is
+    /// full, the idle instances this version keeps are given up first: a kept instance must
+    /// never turn a call away.
     pub(crate) async fn instantiate<P: Instantiate>(
         &self,
         store: &mut Store<RequestCtx>,
-        pre: &P,
+        instances: &Instances<P>,
     ) -> wasmtime::Result<P::Instance> {
-        match pre.make(store).await {
+        match instances.pre.make(store).await {
             Err(e) if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() => {
-                self.idle.sweep(Duration::ZERO);
-                self.idle_replicators.sweep(Duration::ZERO);
-                pre.make(store).await
+                self.sweep(Duration::ZERO);
+                instances.pre.make(store).await
             }
             made => made,
         }
     }
+}
+
+/// Asks a version what it is (`describe`), then, in a store that holds the settings it
+/// declared, whether they are right (`check`): its description, its environment, its answer.
+async fn ask(
+    base: &NodeBase,
+    described: &DescribedPre<RequestCtx>,
+    info: Arc<ComponentInfo>,
+) -> Result<(about::Description, Vec<(String, String)>, Result<about::Needs, String>), String> {
+    let questions = async {
+        let mut store = base.new_store(info.clone(), &base.env);
+        let instance = described.instantiate_async(&mut store).await?;
+        let description = instance.replog_node_about().call_describe(&mut store).await?;
+        let env = env_with(base, &description.settings);
+        let mut store = base.new_store(info, &env);
+        let instance = described.instantiate_async(&mut store).await?;
+        let checked = instance.replog_node_about().call_check(&mut store).await?;
+        wasmtime::Result::Ok((description, env, checked))
+    };
+    tokio::time::timeout(LOAD_TIMEOUT, questions)
+        .await
+        .map_err(|_| format!("no answer within {LOAD_TIMEOUT:?}"))?
+        .map_err(|e| Failure::from_guest(e).to_string())
+}
+
+/// The node's environment plus each of `declared` that is set where the node runs and was
+/// not given explicitly; never the host's secrets.
+fn env_with(base: &NodeBase, declared: &[String]) -> Vec<(String, String)> {
+    let mut env = base.env.clone();
+    for name in declared {
+        if !HOST_SECRETS.contains(&name.as_str())
+            && env.iter().all(|(given, _)| given != name)
+            && let Some(value) = base.config.environment.get(name)
+        {
+            env.push((name.clone(), value.clone()));
+        }
+    }
+    env
 }
 
 /// Something a version's instances are made from: a pre-instantiated world.

@@ -1,89 +1,61 @@
-//! What a node keeps between requests: its log and, on a master, whether it takes writes and
-//! each secondary's progress.
+//! What a node keeps between requests, and every rule the host enforces on it, by role.
 //!
-//! Components are instantiated per request and keep nothing; this is the memory that lets a
-//! node serve request after request, and lets a new component version take over without losing
-//! the log.
+//! - The log every role keeps (`log`, on `segments` through `disk`, `durable` for group
+//!   commit; `keys` for idempotency, `traces` for who appended what), and the claim on its
+//!   directory (`lock`): together a `Ledger`.
+//! - A master's state, `sequencer`: its mode (recovering, open in an epoch, fenced), its view
+//!   of the secondaries, and the rules on appends, restores, openings and fences.
+//! - A secondary's state, `replica`: whole versioned changes, and why it refuses its master.
+//!
+//! Components keep nothing between calls that a later call needs (an instance may serve many
+//! calls, but holds no state of the node's by design): this is the memory that lets a node
+//! serve request after request, and a new component version take over without losing the log.
+//! A ledger passes from one role's state to the other's (`into_sequencer`, `into_replica`), so
+//! a node can change role without a restart.
 
 mod disk;
 mod durable;
 mod entry;
-mod gate;
 mod keys;
 mod lock;
 mod log;
-mod peers;
+mod replica;
 mod segments;
+mod sequencer;
 mod traces;
 
 pub use self::entry::Entry;
-pub use self::gate::{Gate, Mode};
 pub use self::keys::DEFAULT_KEY_WINDOW;
 pub(crate) use self::lock::DirLock;
 pub(crate) use self::log::TextPage;
 pub use self::log::{Appended, Change, Log, LogError, Position, Run, Snapshot};
-pub use self::peers::{Contact, Peer, PeerStatus, Peers};
+pub use self::replica::{Replica, ReplicaStanding};
 pub use self::segments::{Replayed, StorageError};
+pub use self::sequencer::{Contact, Mode, PeerRecord, PeerStatus, Peers, Sequencer};
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::metrics::NodeMetrics;
 
-/// The state of one node.
+/// The log a node keeps whatever its role, with the claim on the directory it lives in: what
+/// passes from one role's state to the other's when a node changes role.
 #[derive(Debug)]
-pub struct NodeState {
-    /// The replicated log, in memory or on disk.
-    pub log: Log,
-    /// The master's secondaries (none on a secondary).
-    pub peers: Peers,
-    /// Whether a master takes writes (a secondary's stays recovering: it takes none).
-    pub gate: Gate,
-    /// Why a secondary refused the last master that contacted it, as its component recorded
-    /// (none: it serves its master). Not kept across restarts: the next contact tells again.
-    refusal: Mutex<Option<String>>,
-    /// What the node counts, for `GET /metrics`.
-    pub metrics: NodeMetrics,
+pub struct Ledger {
+    log: Log,
     /// The claim on the data directory, held while the node runs.
     _lock: Option<DirLock>,
 }
 
-impl Default for NodeState {
-    fn default() -> Self {
-        Self::new(Log::default(), None)
-    }
-}
-
-impl NodeState {
-    fn new(log: Log, lock: Option<DirLock>) -> Self {
-        let metrics = NodeMetrics::new(log.metrics().clone());
-        Self {
-            log,
-            peers: Peers::default(),
-            gate: Gate::default(),
-            refusal: Mutex::default(),
-            metrics,
-            _lock: lock,
-        }
-    }
-
-    /// A node's state in memory only, remembering the last `key_window` idempotency keys.
+impl Ledger {
+    /// A log in memory only, remembering the last `key_window` idempotency keys.
     pub(crate) fn in_memory(key_window: usize) -> Self {
-        Self::new(Log::in_memory(key_window), None)
+        Self { log: Log::in_memory(key_window), _lock: None }
     }
 
-    /// Why a secondary refuses its master now (none: it serves it).
-    pub fn refusal(&self) -> Option<String> {
-        self.refusal.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
-    }
-
-    pub(crate) fn set_refusal(&self, reason: Option<String>) {
-        *self.refusal.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = reason;
-    }
-
-    /// A node's state kept in `dir`, which it locks first (one process per directory), with
-    /// the log under `dir/log`. Reads back what is there.
+    /// The log kept in `dir`, which it locks first (one process per directory), under
+    /// `dir/log`. Reads back what is there.
     pub(crate) fn open_dir(
         dir: &Path,
         node: &str,
@@ -91,24 +63,105 @@ impl NodeState {
     ) -> Result<(Self, Replayed), StorageError> {
         let lock = DirLock::acquire(dir)?;
         let (log, replayed) = Log::open(&dir.join("log"), node, key_window)?;
-        Ok((Self::new(log, Some(lock)), replayed))
+        Ok((Self { log, _lock: Some(lock) }, replayed))
+    }
+}
+
+/// Which rules a node's state enforces: a master's or a secondary's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoleKind {
+    /// Numbers writes (`Sequencer`).
+    Sequencer,
+    /// Follows a master (`Replica`).
+    Replica,
+}
+
+/// A node's state in its role.
+#[derive(Debug)]
+pub enum RoleState {
+    /// A master's.
+    Sequencer(Sequencer),
+    /// A secondary's.
+    Replica(Replica),
+}
+
+impl RoleState {
+    fn new(kind: RoleKind, ledger: Arc<Ledger>) -> Self {
+        match kind {
+            RoleKind::Sequencer => Self::Sequencer(Sequencer::new(ledger)),
+            RoleKind::Replica => Self::Replica(Replica::new(ledger)),
+        }
+    }
+
+    fn log(&self) -> &Log {
+        match self {
+            Self::Sequencer(sequencer) => sequencer.log(),
+            Self::Replica(replica) => replica.log(),
+        }
+    }
+}
+
+/// The state of one node: its role's, and what it counts.
+#[derive(Debug)]
+pub struct NodeState {
+    role: RoleState,
+    /// What the node counts, for `GET /metrics`.
+    pub metrics: NodeMetrics,
+}
+
+impl NodeState {
+    fn new(kind: RoleKind, ledger: Ledger) -> Self {
+        let metrics = NodeMetrics::new(ledger.log.metrics().clone());
+        Self { role: RoleState::new(kind, Arc::new(ledger)), metrics }
+    }
+
+    /// A node's state in memory only, remembering the last `key_window` idempotency keys.
+    pub(crate) fn in_memory(kind: RoleKind, key_window: usize) -> Self {
+        Self::new(kind, Ledger::in_memory(key_window))
+    }
+
+    /// The replicated log, in memory or on disk.
+    pub fn log(&self) -> &Log {
+        self.role.log()
+    }
+
+    /// Its role's state.
+    pub fn role(&self) -> &RoleState {
+        &self.role
+    }
+
+    /// A master's state; none on a secondary.
+    pub fn sequencer(&self) -> Option<&Sequencer> {
+        match &self.role {
+            RoleState::Sequencer(sequencer) => Some(sequencer),
+            RoleState::Replica(_) => None,
+        }
+    }
+
+    /// A secondary's state; none on a master.
+    pub fn replica(&self) -> Option<&Replica> {
+        match &self.role {
+            RoleState::Replica(replica) => Some(replica),
+            RoleState::Sequencer(_) => None,
+        }
     }
 }
 
 /// The state of node `name`: read back from `dir` (off the async threads; it takes a while
 /// for a long log), or new in memory without one. Says in the log what it found.
 pub(crate) async fn open(
+    kind: RoleKind,
     dir: Option<PathBuf>,
     name: &str,
     key_window: usize,
 ) -> Result<NodeState, StorageError> {
-    let Some(dir) = dir else { return Ok(NodeState::in_memory(key_window)) };
+    let Some(dir) = dir else { return Ok(NodeState::in_memory(kind, key_window)) };
     let started = Instant::now();
     let opening = {
         let (dir, name) = (dir.clone(), name.to_owned());
-        move || NodeState::open_dir(&dir, &name, key_window)
+        move || Ledger::open_dir(&dir, &name, key_window)
     };
-    let (state, replayed) = tokio::task::spawn_blocking(opening)
+    let (ledger, replayed) = tokio::task::spawn_blocking(opening)
         .await
         .map_err(|e| StorageError::Io { file: dir.clone(), error: std::io::Error::other(e) })??;
     if let Some((file, offset, bytes)) = &replayed.truncated {
@@ -123,9 +176,12 @@ pub(crate) async fn open(
     tracing::info!(
         node = %name,
         dir = %dir.display(),
-        messages = state.log.len(),
+        messages = ledger.log.len(),
         ms = started.elapsed().as_millis() as u64,
         "log read back"
     );
-    Ok(state)
+    Ok(NodeState::new(kind, ledger))
 }
+
+#[cfg(test)]
+mod tests;

@@ -12,89 +12,69 @@ use crate::metrics::{AckWaitTimer, ContactOutcome};
 use crate::state;
 
 impl sequencer::Host for NodeView<'_> {
-    fn status(&mut self) -> sequencer::Standing {
-        let mode = match self.state.gate.mode() {
+    fn status(&mut self) -> wasmtime::Result<sequencer::Standing> {
+        let sequencer = self.sequencer()?;
+        let mode = match sequencer.mode() {
             state::Mode::Recovering(why) => sequencer::Mode::Recovering(why),
             state::Mode::Open(epoch) => sequencer::Mode::Open(epoch),
             state::Mode::Fenced(epoch) => sequencer::Mode::Fenced(epoch),
         };
-        sequencer::Standing { mode, epoch: self.state.log.epoch() }
+        Ok(sequencer::Standing { mode, epoch: sequencer.log().epoch() })
     }
 
     async fn append(
         &mut self,
         msg: String,
         key: Option<String>,
-    ) -> Result<sequencer::Appended, types::LogError> {
-        let epoch = match self.state.gate.mode() {
-            state::Mode::Open(epoch) => epoch,
-            state::Mode::Recovering(why) => return Err(closed(format!("recovering: {why}"))),
-            state::Mode::Fenced(by) => {
-                return Err(closed(format!("fenced: a master with epoch {by} has taken over")));
-            }
-        };
+    ) -> wasmtime::Result<Result<sequencer::Appended, types::LogError>> {
         let trace = self.request_id.cloned();
-        let state::Appended { seq, duplicate } =
-            self.state.log.append_traced(msg, epoch, key, trace).await?;
-        let request_id = self.request_id.map(|id| &**id);
-        tracing::debug!(node = self.node, seq, epoch, duplicate, request_id, "appended");
-        Ok(sequencer::Appended { seq, duplicate })
-    }
-
-    async fn restore(&mut self, entries: Vec<log::Entry>) -> Result<u64, types::LogError> {
-        self.recovering()?;
-        let log = &self.state.log;
-        let change = state::Change {
-            version: log.version(),
-            // The epochs of what the replica held are epochs this node has now seen.
-            epoch: entries.iter().map(|e| e.epoch).max().unwrap_or(0),
-            truncate_after: None,
-            entries: entries.into_iter().map(Into::into).collect(),
+        let appended = self.sequencer()?.append(msg, key, trace).await;
+        let state::Appended { seq, duplicate } = match appended {
+            Ok(appended) => appended,
+            Err(error) => return Ok(Err(error.into())),
         };
-        log.write(change).await?;
-        Ok(log.len())
+        let request_id = self.request_id.map(|id| &**id);
+        tracing::debug!(node = self.node, seq, duplicate, request_id, "appended");
+        Ok(Ok(sequencer::Appended { seq, duplicate }))
     }
 
-    async fn open(&mut self, epoch: u64) -> Result<(), types::LogError> {
-        self.recovering()?;
-        let log = &self.state.log;
-        let highest = log.epoch().max(log.last().epoch);
-        if epoch <= highest {
-            return Err(types::LogError::Invalid(format!(
-                "epoch {epoch} is not above {highest}, the highest this node has recorded"
-            )));
-        }
-        let change = state::Change { version: log.version(), epoch, ..state::Change::default() };
-        log.write(change).await?;
-        self.state.gate.open(epoch);
+    async fn restore(
+        &mut self,
+        entries: Vec<log::Entry>,
+    ) -> wasmtime::Result<Result<u64, types::LogError>> {
+        let entries = entries.into_iter().map(Into::into).collect();
+        Ok(self.sequencer()?.restore(entries).await.map_err(Into::into))
+    }
+
+    async fn open(&mut self, epoch: u64) -> wasmtime::Result<Result<(), types::LogError>> {
+        Ok(self.sequencer()?.open(epoch).await.map_err(Into::into))
+    }
+
+    fn hold(&mut self, reason: String) -> wasmtime::Result<()> {
+        self.sequencer()?.hold(reason);
         Ok(())
     }
 
-    fn hold(&mut self, reason: String) {
-        self.state.gate.hold(reason);
-    }
-
-    fn fence(&mut self, epoch: u64) {
-        self.state.gate.fence(epoch);
+    fn fence(&mut self, epoch: u64) -> wasmtime::Result<()> {
+        self.sequencer()?.fence(epoch);
+        Ok(())
     }
 
     fn settled(&mut self) -> wasmtime::Result<Resource<DynPollable>> {
+        self.sequencer()?;
         let settled = self.table.push(Settled(self.state.clone()))?;
         subscribe(self.table, settled)
     }
 }
 
 impl NodeView<'_> {
-    fn recovering(&self) -> Result<(), types::LogError> {
-        match self.state.gate.mode() {
-            state::Mode::Recovering(_) => Ok(()),
-            mode => Err(closed(format!("recovery is over ({mode:?})"))),
-        }
+    /// The node's state as a master's, or a trap: a component called a master's import on a
+    /// node that is not one (a version linked for another role, or a role changed under it).
+    fn sequencer(&self) -> wasmtime::Result<&state::Sequencer> {
+        self.state.sequencer().ok_or_else(|| {
+            wasmtime::format_err!("node {} is not a master: it has no sequencer", self.node)
+        })
     }
-}
-
-fn closed(why: String) -> types::LogError {
-    types::LogError::Closed(why)
 }
 
 /// The pollable behind `sequencer.settled`.
@@ -103,7 +83,9 @@ struct Settled(Arc<state::NodeState>);
 #[wasmtime_wasi::async_trait]
 impl Pollable for Settled {
     async fn ready(&mut self) {
-        self.0.gate.settled().await;
+        if let Some(sequencer) = self.0.sequencer() {
+            sequencer.settled().await;
+        }
     }
 }
 
@@ -127,8 +109,8 @@ impl From<peers::Status> for state::PeerStatus {
     }
 }
 
-impl From<state::Peer> for peers::Peer {
-    fn from(peer: state::Peer) -> Self {
+impl From<state::PeerRecord> for peers::Peer {
+    fn from(peer: state::PeerRecord) -> Self {
         Self {
             url: peer.url,
             acked: peer.acked,
@@ -143,19 +125,20 @@ impl From<state::Peer> for peers::Peer {
 }
 
 impl peers::Host for NodeView<'_> {
-    fn all(&mut self) -> Vec<peers::Peer> {
-        self.state.peers.all().into_iter().map(Into::into).collect()
+    fn all(&mut self) -> wasmtime::Result<Vec<peers::Peer>> {
+        Ok(self.sequencer()?.peers().all().into_iter().map(Into::into).collect())
     }
 
-    fn get(&mut self, url: String) -> Option<peers::Peer> {
-        self.state.peers.get(&url).map(Into::into)
+    fn get(&mut self, url: String) -> wasmtime::Result<Option<peers::Peer>> {
+        Ok(self.sequencer()?.peers().get(&url).map(Into::into))
     }
 
-    fn record_ack(&mut self, url: String, acked: u64, synced: bool) {
-        self.state.peers.record_ack(&url, acked, synced);
+    fn record_ack(&mut self, url: String, acked: u64, synced: bool) -> wasmtime::Result<()> {
+        self.sequencer()?.peers().record_ack(&url, acked, synced);
+        Ok(())
     }
 
-    fn record_contact(&mut self, url: String, contact: peers::Contact) {
+    fn record_contact(&mut self, url: String, contact: peers::Contact) -> wasmtime::Result<()> {
         let peers::Contact { outcome, status, failures, answered_ms, error, delay_ms } = contact;
         let outcome = match outcome {
             peers::Outcome::Acknowledged(entries) => ContactOutcome::Acknowledged(entries),
@@ -163,13 +146,16 @@ impl peers::Host for NodeView<'_> {
             peers::Outcome::Fenced => ContactOutcome::Fenced,
             peers::Outcome::Failed => ContactOutcome::Failed,
         };
+        let peers = self.sequencer()?.peers();
         self.state.metrics.replication.contact(&url, outcome);
         let contact =
             state::Contact { status: status.into(), failures, answered_ms, error, delay_ms };
-        self.state.peers.record_contact(&url, contact);
+        peers.record_contact(&url, contact);
+        Ok(())
     }
 
     fn wait_acked(&mut self, seq: u64, count: u32) -> wasmtime::Result<Resource<DynPollable>> {
+        self.sequencer()?;
         let timer = self.state.metrics.replication.wait();
         let wait = AckWait { state: self.state.clone(), seq, count: count as usize, timer };
         let wait = self.table.push(wait)?;
@@ -189,7 +175,9 @@ struct AckWait {
 #[wasmtime_wasi::async_trait]
 impl Pollable for AckWait {
     async fn ready(&mut self) {
-        self.state.peers.wait_acked(self.seq, self.count).await;
-        self.timer.met();
+        if let Some(sequencer) = self.state.sequencer() {
+            sequencer.peers().wait_acked(self.seq, self.count).await;
+            self.timer.met();
+        }
     }
 }

@@ -1,18 +1,19 @@
-//! What a secondary imports: `replica`, whole changes to its log on its master's word.
+//! What a secondary imports: `replica`, whole changes to its log on its master's word. The
+//! rules are `state::Replica`'s; this only translates.
 
 use super::NodeView;
 use super::replog::node::{log, replica, types};
 use crate::state;
 
 impl replica::Host for NodeView<'_> {
-    fn state(&mut self) -> replica::Snapshot {
-        replica_state(self.state)
+    fn state(&mut self) -> wasmtime::Result<replica::Snapshot> {
+        Ok(self.replica()?.standing().into())
     }
 
     async fn write(
         &mut self,
         change: replica::Change,
-    ) -> Result<replica::Snapshot, types::LogError> {
+    ) -> wasmtime::Result<Result<replica::Snapshot, types::LogError>> {
         let (first, last) = match (change.entries.first(), change.entries.last()) {
             (Some(first), Some(last)) => (first.seq, last.seq),
             _ => (0, 0),
@@ -24,7 +25,10 @@ impl replica::Host for NodeView<'_> {
             truncate_after: change.truncate_after,
             entries: change.entries.into_iter().map(Into::into).collect(),
         };
-        self.state.log.write(change).await?;
+        let standing = match self.replica()?.write(change).await {
+            Ok(standing) => standing,
+            Err(error) => return Ok(Err(error.into())),
+        };
         if first > 0 || truncate_after.is_some() {
             let request_id = self.request_id.map(|id| &**id);
             tracing::debug!(
@@ -37,20 +41,33 @@ impl replica::Host for NodeView<'_> {
                 "stored"
             );
         }
-        Ok(replica_state(self.state))
+        Ok(Ok(standing.into()))
     }
 
-    fn set_refusal(&mut self, reason: Option<String>) {
-        self.state.set_refusal(reason);
+    fn set_refusal(&mut self, reason: Option<String>) -> wasmtime::Result<()> {
+        self.replica()?.refuse(reason);
+        Ok(())
     }
 }
 
-fn replica_state(state: &state::NodeState) -> replica::Snapshot {
-    let state::Snapshot { epoch, last, version } = state.log.snapshot();
-    replica::Snapshot {
-        epoch,
-        last: log::Position { seq: last.seq, epoch: last.epoch },
-        version,
-        refusal: state.refusal(),
+impl NodeView<'_> {
+    /// The node's state as a secondary's, or a trap: a component called a secondary's import
+    /// on a node that is not one.
+    fn replica(&self) -> wasmtime::Result<&state::Replica> {
+        self.state.replica().ok_or_else(|| {
+            wasmtime::format_err!("node {} is not a secondary: it has no replica", self.node)
+        })
+    }
+}
+
+impl From<state::ReplicaStanding> for replica::Snapshot {
+    fn from(standing: state::ReplicaStanding) -> Self {
+        let state::Snapshot { epoch, last, version } = standing.log;
+        Self {
+            epoch,
+            last: log::Position { seq: last.seq, epoch: last.epoch },
+            version,
+            refusal: standing.refusal,
+        }
     }
 }

@@ -66,6 +66,10 @@ pub enum LogError {
     /// The append's key was written already, with another message, at this `seq`.
     #[error("the key was used already, with another message, at sequence number {0}")]
     KeyReused(u64),
+    /// The node's role does not take this write now (a sequencer recovering or fenced); the
+    /// text says why.
+    #[error("{0}")]
+    Closed(String),
     /// The disk did not take it; nothing was acknowledged, and the log takes no more writes.
     #[error("the log could not be written: {0}")]
     Storage(String),

@@ -15,9 +15,23 @@ pub enum Mode {
     Fenced(u64),
 }
 
+impl Mode {
+    /// Every mode's word: the one owner of these words on the host (metrics labels).
+    pub const WORDS: [&'static str; 3] = ["recovering", "open", "fenced"];
+
+    /// Its word: `recovering`, `open` or `fenced`.
+    pub fn word(&self) -> &'static str {
+        match self {
+            Mode::Recovering(_) => Self::WORDS[0],
+            Mode::Open(_) => Self::WORDS[1],
+            Mode::Fenced(_) => Self::WORDS[2],
+        }
+    }
+}
+
 /// The master's mode, with a way to wait for recovery to end.
 #[derive(Debug)]
-pub struct Gate {
+pub(crate) struct Gate {
     mode: watch::Sender<Mode>,
 }
 
@@ -29,7 +43,7 @@ impl Default for Gate {
 
 impl Gate {
     /// Whether the master recovers, takes writes, or was fenced.
-    pub fn mode(&self) -> Mode {
+    pub(crate) fn mode(&self) -> Mode {
         self.mode.borrow().clone()
     }
 

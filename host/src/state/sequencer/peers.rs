@@ -20,9 +20,20 @@ pub enum PeerStatus {
     Unhealthy,
 }
 
+impl PeerStatus {
+    /// Every status's word, in declaration order: the one owner of these words on the host
+    /// (metrics labels, logs).
+    pub const WORDS: [&'static str; 3] = ["healthy", "suspected", "unhealthy"];
+
+    /// Its word: `healthy`, `suspected` or `unhealthy`.
+    pub fn word(self) -> &'static str {
+        Self::WORDS[self as usize]
+    }
+}
+
 /// One secondary as the master sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Peer {
+pub struct PeerRecord {
     /// Its base URL, as configured.
     pub url: String,
     /// Through which `seq` its log was checked to agree with the master's.
@@ -41,7 +52,7 @@ pub struct Peer {
     pub delay_ms: Option<u64>,
 }
 
-impl Peer {
+impl PeerRecord {
     fn new(url: &str) -> Self {
         Self {
             url: url.to_owned(),
@@ -74,7 +85,7 @@ pub struct Contact {
 /// The master's secondaries, in configuration order.
 #[derive(Debug)]
 pub struct Peers {
-    peers: Mutex<Vec<Peer>>,
+    peers: Mutex<Vec<PeerRecord>>,
     /// Bumped on every acknowledgement, for writers waiting on one.
     acks: watch::Sender<u64>,
 }
@@ -88,7 +99,7 @@ impl Default for Peers {
 impl Peers {
     pub(crate) fn new<'a>(urls: impl IntoIterator<Item = &'a str>) -> Self {
         Self {
-            peers: Mutex::new(urls.into_iter().map(Peer::new).collect()),
+            peers: Mutex::new(urls.into_iter().map(PeerRecord::new).collect()),
             acks: watch::channel(0).0,
         }
     }
@@ -96,16 +107,16 @@ impl Peers {
     /// Starts over with `urls`, as none of them has been contacted yet (when a node learns its
     /// peers from its component).
     pub(crate) fn configure<'a>(&self, urls: impl IntoIterator<Item = &'a str>) {
-        *self.lock() = urls.into_iter().map(Peer::new).collect();
+        *self.lock() = urls.into_iter().map(PeerRecord::new).collect();
     }
 
     /// Every secondary, in configuration order.
-    pub fn all(&self) -> Vec<Peer> {
+    pub fn all(&self) -> Vec<PeerRecord> {
         self.lock().clone()
     }
 
     /// The secondary at `url`.
-    pub fn get(&self, url: &str) -> Option<Peer> {
+    pub fn get(&self, url: &str) -> Option<PeerRecord> {
         self.lock().iter().find(|p| p.url == url).cloned()
     }
 
@@ -154,7 +165,7 @@ impl Peers {
         }
     }
 
-    fn update(&self, url: &str, change: impl FnOnce(&mut Peer)) -> bool {
+    fn update(&self, url: &str, change: impl FnOnce(&mut PeerRecord)) -> bool {
         let mut peers = self.lock();
         match peers.iter_mut().find(|p| p.url == url) {
             Some(peer) => {
@@ -165,7 +176,7 @@ impl Peers {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Peer>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<PeerRecord>> {
         // Each update completes before the lock is released, so a poisoned lock is consistent.
         self.peers.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
