@@ -4,10 +4,10 @@
 //! - `POST /replicate` with an [`Append`]: entries to store after `prev`, which the secondary
 //!   must hold for them to apply (Raft's log matching); without `prev` and entries, a probe
 //!   that asks the secondary where its log stands. The answer is an [`Ack`] (`200`), or a
-//!   [`Fenced`] refusal (`409`) when the secondary has seen a newer master's epoch.
+//!   [`Fencing`] refusal (`409`) when the secondary has seen a newer master's epoch.
 //! - `POST /replicate` with `{"seq": 7, "msg": "..."}`: the original project's single entry,
 //!   stored if it continues the log, acknowledged as a duplicate if held already.
-//! - `GET /replicate?from=SEQ&limit=N`: entries with their epochs ([`Entries`]), for a master
+//! - `GET /replicate?from=SEQ&limit=N`: entries with their epochs ([`RecoveryBatch`]), for a master
 //!   that recovers its log from a replica.
 //!
 //! Every request carries the master's proof (see [`crate::auth`]).
@@ -20,7 +20,7 @@ pub use crate::host::log::{Position, Run};
 /// An entry as it travels between nodes: its identity, its client's idempotency key if it had
 /// one (so that a retry is recognised on whichever node holds the entry), and the message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Entry {
+pub struct WireEntry {
     pub seq: u64,
     pub epoch: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -28,14 +28,14 @@ pub struct Entry {
     pub msg: String,
 }
 
-impl From<log::Entry> for Entry {
+impl From<log::Entry> for WireEntry {
     fn from(log::Entry { seq, epoch, key, msg }: log::Entry) -> Self {
         Self { seq, epoch, key, msg }
     }
 }
 
-impl From<Entry> for log::Entry {
-    fn from(Entry { seq, epoch, key, msg }: Entry) -> Self {
+impl From<WireEntry> for log::Entry {
+    fn from(WireEntry { seq, epoch, key, msg }: WireEntry) -> Self {
         Self { seq, epoch, key, msg }
     }
 }
@@ -50,7 +50,7 @@ pub struct Append {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prev: Option<Position>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub entries: Vec<Entry>,
+    pub entries: Vec<WireEntry>,
     /// The master's log length when it sent this. A secondary holding entries past the
     /// request's last one that are older than its epoch drops them when this is that last one:
     /// the master does not have them.
@@ -114,7 +114,7 @@ pub struct Ack {
 
 /// A secondary's refusal of an older master (`409`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Fenced {
+pub struct Fencing {
     pub error: String,
     pub fenced: bool,
     /// The epoch the secondary has recorded.
@@ -123,8 +123,8 @@ pub struct Fenced {
 
 /// The answer to `GET /replicate?from=SEQ&limit=N`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Entries {
-    pub entries: Vec<Entry>,
+pub struct RecoveryBatch {
+    pub entries: Vec<WireEntry>,
     pub epoch: u64,
     pub last: Position,
 }
@@ -133,10 +133,10 @@ const EXPECTED: &str = r#"expected {"epoch": E, "prev": {"seq": S, "epoch": E}, 
 
 /// Every field either form may hold, read in one pass.
 #[derive(Deserialize)]
-struct Body {
+struct ReplicateFields {
     epoch: Option<u64>,
     prev: Option<Position>,
-    entries: Option<Vec<Entry>>,
+    entries: Option<Vec<WireEntry>>,
     end: Option<u64>,
     seq: Option<u64>,
     msg: Option<String>,
@@ -144,7 +144,7 @@ struct Body {
 
 /// Reads a `POST /replicate` body; errors are the text of the `400`.
 pub fn parse(body: &[u8]) -> Result<Replicate, String> {
-    let body: Body = serde_json::from_slice(body)
+    let body: ReplicateFields = serde_json::from_slice(body)
         .map_err(|e| format!("body is not a valid replication request ({e}): {EXPECTED}"))?;
     if let (Some(msg), None) = (&body.msg, &body.entries) {
         let Some(seq) = body.seq else {
@@ -183,8 +183,8 @@ pub fn parse(body: &[u8]) -> Result<Replicate, String> {
 mod tests {
     use super::*;
 
-    fn entry(seq: u64, epoch: u64, msg: &str) -> Entry {
-        Entry { seq, epoch, key: None, msg: msg.to_owned() }
+    fn entry(seq: u64, epoch: u64, msg: &str) -> WireEntry {
+        WireEntry { seq, epoch, key: None, msg: msg.to_owned() }
     }
 
     #[test]
@@ -194,7 +194,7 @@ mod tests {
             prev: Some(Position { seq: 4, epoch: 2 }),
             entries: vec![
                 entry(5, 3, "five \"quoted\""),
-                Entry { key: Some("client-key-6".into()), ..entry(6, 3, "") },
+                WireEntry { key: Some("client-key-6".into()), ..entry(6, 3, "") },
             ],
             end: Some(6),
         };

@@ -23,14 +23,14 @@ use wasip2::http::types::{IncomingRequest, Method, ResponseOutparam};
 use crate::bindings::exports::replog::node::replicator::Wake;
 use crate::bindings::replog::node::peers;
 use crate::bindings::replog::node::sequencer::{self, Mode};
-use crate::settings::Settings;
+use crate::settings::MasterSettings;
 
 struct Master;
 
 impl bindings::exports::wasi::http::incoming_handler::Guest for Master {
     fn handle(request: IncomingRequest, out: ResponseOutparam) {
         let request = Request::new(request);
-        let settings = match Settings::current() {
+        let settings = match MasterSettings::current() {
             Ok(settings) => settings,
             Err(e) => return Response::error(500, &e.to_string()).send(out),
         };
@@ -61,7 +61,7 @@ impl bindings::exports::replog::node::replicator::Guest for Master {
 
 /// What the master's settings need of its host, once read and checked.
 fn needs() -> Result<replog_guest::about::Needs, replog_guest::settings::BadSetting> {
-    Settings::from_env().map(|settings| {
+    MasterSettings::from_env().map(|settings| {
         replog_guest::about::Needs::node(settings.longest_call(), settings.secondaries)
     })
 }
@@ -75,9 +75,9 @@ bindings::export!(Master with_types_in bindings);
 /// `GET /health`: liveness, the log's length and epoch, whether writes are taken (and if not,
 /// why, as `GET /ready` says it), each secondary's state as the replicator judges it, and which component version
 /// answers.
-fn health(settings: &Settings) -> Response {
+fn health(settings: &MasterSettings) -> Response {
     #[derive(Serialize)]
-    struct Fields {
+    struct MasterHealth {
         /// The epoch this master numbers in (the highest recorded while not open).
         epoch: u64,
         /// `open`, `recovering` or `fenced`.
@@ -85,10 +85,10 @@ fn health(settings: &Settings) -> Response {
         writable: bool,
         #[serde(skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
-        secondaries: Vec<Secondary>,
+        secondaries: Vec<SecondaryStanding>,
     }
     #[derive(Serialize)]
-    struct Secondary {
+    struct SecondaryStanding {
         url: String,
         status: &'static str,
         acked: u64,
@@ -106,7 +106,7 @@ fn health(settings: &Settings) -> Response {
     let Writes { state, epoch, reason } = writes(settings);
     let secondaries = peers::all()
         .into_iter()
-        .map(|p| Secondary {
+        .map(|p| SecondaryStanding {
             status: pace::status_name(p.status),
             lag: count.saturating_sub(p.acked),
             warning: p.delay_ms.and_then(|delay| {
@@ -124,7 +124,7 @@ fn health(settings: &Settings) -> Response {
         })
         .collect();
     let writable = reason.is_none();
-    about::health("master", &Fields { epoch, state, writable, reason, secondaries })
+    about::health("master", &MasterHealth { epoch, state, writable, reason, secondaries })
 }
 
 /// Whether this master takes writes now, and if not, why.
@@ -138,7 +138,7 @@ struct Writes {
     reason: Option<String>,
 }
 
-fn writes(settings: &Settings) -> Writes {
+fn writes(settings: &MasterSettings) -> Writes {
     let standing = sequencer::status();
     let (state, epoch, reason) = match standing.mode {
         Mode::Open(epoch) => ("open", epoch, None),

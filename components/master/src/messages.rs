@@ -13,7 +13,7 @@ use crate::bindings::replog::node::sequencer::{self, Mode};
 use crate::bindings::replog::node::types::LogError;
 use crate::pace::status_name;
 use crate::quorum;
-use crate::settings::Settings;
+use crate::settings::MasterSettings;
 
 /// A client's write, validated.
 #[derive(Debug, PartialEq, Eq)]
@@ -94,7 +94,7 @@ fn kind(value: &Value) -> &'static str {
 /// idempotency key (`"id"`, or the `Idempotency-Key` header) was written already is answered
 /// for the original (`200`, `"duplicate": true`, once `w` nodes hold it), or `409` when the
 /// key came with another message; nothing is appended.
-pub fn post(request: &Request, out: ResponseOutparam, settings: &Settings) {
+pub fn post(request: &Request, out: ResponseOutparam, settings: &MasterSettings) {
     let started = monotonic_clock::now();
     let body = match request.body() {
         Ok(body) => body,
@@ -116,7 +116,7 @@ pub fn post(request: &Request, out: ResponseOutparam, settings: &Settings) {
         Ok(sequencer::Appended { seq, duplicate }) => (seq, duplicate),
         Err(LogError::KeyReused(seq)) => {
             #[derive(Serialize)]
-            struct Reused {
+            struct KeyConflict {
                 error: String,
                 seq: u64,
             }
@@ -124,7 +124,7 @@ pub fn post(request: &Request, out: ResponseOutparam, settings: &Settings) {
                 "the idempotency key was used already, for another message, at seq {seq}; \
                  nothing was appended"
             );
-            return Response::json(409, &Reused { error, seq }).send(out);
+            return Response::json(409, &KeyConflict { error, seq }).send(out);
         }
         Err(e) => {
             if let (LogError::Closed(_), Some(closed)) = (&e, closed()) {
@@ -149,16 +149,16 @@ pub fn post(request: &Request, out: ResponseOutparam, settings: &Settings) {
         }
     }
     // Without a wait (`w` = 1) the answer names those that held it already (a retry's).
-    let acks: Vec<Ack> = secondaries
+    let acks: Vec<AckFrom> = secondaries
         .iter()
         .filter(|p| p.acked >= seq)
-        .map(|p| Ack { secondary: p.url.clone() })
+        .map(|p| AckFrom { secondary: p.url.clone() })
         .collect();
     let held = 1 + acks.len() as u64;
     let duration_ms = monotonic_clock::now().saturating_sub(started) / 1_000_000;
     if held >= w {
         let with_log = !matches!(request.query_param("log").as_deref(), Some("false" | "0" | "no"));
-        let answer = Written { seq, w, acks, duration_ms, duplicate };
+        let answer = WriteReceipt { seq, w, acks, duration_ms, duplicate };
         let status = if duplicate { 200 } else { 201 };
         return match with_log {
             // The whole log goes out page by page, however long it is.
@@ -167,17 +167,17 @@ pub fn post(request: &Request, out: ResponseOutparam, settings: &Settings) {
         }
         .send(out);
     }
-    let missing: Vec<Missing> = secondaries
+    let missing: Vec<MissingAck> = secondaries
         .iter()
         .filter(|p| p.acked < seq)
-        .map(|p| Missing {
+        .map(|p| MissingAck {
             secondary: p.url.clone(),
             status: status_name(p.status),
             error: p.last_error.clone(),
         })
         .collect();
     let names: Vec<&str> = missing.iter().map(|m| m.secondary.as_str()).collect();
-    let answer = NotReplicated {
+    let answer = ReplicationShortfall {
         error: format!(
             "message {seq} is held by {held} of {nodes} nodes after {} ms, fewer than w={w}: no acknowledgement from {}",
             settings.replication_timeout.as_millis(),
@@ -200,7 +200,7 @@ const KEPT: &str = "the message stays in the master's log and will still be deli
 /// The `503` for a master that takes no writes now, if it does not.
 fn closed() -> Option<Response> {
     #[derive(Serialize)]
-    struct Closed {
+    struct NotOpen {
         error: String,
         #[serde(skip_serializing_if = "std::ops::Not::not")]
         recovering: bool,
@@ -223,7 +223,9 @@ fn closed() -> Option<Response> {
             true,
         ),
     };
-    Some(Response::json(503, &Closed { error, recovering, fenced }).with_header("retry-after", "1"))
+    Some(
+        Response::json(503, &NotOpen { error, recovering, fenced }).with_header("retry-after", "1"),
+    )
 }
 
 fn describe(error: &LogError) -> String {
@@ -239,12 +241,12 @@ fn nanos(d: std::time::Duration) -> u64 {
 }
 
 #[derive(Serialize)]
-struct Ack {
+struct AckFrom {
     secondary: String,
 }
 
 #[derive(Serialize)]
-struct Missing {
+struct MissingAck {
     secondary: String,
     status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -253,10 +255,10 @@ struct Missing {
 
 /// The `201` answer (`200` for a retry), after the log when it is given.
 #[derive(Serialize)]
-struct Written {
+struct WriteReceipt {
     seq: u64,
     w: u64,
-    acks: Vec<Ack>,
+    acks: Vec<AckFrom>,
     duration_ms: u64,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     duplicate: bool,
@@ -264,12 +266,12 @@ struct Written {
 
 /// The `502` answer.
 #[derive(Serialize)]
-struct NotReplicated {
+struct ReplicationShortfall {
     error: String,
     seq: u64,
     w: u64,
-    acks: Vec<Ack>,
-    missing: Vec<Missing>,
+    acks: Vec<AckFrom>,
+    missing: Vec<MissingAck>,
     duration_ms: u64,
     kept: &'static str,
     #[serde(skip_serializing_if = "std::ops::Not::not")]

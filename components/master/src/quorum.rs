@@ -9,7 +9,7 @@ use crate::bindings::replog::node::peers::{Peer, Status};
 
 /// Why the master does not take writes right now: the body of its `503`.
 #[derive(Debug, Serialize)]
-pub struct Refusal {
+pub struct NoMajority {
     pub error: String,
     pub healthy_nodes: u64,
     pub nodes: u64,
@@ -19,7 +19,7 @@ pub struct Refusal {
 
 /// `Ok` when a majority of the `nodes` (master included) can take writes, given the
 /// `secondaries` as the host holds them.
-pub fn check(nodes: u64, secondaries: &[Peer]) -> Result<(), Refusal> {
+pub fn check(nodes: u64, secondaries: &[Peer]) -> Result<(), NoMajority> {
     let unhealthy: Vec<String> = secondaries
         .iter()
         .filter(|p| p.status == Status::Unhealthy)
@@ -30,7 +30,7 @@ pub fn check(nodes: u64, secondaries: &[Peer]) -> Result<(), Refusal> {
     if healthy_nodes >= majority {
         return Ok(());
     }
-    Err(Refusal {
+    Err(NoMajority {
         error: format!(
             "read-only: only {healthy_nodes} of {nodes} nodes are healthy and writes need a majority of {majority}; nothing was appended. Unhealthy: {}",
             unhealthy.join(", ")

@@ -8,21 +8,21 @@
 //! is the replication streams' to judge, once they run.
 
 use replog_guest::host::log;
-use replog_guest::wire::{Ack, Append, Entries};
+use replog_guest::wire::{Ack, Append, RecoveryBatch};
 use wasip2::http::types::Method;
 
 use crate::bindings::replog::node::sequencer::{self, Mode};
 use crate::pace::millis;
 use crate::peer_http;
-use crate::policy::{self, Heard, Own, Recovery};
-use crate::settings::Settings;
+use crate::policy::{self, OwnLog, RecoveryStep, ReplicaLog};
+use crate::settings::MasterSettings;
 
 /// Entries asked for at a time from a replica.
 const FETCH_LIMIT: u32 = 10_000;
 
 /// One round; `None` once the master is open (or fenced), else when to run the next.
 pub fn recover() -> Option<u64> {
-    let settings = match Settings::current() {
+    let settings = match MasterSettings::current() {
         Ok(settings) => settings,
         Err(e) => {
             let why = format!("the master's settings are wrong: {e}");
@@ -34,7 +34,7 @@ pub fn recover() -> Option<u64> {
     let standing = sequencer::status();
     let Mode::Recovering(waiting_for) = standing.mode else { return None };
     let runs = log::runs();
-    let own = Own { epoch: standing.epoch, last: log::last(), runs: &runs };
+    let own = OwnLog { epoch: standing.epoch, last: log::last(), runs: &runs };
     let heard = ask_everyone(settings, standing.epoch);
     // Those that did not answer are named with why, for the reason recovery gives.
     let labels: Vec<String> = heard
@@ -44,21 +44,21 @@ pub fn recover() -> Option<u64> {
             Err(why) => format!("{url} ({why})"),
         })
         .collect();
-    let named: Vec<(&str, Option<&Heard>)> = labels
+    let named: Vec<(&str, Option<&ReplicaLog>)> = labels
         .iter()
         .zip(&heard)
         .map(|(label, (_, h))| (label.as_str(), h.as_ref().ok()))
         .collect();
     let again = Some(millis(settings.heartbeat));
     match policy::recovery(own, &named, settings.force_recovery) {
-        Recovery::Wait(why) | Recovery::Diverged(why) => {
+        RecoveryStep::Wait(why) | RecoveryStep::Diverged(why) => {
             if why != waiting_for {
                 eprintln!("recovering: {why}");
                 sequencer::hold(&why);
             }
             again
         }
-        Recovery::Fetch(i) => {
+        RecoveryStep::Fetch(i) => {
             let (url, _) = &heard[i];
             match fetch(settings, url, own.last.seq) {
                 Ok(0) => again,
@@ -71,7 +71,7 @@ pub fn recover() -> Option<u64> {
                 }
             }
         }
-        Recovery::Open(epoch) => {
+        RecoveryStep::Open(epoch) => {
             if let Err(e) = sequencer::open(epoch) {
                 eprintln!("could not open epoch {epoch}: {e:?}");
                 return again;
@@ -94,7 +94,10 @@ pub fn recover() -> Option<u64> {
 }
 
 /// Asks every secondary at once where its log stands, or why it did not say.
-fn ask_everyone(settings: &Settings, epoch: u64) -> Vec<(String, Result<Heard, String>)> {
+fn ask_everyone(
+    settings: &MasterSettings,
+    epoch: u64,
+) -> Vec<(String, Result<ReplicaLog, String>)> {
     let probe = Append { epoch, prev: None, entries: Vec::new(), end: None };
     let body = serde_json::to_vec(&probe).expect("a probe always serializes");
     let exchanges: Vec<_> = settings
@@ -126,14 +129,14 @@ fn ask_everyone(settings: &Settings, epoch: u64) -> Vec<(String, Result<Heard, S
                     }
                 });
             let heard =
-                answer.map(|ack| Heard { epoch: ack.epoch, last: ack.last, runs: ack.runs });
+                answer.map(|ack| ReplicaLog { epoch: ack.epoch, last: ack.last, runs: ack.runs });
             (peer.url.clone(), heard)
         })
         .collect()
 }
 
 /// Fetches what `url` holds after `after` and appends it; returns how many entries came.
-fn fetch(settings: &Settings, url: &str, after: u64) -> Result<usize, String> {
+fn fetch(settings: &MasterSettings, url: &str, after: u64) -> Result<usize, String> {
     let peer = settings.peer(url).ok_or("not a configured secondary")?;
     let endpoint = format!("/replicate?from={}&limit={FETCH_LIMIT}", after + 1);
     let (status, body) =
@@ -141,7 +144,7 @@ fn fetch(settings: &Settings, url: &str, after: u64) -> Result<usize, String> {
     if status != 200 {
         return Err(format!("answered {status}: {}", String::from_utf8_lossy(&body).trim()));
     }
-    let entries: Entries =
+    let entries: RecoveryBatch =
         serde_json::from_slice(&body).map_err(|e| format!("unreadable answer ({e})"))?;
     let count = entries.entries.len();
     let (Some(first), Some(last)) = (entries.entries.first(), entries.entries.last()) else {

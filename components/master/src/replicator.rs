@@ -13,20 +13,20 @@
 use std::time::Duration;
 
 use replog_guest::host::log;
-use replog_guest::wire::{Ack, AckStatus, Append, Entry, Fenced, Position};
+use replog_guest::wire::{Ack, AckStatus, Append, Fencing, Position, WireEntry};
 
 /// Bytes of messages read from the host at a time while building a batch.
 const READ_BYTES: u32 = 256 * 1024;
 use wasip2::http::types::Method;
 
 use crate::bindings::exports::replog::node::replicator::Wake;
-use crate::bindings::replog::node::peers::{self, Outcome, Peer as Known};
+use crate::bindings::replog::node::peers::{self, Outcome, Peer};
 use crate::bindings::replog::node::sequencer::{self, Mode};
 use crate::pace::{self, Next};
 use crate::peer_http;
 use crate::policy;
-use crate::settings::Settings;
-use replog_guest::peer::Peer;
+use crate::settings::MasterSettings;
+use replog_guest::peer::PeerUrl;
 
 /// A batch stops growing past about this many bytes (it always holds at least one entry).
 const BATCH_BYTES: usize = 1024 * 1024;
@@ -34,7 +34,7 @@ const BATCH_BYTES: usize = 1024 * 1024;
 const READ_CHUNK: u32 = 1024;
 
 pub fn step(url: &str) -> Wake {
-    let settings = match Settings::current() {
+    let settings = match MasterSettings::current() {
         Ok(settings) => settings,
         Err(e) => {
             eprintln!("cannot replicate to {url}: {e}");
@@ -49,7 +49,7 @@ pub fn step(url: &str) -> Wake {
         // Recovering (the host starts streams after recovery) or fenced: nothing to send.
         return pace::later(settings.heartbeat);
     };
-    let stream = Stream { settings, peer, known, epoch };
+    let stream = StreamStep { settings, peer, known, epoch };
     let len = log::len();
     match pace::next(&stream.known, len, replog_guest::now_ms(), settings.heartbeat) {
         Next::Probe => stream.probe(len),
@@ -59,14 +59,14 @@ pub fn step(url: &str) -> Wake {
 }
 
 /// One step's view of the stream to one secondary.
-struct Stream<'a> {
-    settings: &'a Settings,
-    peer: &'a Peer,
-    known: Known,
+struct StreamStep<'a> {
+    settings: &'a MasterSettings,
+    peer: &'a PeerUrl,
+    known: Peer,
     epoch: u64,
 }
 
-impl Stream<'_> {
+impl StreamStep<'_> {
     /// Asks the secondary where its log stands, and finds where it agrees with ours.
     fn probe(mut self, len: u64) -> Wake {
         let probe = Append { epoch: self.epoch, prev: None, entries: Vec::new(), end: None };
@@ -151,7 +151,7 @@ impl Stream<'_> {
             Ok((200, body)) => serde_json::from_slice::<Ack>(&body).map_err(|e| {
                 self.failed(format!("answered 200 with an unreadable body ({e}): {}", text(&body)))
             }),
-            Ok((409, body)) => match serde_json::from_slice::<Fenced>(&body) {
+            Ok((409, body)) => match serde_json::from_slice::<Fencing>(&body) {
                 Ok(fenced) if fenced.fenced => Err(self.fenced(fenced.epoch)),
                 _ => Err(self.failed(format!("answered 409: {}", text(&body)))),
             },
@@ -217,9 +217,9 @@ impl Stream<'_> {
 /// up to `to`, cut short once their JSON passes `BATCH_BYTES` (at least one when there are
 /// any). Only what is sent is read: the host names the client requests behind what a step
 /// reads in the requests it sends (`X-Request-Id`).
-fn batch(after: u64, to: u64) -> (Position, Vec<Entry>) {
+fn batch(after: u64, to: u64) -> (Position, Vec<WireEntry>) {
     let prev = Position { seq: after, epoch: log::epoch_at(after).unwrap_or_default() };
-    let mut entries: Vec<Entry> = Vec::new();
+    let mut entries: Vec<WireEntry> = Vec::new();
     let mut bytes = 0;
     let mut next = after + 1;
     while next <= to && bytes < BATCH_BYTES {
@@ -227,7 +227,7 @@ fn batch(after: u64, to: u64) -> (Position, Vec<Entry>) {
         let chunk = log::read(next, want, READ_BYTES);
         let Some(last) = chunk.last() else { break };
         next = last.seq + 1;
-        for entry in chunk.into_iter().map(Entry::from) {
+        for entry in chunk.into_iter().map(WireEntry::from) {
             bytes += json_len(&entry) + 1;
             entries.push(entry);
             if bytes >= BATCH_BYTES {

@@ -6,7 +6,7 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use replog_guest::peer::{self, Peer};
+use replog_guest::peer::{self, PeerUrl};
 use replog_guest::settings::{self, BadSetting};
 
 use crate::policy;
@@ -23,8 +23,8 @@ pub const NAMES: &[&str] = &[
     "SECONDARY_DELAYS",
 ];
 
-pub struct Settings {
-    pub secondaries: Vec<Peer>,
+pub struct MasterSettings {
+    pub secondaries: Vec<PeerUrl>,
     /// How long a write waits for its write concern.
     pub replication_timeout: Duration,
     /// How often an idle secondary is checked on.
@@ -39,12 +39,12 @@ pub struct Settings {
     pub force_recovery: bool,
 }
 
-impl Settings {
+impl MasterSettings {
     /// The settings, read from the environment and checked once per instance: an instance's
     /// environment never changes (every instance of a version runs with the one it was loaded
     /// with), and an instance may serve many calls one after another.
     pub fn current() -> Result<&'static Self, BadSetting> {
-        static READ: OnceLock<Result<Settings, BadSetting>> = OnceLock::new();
+        static READ: OnceLock<Result<MasterSettings, BadSetting>> = OnceLock::new();
         READ.get_or_init(Self::from_env).as_ref().map_err(Clone::clone)
     }
 
@@ -102,7 +102,7 @@ impl Settings {
         self.secondaries.len() as u64 + 1
     }
 
-    pub fn peer(&self, url: &str) -> Option<&Peer> {
+    pub fn peer(&self, url: &str) -> Option<&PeerUrl> {
         self.secondaries.iter().find(|p| p.url == url)
     }
 
@@ -118,8 +118,8 @@ mod tests {
     use super::*;
 
     /// The defaults, with no secondary.
-    fn defaults() -> Settings {
-        Settings {
+    fn defaults() -> MasterSettings {
+        MasterSettings {
             secondaries: Vec::new(),
             replication_timeout: Duration::from_secs(60),
             heartbeat: Duration::from_millis(500),
@@ -130,7 +130,7 @@ mod tests {
         }
     }
 
-    fn refusal(settings: Settings) -> String {
+    fn refusal(settings: MasterSettings) -> String {
         match settings.checked() {
             Ok(_) => panic!("accepted"),
             Err(BadSetting(why)) => why,
@@ -140,18 +140,20 @@ mod tests {
     #[test]
     fn the_settings_hold_together_or_say_which_rule_they_break() {
         assert!(defaults().checked().is_ok());
-        let suspect_never = Settings { suspect_after: 0, ..defaults() };
+        let suspect_never = MasterSettings { suspect_after: 0, ..defaults() };
         assert_eq!(refusal(suspect_never), "SUSPECT_AFTER must be at least 1");
-        let unhealthy_first = Settings { suspect_after: 4, unhealthy_after: 3, ..defaults() };
+        let unhealthy_first = MasterSettings { suspect_after: 4, unhealthy_after: 3, ..defaults() };
         assert_eq!(refusal(unhealthy_first), "UNHEALTHY_AFTER must be at least SUSPECT_AFTER");
-        let equal = Settings { suspect_after: 3, unhealthy_after: 3, ..defaults() };
+        let equal = MasterSettings { suspect_after: 3, unhealthy_after: 3, ..defaults() };
         assert!(equal.checked().is_ok(), "unhealthy as soon as suspected");
-        let hurried = Settings { heartbeat: Duration::from_millis(9), ..defaults() };
+        let hurried = MasterSettings { heartbeat: Duration::from_millis(9), ..defaults() };
         assert_eq!(refusal(hurried), "HEARTBEAT_MS must be at least 10");
-        assert!(Settings { heartbeat: Duration::from_millis(10), ..defaults() }.checked().is_ok());
+        assert!(
+            MasterSettings { heartbeat: Duration::from_millis(10), ..defaults() }.checked().is_ok()
+        );
         for zero in [
-            Settings { peer_timeout: Duration::ZERO, ..defaults() },
-            Settings { replication_timeout: Duration::ZERO, ..defaults() },
+            MasterSettings { peer_timeout: Duration::ZERO, ..defaults() },
+            MasterSettings { replication_timeout: Duration::ZERO, ..defaults() },
         ] {
             assert!(refusal(zero).contains("must be at least 1"));
         }

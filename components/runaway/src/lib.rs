@@ -40,7 +40,7 @@ impl bindings::exports::wasi::http::incoming_handler::Guest for Runaway {
     fn handle(request: IncomingRequest, out: ResponseOutparam) {
         let request = Request::new(request);
         let response = match request.path.as_str() {
-            "/ok" => Response::json(200, &Status { status: "ok" }),
+            "/ok" => Response::json(200, &Liveness { status: "ok" }),
             "/calls" => Response::json(200, &Calls { calls: CALLS.load(Ordering::Relaxed) + 1 }),
             "/spin" => spin(),
             "/hog" => hog(),
@@ -74,7 +74,7 @@ replog_guest::export_about!(
 bindings::export!(Runaway with_types_in bindings);
 
 #[derive(serde::Serialize)]
-struct Status {
+struct Liveness {
     status: &'static str,
 }
 
@@ -112,13 +112,17 @@ fn fetch(url: &str) -> Response {
         }
     });
     match result {
-        Ok(response) => Response::json(200, &Fetched { status: response.status(), error: None }),
-        Err(code) => Response::json(502, &Fetched { status: 0, error: Some(format!("{code:?}")) }),
+        Ok(response) => {
+            Response::json(200, &FetchResult { status: response.status(), error: None })
+        }
+        Err(code) => {
+            Response::json(502, &FetchResult { status: 0, error: Some(format!("{code:?}")) })
+        }
     }
 }
 
 #[derive(serde::Serialize)]
-struct Fetched {
+struct FetchResult {
     status: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,

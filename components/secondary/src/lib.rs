@@ -15,14 +15,14 @@ use serde::Serialize;
 use wasip2::http::types::{IncomingRequest, Method, ResponseOutparam};
 
 use crate::bindings::replog::node::replica;
-use crate::settings::Settings;
+use crate::settings::SecondarySettings;
 
 struct Secondary;
 
 impl bindings::exports::wasi::http::incoming_handler::Guest for Secondary {
     fn handle(request: IncomingRequest, out: ResponseOutparam) {
         let request = Request::new(request);
-        let settings = match Settings::from_env() {
+        let settings = match SecondarySettings::from_env() {
             Ok(settings) => settings,
             Err(e) => return Response::error(500, &e.to_string()).send(out),
         };
@@ -50,7 +50,7 @@ impl bindings::exports::wasi::http::incoming_handler::Guest for Secondary {
 
 /// What the secondary's settings need of its host, once read and checked.
 fn needs() -> Result<about::Needs, replog_guest::settings::BadSetting> {
-    Settings::from_env().map(|settings| settings.needs())
+    SecondarySettings::from_env().map(|settings| settings.needs())
 }
 
 replog_guest::export_about!(
@@ -61,14 +61,14 @@ bindings::export!(Secondary with_types_in bindings);
 
 /// `GET /health`: liveness, the log's length, epoch and end, the configured delay, and which
 /// component version answers.
-fn health(settings: &Settings) -> Response {
+fn health(settings: &SecondarySettings) -> Response {
     #[derive(Serialize)]
-    struct Fields {
+    struct SecondaryHealth {
         /// The highest master epoch this node has recorded.
         epoch: u64,
         last: log::Position,
         delay_ms: u64,
     }
     let replica::Snapshot { epoch, last, .. } = replica::state();
-    about::health("secondary", &Fields { epoch, last, delay_ms: settings.delay_ms })
+    about::health("secondary", &SecondaryHealth { epoch, last, delay_ms: settings.delay_ms })
 }

@@ -8,17 +8,17 @@
 //! agreeing on everything before. An entry held already is a replay; a different one at the
 //! same `seq` starts a suffix the master does not have, which is dropped and replaced.
 
-use replog_guest::wire::{Append, Entry, Position};
+use replog_guest::wire::{Append, Position, WireEntry};
 
 /// What this node holds, where a decision looks.
 #[derive(Debug)]
-pub struct Local<'a> {
+pub struct LocalLog<'a> {
     /// The highest epoch recorded.
     pub epoch: u64,
     pub last: Position,
     /// The entries held from `held_from` on, as far as [`needed`] says.
     pub held_from: u64,
-    pub held: &'a [Entry],
+    pub held: &'a [WireEntry],
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -34,7 +34,7 @@ pub enum Decision {
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Apply {
     pub truncate_after: Option<u64>,
-    pub entries: Vec<Entry>,
+    pub entries: Vec<WireEntry>,
     /// Entries held already.
     pub duplicates: u32,
     /// Entries dropped.
@@ -68,7 +68,7 @@ pub fn refusal(theirs: u64, ours: u64) -> Option<String> {
     })
 }
 
-pub fn decide(append: &Append, local: &Local) -> Decision {
+pub fn decide(append: &Append, local: &LocalLog) -> Decision {
     if append.epoch < local.epoch {
         return Decision::Fenced;
     }
@@ -121,8 +121,8 @@ pub fn decide(append: &Append, local: &Local) -> Decision {
 mod tests {
     use super::*;
 
-    fn entry(seq: u64, epoch: u64, msg: &str) -> Entry {
-        Entry { seq, epoch, key: None, msg: msg.to_owned() }
+    fn entry(seq: u64, epoch: u64, msg: &str) -> WireEntry {
+        WireEntry { seq, epoch, key: None, msg: msg.to_owned() }
     }
 
     fn pos(seq: u64, epoch: u64) -> Position {
@@ -130,18 +130,18 @@ mod tests {
     }
 
     /// A node whose log is `log` (seq 1 first) and whose recorded epoch is `epoch`.
-    fn decide_on(log: &[Entry], epoch: u64, append: &Append) -> Decision {
+    fn decide_on(log: &[WireEntry], epoch: u64, append: &Append) -> Decision {
         let last = log.last().map_or(pos(0, 0), |e| pos(e.seq, e.epoch));
         let (start, count) = needed(append, last).unwrap_or((last.seq + 1, 0));
-        let held: Vec<Entry> = log
+        let held: Vec<WireEntry> = log
             .iter()
             .filter(|e| e.seq >= start && e.seq < start + u64::from(count))
             .cloned()
             .collect();
-        decide(append, &Local { epoch, last, held_from: start, held: &held })
+        decide(append, &LocalLog { epoch, last, held_from: start, held: &held })
     }
 
-    fn append(epoch: u64, prev: Position, entries: Vec<Entry>, end: u64) -> Append {
+    fn append(epoch: u64, prev: Position, entries: Vec<WireEntry>, end: u64) -> Append {
         Append { epoch, prev: Some(prev), entries, end: Some(end) }
     }
 

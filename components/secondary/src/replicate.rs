@@ -4,13 +4,15 @@
 
 use replog_guest::host::log;
 use replog_guest::http::{Request, Response};
-use replog_guest::wire::{self, Ack, AckStatus, Append, Entries, Entry, Fenced, Replicate};
+use replog_guest::wire::{
+    self, Ack, AckStatus, Append, Fencing, RecoveryBatch, Replicate, WireEntry,
+};
 use wasip2::clocks::monotonic_clock;
 
 use crate::bindings::replog::node::replica;
 use crate::bindings::replog::node::types::LogError;
-use crate::plan::{self, Decision, Local};
-use crate::settings::Settings;
+use crate::plan::{self, Decision, LocalLog};
+use crate::settings::SecondarySettings;
 
 /// A change decided on a log that moved meanwhile (another request wrote first) is decided
 /// again, this many times at most.
@@ -23,7 +25,7 @@ const READ_CHUNK: u32 = 1024;
 const READ_CHUNK_BYTES: u32 = 256 * 1024;
 
 /// `POST /replicate`.
-pub fn post(request: &Request, settings: &Settings) -> Response {
+pub fn post(request: &Request, settings: &SecondarySettings) -> Response {
     let body = match request.body() {
         Ok(body) => body,
         Err(refused) => return refused,
@@ -74,7 +76,7 @@ pub fn get(request: &Request) -> Response {
         (Ok(from), Ok(limit)) => (from.max(1), limit),
         (Err(bad), _) | (_, Err(bad)) => return bad,
     };
-    let mut entries: Vec<Entry> = Vec::new();
+    let mut entries: Vec<WireEntry> = Vec::new();
     let mut bytes = 0;
     let mut next = from;
     while (entries.len() as u64) < limit && bytes < READ_BYTES {
@@ -82,7 +84,7 @@ pub fn get(request: &Request) -> Response {
         let chunk = log::read(next, want, READ_CHUNK_BYTES);
         let Some(last) = chunk.last() else { break };
         next = last.seq + 1;
-        for entry in chunk.into_iter().map(Entry::from) {
+        for entry in chunk.into_iter().map(WireEntry::from) {
             bytes += entry.msg.len() + 48;
             entries.push(entry);
             if bytes >= READ_BYTES {
@@ -91,17 +93,17 @@ pub fn get(request: &Request) -> Response {
         }
     }
     let replica::Snapshot { epoch, last, .. } = replica::state();
-    Response::json(200, &Entries { entries, epoch, last })
+    Response::json(200, &RecoveryBatch { entries, epoch, last })
 }
 
-fn delay(settings: &Settings) {
+fn delay(settings: &SecondarySettings) {
     if settings.delay_ms > 0 {
         monotonic_clock::subscribe_duration(settings.delay_ms.saturating_mul(1_000_000)).block();
     }
 }
 
 /// Where this node's log stands (`state`), as an answer; callers add what their request did.
-fn standing(settings: &Settings, status: AckStatus, state: &replica::Snapshot) -> Ack {
+fn standing(settings: &SecondarySettings, status: AckStatus, state: &replica::Snapshot) -> Ack {
     let last = state.last;
     Ack {
         status,
@@ -120,18 +122,18 @@ fn standing(settings: &Settings, status: AckStatus, state: &replica::Snapshot) -
 
 /// The answer to a probe, and to an append that did not match: with the log's runs, so that
 /// the master finds where the two logs agree.
-fn state(settings: &Settings, status: AckStatus, state: &replica::Snapshot) -> Ack {
+fn state(settings: &SecondarySettings, status: AckStatus, state: &replica::Snapshot) -> Ack {
     Ack { runs: log::runs(), ..standing(settings, status, state) }
 }
 
-fn apply(append: &Append, settings: &Settings) -> Response {
+fn apply(append: &Append, settings: &SecondarySettings) -> Response {
     for _ in 0..ATTEMPTS {
         let now = replica::state();
         let (held_from, held) = match plan::needed(append, now.last) {
             Some((start, count)) => (start, read_all(start, count)),
             None => (now.last.seq + 1, Vec::new()),
         };
-        let local = Local { epoch: now.epoch, last: now.last, held_from, held: &held };
+        let local = LocalLog { epoch: now.epoch, last: now.last, held_from, held: &held };
         let decision = plan::decide(append, &local);
         if decision != Decision::Fenced {
             serving(append.epoch, &now);
@@ -188,7 +190,7 @@ fn apply(append: &Append, settings: &Settings) -> Response {
 }
 
 /// The original project's single entry: stored if it continues the log, a duplicate if held.
-fn single(seq: u64, epoch: Option<u64>, msg: String, settings: &Settings) -> Response {
+fn single(seq: u64, epoch: Option<u64>, msg: String, settings: &SecondarySettings) -> Response {
     for _ in 0..ATTEMPTS {
         let now = replica::state();
         if let Some(epoch) = epoch.filter(|epoch| *epoch < now.epoch) {
@@ -258,7 +260,7 @@ fn fenced(theirs: u64, now: &replica::Snapshot) -> Response {
     let ours = now.epoch;
     Response::json(
         409,
-        &Fenced {
+        &Fencing {
             error: format!(
                 "fenced: this node follows a master of epoch {ours}; a master of epoch {theirs} \
                  has been replaced"
@@ -303,15 +305,15 @@ fn report_repair(after: u64, first: Option<&log::Entry>, last: wire::Position, e
 }
 
 /// Every entry from `start`, `count` of them at most: the whole range, read in chunks.
-fn read_all(start: u64, count: u32) -> Vec<Entry> {
-    let mut entries: Vec<Entry> = Vec::new();
+fn read_all(start: u64, count: u32) -> Vec<WireEntry> {
+    let mut entries: Vec<WireEntry> = Vec::new();
     let mut next = start;
     while (entries.len() as u64) < u64::from(count) {
         let want = count - entries.len() as u32;
         let chunk = log::read(next, want, READ_CHUNK_BYTES);
         let Some(last) = chunk.last() else { break };
         next = last.seq + 1;
-        entries.extend(chunk.into_iter().map(Entry::from));
+        entries.extend(chunk.into_iter().map(WireEntry::from));
     }
     entries
 }

@@ -9,7 +9,7 @@ use replog_guest::settings::{self, BadSetting};
 /// The settings it reads, by name: the host passes these through.
 pub const NAMES: &[&str] = &["DELAY_MS", "FAULT_RATE"];
 
-pub struct Settings {
+pub struct SecondarySettings {
     /// Artificial delay before storing a replication (`DELAY_MS`): slow replicas on demand.
     pub delay_ms: u64,
     /// Share of replications answered `500` after storing (`FAULT_RATE`): fault injection for
@@ -17,7 +17,7 @@ pub struct Settings {
     pub fault_rate: f64,
 }
 
-impl Settings {
+impl SecondarySettings {
     pub fn from_env() -> Result<Self, BadSetting> {
         Ok(Self {
             delay_ms: settings::number("DELAY_MS", 0)?,
