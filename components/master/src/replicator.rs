@@ -13,10 +13,8 @@
 use std::time::Duration;
 
 use replog_guest::host::log;
+use replog_guest::log::{entries, within_bytes};
 use replog_guest::wire::{Ack, AckStatus, Append, Fencing, Position, WireEntry};
-
-/// Bytes of messages read from the host at a time while building a batch.
-const READ_BYTES: u32 = 256 * 1024;
 use wasip2::http::types::Method;
 
 use crate::bindings::exports::replog::node::replicator::Wake;
@@ -28,10 +26,9 @@ use crate::policy;
 use crate::settings::MasterSettings;
 use replog_guest::peer::PeerUrl;
 
-/// A batch stops growing past about this many bytes (it always holds at least one entry).
+/// A batch stops growing past about this many bytes of JSON (it always holds at least one
+/// entry): what a secondary's body limit must take.
 const BATCH_BYTES: usize = 1024 * 1024;
-/// Entries read from the host at a time while building a batch.
-const READ_CHUNK: u32 = 1024;
 
 pub fn step(url: &str) -> Wake {
     let settings = match MasterSettings::current() {
@@ -215,26 +212,15 @@ impl StreamStep<'_> {
 
 /// The entry at `after` (where the secondary's log agrees with ours), and the entries after it
 /// up to `to`, cut short once their JSON passes `BATCH_BYTES` (at least one when there are
-/// any). Only what is sent is read: the host names the client requests behind what a step
-/// reads in the requests it sends (`X-Request-Id`).
+/// any). Only the pages that hold what is sent are read (a batch cut short leaves the rest of
+/// its last page unsent): the host names the client requests behind what a step reads in the
+/// requests it sends (`X-Request-Id`).
 fn batch(after: u64, to: u64) -> (Position, Vec<WireEntry>) {
     let prev = Position { seq: after, epoch: log::epoch_at(after).unwrap_or_default() };
-    let mut entries: Vec<WireEntry> = Vec::new();
-    let mut bytes = 0;
-    let mut next = after + 1;
-    while next <= to && bytes < BATCH_BYTES {
-        let want = u32::try_from(to - next + 1).unwrap_or(u32::MAX).min(READ_CHUNK);
-        let chunk = log::read(next, want, READ_BYTES);
-        let Some(last) = chunk.last() else { break };
-        next = last.seq + 1;
-        for entry in chunk.into_iter().map(WireEntry::from) {
-            bytes += json_len(&entry) + 1;
-            entries.push(entry);
-            if bytes >= BATCH_BYTES {
-                break;
-            }
-        }
-    }
+    let lacking = entries(after + 1, to.saturating_sub(after));
+    let entries =
+        within_bytes(lacking.map(WireEntry::from), BATCH_BYTES, |entry| json_len(entry) + 1)
+            .collect();
     (prev, entries)
 }
 

@@ -4,6 +4,7 @@
 
 use replog_guest::host::log;
 use replog_guest::http::{Request, Response};
+use replog_guest::log::{entries, within_bytes};
 use replog_guest::wire::{
     self, Ack, AckStatus, Append, Fencing, RecoveryBatch, Replicate, WireEntry,
 };
@@ -17,12 +18,11 @@ use crate::settings::SecondarySettings;
 /// A change decided on a log that moved meanwhile (another request wrote first) is decided
 /// again, this many times at most.
 const ATTEMPTS: usize = 3;
-/// `GET /replicate` answers stop growing past this many bytes of JSON.
-const READ_BYTES: usize = 1024 * 1024;
-/// Entries read from the host at a time...
-const READ_CHUNK: u32 = 1024;
-/// ... and at most about this many bytes of messages.
-const READ_CHUNK_BYTES: u32 = 256 * 1024;
+/// A `GET /replicate` answer stops growing past about this many bytes of JSON, whatever
+/// `limit` asks: a master recovering fetches a batch of this size per round.
+const RECOVERY_BATCH_BYTES: usize = 1024 * 1024;
+/// About what an entry's JSON adds to its message: its `seq`, `epoch` and field names.
+const ENTRY_JSON_OVERHEAD: usize = 48;
 
 /// `POST /replicate`.
 pub fn post(request: &Request, settings: &SecondarySettings) -> Response {
@@ -73,25 +73,13 @@ pub fn get(request: &Request) -> Response {
         }),
     };
     let (from, limit) = match (number("from", 1), number("limit", u64::MAX)) {
-        (Ok(from), Ok(limit)) => (from.max(1), limit),
+        (Ok(from), Ok(limit)) => (from, limit),
         (Err(bad), _) | (_, Err(bad)) => return bad,
     };
-    let mut entries: Vec<WireEntry> = Vec::new();
-    let mut bytes = 0;
-    let mut next = from;
-    while (entries.len() as u64) < limit && bytes < READ_BYTES {
-        let want = u32::try_from(limit - entries.len() as u64).unwrap_or(u32::MAX).min(READ_CHUNK);
-        let chunk = log::read(next, want, READ_CHUNK_BYTES);
-        let Some(last) = chunk.last() else { break };
-        next = last.seq + 1;
-        for entry in chunk.into_iter().map(WireEntry::from) {
-            bytes += entry.msg.len() + 48;
-            entries.push(entry);
-            if bytes >= READ_BYTES {
-                break;
-            }
-        }
-    }
+    let held = entries(from, limit).map(WireEntry::from);
+    let entries =
+        within_bytes(held, RECOVERY_BATCH_BYTES, |entry| entry.msg.len() + ENTRY_JSON_OVERHEAD)
+            .collect();
     let replica::Snapshot { epoch, last, .. } = replica::state();
     Response::json(200, &RecoveryBatch { entries, epoch, last })
 }
@@ -304,18 +292,9 @@ fn report_repair(after: u64, first: Option<&log::Entry>, last: wire::Position, e
     );
 }
 
-/// Every entry from `start`, `count` of them at most: the whole range, read in chunks.
+/// Every entry from `start`, `count` of them at most: the whole range, read a page at a time.
 fn read_all(start: u64, count: u32) -> Vec<WireEntry> {
-    let mut entries: Vec<WireEntry> = Vec::new();
-    let mut next = start;
-    while (entries.len() as u64) < u64::from(count) {
-        let want = count - entries.len() as u32;
-        let chunk = log::read(next, want, READ_CHUNK_BYTES);
-        let Some(last) = chunk.last() else { break };
-        next = last.seq + 1;
-        entries.extend(chunk.into_iter().map(WireEntry::from));
-    }
-    entries
+    entries(start, u64::from(count)).map(WireEntry::from).collect()
 }
 
 /// True with probability `rate`.
