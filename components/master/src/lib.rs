@@ -6,7 +6,9 @@
 //! the environment.
 
 mod bindings;
+mod concern;
 mod messages;
+mod new_message;
 mod pace;
 mod peer_http;
 mod policy;
