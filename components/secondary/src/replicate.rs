@@ -12,7 +12,7 @@ use wasip2::clocks::monotonic_clock;
 
 use crate::bindings::replog::node::replica;
 use crate::bindings::replog::node::types::LogError;
-use crate::plan::{self, Decision, LocalLog};
+use crate::plan::{self, Decision, LocalLog, SingleDecision};
 use crate::settings::SecondarySettings;
 
 /// A change decided on a log that moved meanwhile (another request wrote first) is decided
@@ -114,120 +114,141 @@ fn state(settings: &SecondarySettings, status: AckStatus, state: &replica::Snaps
     Ack { runs: log::runs(), ..standing(settings, status, state) }
 }
 
+/// An append: decided by log matching on what this node holds where the request looks, then
+/// written as one change.
 fn apply(append: &Append, settings: &SecondarySettings) -> Response {
     for _ in 0..ATTEMPTS {
         let now = replica::state();
-        let (held_from, held) = match plan::needed(append, now.last) {
-            Some((start, count)) => (start, read_all(start, count)),
-            None => (now.last.seq + 1, Vec::new()),
-        };
+        let (held_from, held) = held(plan::needed(append, now.last), &now);
         let local = LocalLog { epoch: now.epoch, last: now.last, held_from, held: &held };
         let decision = plan::decide(append, &local);
         if decision != Decision::Fenced {
             serving(append.epoch, &now);
         }
-        let change = match decision {
+        let attempt = match decision {
             Decision::Fenced => return fenced(append.epoch, &now),
-            Decision::Mismatch => {
-                // Record a newer master's epoch all the same: older ones are refused from now on.
-                let change = replica::Change {
-                    version: now.version,
-                    epoch: append.epoch,
-                    truncate_after: None,
-                    entries: Vec::new(),
-                };
-                match replica::write(&change) {
-                    Ok(after) => {
-                        return Response::json(200, &state(settings, AckStatus::Mismatch, &after));
-                    }
-                    Err(LogError::Moved(_)) => continue,
-                    Err(e) => return refused(&e),
-                }
-            }
-            Decision::Apply(apply) => apply,
+            // Record a newer master's epoch all the same: older ones are refused from now on.
+            Decision::Mismatch => attempt(&change(&now, append.epoch, None, Vec::new()), |after| {
+                Response::json(200, &state(settings, AckStatus::Mismatch, &after))
+            }),
+            Decision::Apply(apply) => store(apply, append.epoch, &now, settings),
         };
-        let dropped =
-            change.truncate_after.map(|after| (after, log::read(after + 1, 1, 0), now.last));
-        let write = replica::Change {
-            version: now.version,
-            epoch: append.epoch,
-            truncate_after: change.truncate_after,
-            entries: change.entries.into_iter().map(Into::into).collect(),
-        };
-        let added = write.entries.len() as u32;
-        let after = match replica::write(&write) {
-            Ok(after) => after,
-            Err(LogError::Moved(_)) => continue,
-            Err(e) => return refused(&e),
-        };
-        if let Some((after, first, last)) = dropped {
-            report_repair(after, first.first(), last, append.epoch);
+        if let Attempt::Answered(response) = attempt {
+            return response;
         }
-        return Response::json(
-            200,
-            &Ack {
-                matched: Some(change.matched),
-                added,
-                duplicates: change.duplicates,
-                truncated: change.truncated,
-                ..standing(settings, AckStatus::Ok, &after)
-            },
-        );
     }
     busy()
+}
+
+/// Writes what log matching decided, and says what a repair dropped.
+fn store(
+    apply: plan::Apply,
+    epoch: u64,
+    now: &replica::Snapshot,
+    settings: &SecondarySettings,
+) -> Attempt {
+    let dropped = apply.truncate_after.map(|after| (after, log::read(after + 1, 1, 0), now.last));
+    let entries: Vec<log::Entry> = apply.entries.into_iter().map(Into::into).collect();
+    let added = entries.len() as u32;
+    attempt(&change(now, epoch, apply.truncate_after, entries), |after| {
+        if let Some((after, first, last)) = dropped {
+            report_repair(after, first.first(), last, epoch);
+        }
+        let ack = Ack {
+            matched: Some(apply.matched),
+            added,
+            duplicates: apply.duplicates,
+            truncated: apply.truncated,
+            ..standing(settings, AckStatus::Ok, &after)
+        };
+        Response::json(200, &ack)
+    })
 }
 
 /// The original project's single entry: stored if it continues the log, a duplicate if held.
 fn single(seq: u64, epoch: Option<u64>, msg: String, settings: &SecondarySettings) -> Response {
     for _ in 0..ATTEMPTS {
         let now = replica::state();
-        if let Some(epoch) = epoch.filter(|epoch| *epoch < now.epoch) {
-            return fenced(epoch, &now);
-        }
-        let (added, duplicate, after) = if seq <= now.last.seq {
-            let held = log::read(seq, 1, 0).pop();
-            if held.is_none_or(|held| held.msg != msg) {
+        let (held_from, held) = held(plan::single_needed(seq, now.last), &now);
+        let local = LocalLog { epoch: now.epoch, last: now.last, held_from, held: &held };
+        let attempt = match plan::decide_single(seq, epoch, &msg, &local) {
+            SingleDecision::Fenced(theirs) => return fenced(theirs, &now),
+            SingleDecision::Duplicate => return single_ack(settings, &now, false),
+            SingleDecision::Conflict => {
                 return Response::error(
                     409,
                     &format!("this node holds a different message at seq {seq}"),
                 );
             }
-            (0, true, now)
-        } else if seq == now.last.seq + 1 {
-            // Without an epoch it joins the last entry's (epochs never decrease along a log).
-            let epoch_of_entry = epoch.unwrap_or(now.last.epoch);
-            let entry = log::Entry { seq, epoch: epoch_of_entry, key: None, msg: msg.clone() };
-            let change = replica::Change {
-                version: now.version,
-                epoch: epoch.unwrap_or(0),
-                truncate_after: None,
-                entries: vec![entry],
-            };
-            match replica::write(&change) {
-                Ok(after) => (1, false, after),
-                Err(LogError::Moved(_)) => continue,
-                Err(e) => return refused(&e),
+            SingleDecision::Gap => {
+                let last = now.last.seq;
+                let why = format!(
+                    "seq {seq} leaves a gap: this node holds up to {last}; send from there"
+                );
+                return Response::error(409, &why);
             }
-        } else {
-            return Response::error(
-                409,
-                &format!(
-                    "seq {seq} leaves a gap: this node holds up to {}; send from there",
-                    now.last.seq
-                ),
-            );
+            SingleDecision::Append { entry, epoch } => {
+                attempt(&change(&now, epoch, None, vec![entry.into()]), |after| {
+                    single_ack(settings, &after, true)
+                })
+            }
         };
-        return Response::json(
-            200,
-            &Ack {
-                added,
-                duplicates: u32::from(duplicate),
-                duplicate: Some(duplicate),
-                ..standing(settings, AckStatus::Ok, &after)
-            },
-        );
+        if let Attempt::Answered(response) = attempt {
+            return response;
+        }
     }
     busy()
+}
+
+/// The answer to a single entry: stored now (`added`), or held already.
+fn single_ack(settings: &SecondarySettings, after: &replica::Snapshot, added: bool) -> Response {
+    let ack = Ack {
+        added: u32::from(added),
+        duplicates: u32::from(!added),
+        duplicate: Some(!added),
+        ..standing(settings, AckStatus::Ok, after)
+    };
+    Response::json(200, &ack)
+}
+
+/// What this node holds of the range a decision looks at (`needed`), read from the host: where
+/// it starts, and the entries.
+fn held(needed: Option<(u64, u32)>, now: &replica::Snapshot) -> (u64, Vec<WireEntry>) {
+    match needed {
+        Some((start, count)) => (start, read_all(start, count)),
+        None => (now.last.seq + 1, Vec::new()),
+    }
+}
+
+/// A change to the log as it stands in `now`: record `epoch`, drop after `truncate_after`,
+/// append `entries`. It applies only while the log is still at `now`'s version.
+fn change(
+    now: &replica::Snapshot,
+    epoch: u64,
+    truncate_after: Option<u64>,
+    entries: Vec<log::Entry>,
+) -> replica::Change {
+    replica::Change { version: now.version, epoch, truncate_after, entries }
+}
+
+/// What one attempt at a change came to.
+enum Attempt {
+    /// The answer to send: the change was written, or refused.
+    Answered(Response),
+    /// The log moved since the decision (another request wrote first): decide again.
+    Moved,
+}
+
+/// Writes `change`, answering with `answer(the log after it)`.
+fn attempt(
+    change: &replica::Change,
+    answer: impl FnOnce(replica::Snapshot) -> Response,
+) -> Attempt {
+    match replica::write(change) {
+        Ok(after) => Attempt::Answered(answer(after)),
+        Err(LogError::Moved(_)) => Attempt::Moved,
+        Err(e) => Attempt::Answered(refused(&e)),
+    }
 }
 
 /// Records whether this node serves a master of epoch `theirs` while it follows `now.epoch`,
