@@ -5,6 +5,7 @@
 //! each secondary live in the host (`replog:node/sequencer`, `log` and `peers`), settings come from
 //! the environment.
 
+mod answers;
 mod bindings;
 mod concern;
 mod messages;
@@ -75,8 +76,8 @@ replog_guest::export_about!(
 bindings::export!(Master with_types_in bindings);
 
 /// `GET /health`: liveness, the log's length and epoch, whether writes are taken (and if not,
-/// why, as `GET /ready` says it), each secondary's state as the replicator judges it, and which component version
-/// answers.
+/// why, as `GET /ready` says it), each secondary's state as the replicator judges it, and which
+/// component version answers.
 fn health(settings: &MasterSettings) -> Response {
     #[derive(Serialize)]
     struct MasterHealth {
@@ -89,44 +90,48 @@ fn health(settings: &MasterSettings) -> Response {
         reason: Option<String>,
         secondaries: Vec<SecondaryStanding>,
     }
-    #[derive(Serialize)]
-    struct SecondaryStanding {
-        url: String,
-        status: &'static str,
-        acked: u64,
-        lag: u64,
-        failures: u32,
-        last_contact_ms: Option<u64>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        last_error: Option<String>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        delay_ms: Option<u64>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        warning: Option<String>,
-    }
     let count = replog_guest::host::log::len();
     let Writes { state, epoch, reason } = writes(settings);
-    let secondaries = peers::all()
-        .into_iter()
-        .map(|p| SecondaryStanding {
-            status: pace::status_name(p.status),
-            lag: count.saturating_sub(p.acked),
-            warning: p.delay_ms.and_then(|delay| {
-                policy::delay_warning(
-                    std::time::Duration::from_millis(delay),
-                    settings.peer_timeout,
-                )
-            }),
-            url: p.url,
-            acked: p.acked,
-            failures: p.failures,
-            last_contact_ms: p.last_contact_ms,
-            last_error: p.last_error,
-            delay_ms: p.delay_ms,
-        })
-        .collect();
+    let secondaries =
+        peers::all().into_iter().map(|peer| standing(peer, count, settings)).collect();
     let writable = reason.is_none();
     about::health("master", &MasterHealth { epoch, state, writable, reason, secondaries })
+}
+
+/// A secondary on `GET /health`: the host's record of it, how far it lags a log of `count`
+/// entries, and a warning when its delay cannot fit this master's `PEER_TIMEOUT_MS`.
+#[derive(Serialize)]
+struct SecondaryStanding {
+    url: String,
+    status: &'static str,
+    acked: u64,
+    lag: u64,
+    failures: u32,
+    last_contact_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    delay_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    warning: Option<String>,
+}
+
+/// How `peer` stands, for `GET /health`, beside a log of `count` entries.
+fn standing(peer: peers::Peer, count: u64, settings: &MasterSettings) -> SecondaryStanding {
+    let warning = peer.delay_ms.and_then(|delay| {
+        policy::delay_warning(std::time::Duration::from_millis(delay), settings.peer_timeout)
+    });
+    SecondaryStanding {
+        status: pace::status_name(peer.status),
+        lag: count.saturating_sub(peer.acked),
+        warning,
+        url: peer.url,
+        acked: peer.acked,
+        failures: peer.failures,
+        last_contact_ms: peer.last_contact_ms,
+        last_error: peer.last_error,
+        delay_ms: peer.delay_ms,
+    }
 }
 
 /// Whether this master takes writes now, and if not, why.

@@ -11,6 +11,7 @@ use replog_guest::host::log;
 use replog_guest::wire::{Ack, Append, RecoveryBatch};
 use wasip2::http::types::Method;
 
+use crate::answers::recovery_answer;
 use crate::bindings::replog::node::sequencer::{self, Mode};
 use crate::pace::millis;
 use crate::peer_http;
@@ -37,13 +38,7 @@ pub fn recover() -> Option<u64> {
     let own = OwnLog { epoch: standing.epoch, last: log::last(), runs: &runs };
     let heard = ask_everyone(settings, standing.epoch);
     // Those that did not answer are named with why, for the reason recovery gives.
-    let labels: Vec<String> = heard
-        .iter()
-        .map(|(url, h)| match h {
-            Ok(_) => url.clone(),
-            Err(why) => format!("{url} ({why})"),
-        })
-        .collect();
+    let labels: Vec<String> = heard.iter().map(label).collect();
     let named: Vec<(&str, Option<&ReplicaLog>)> = labels
         .iter()
         .zip(&heard)
@@ -53,8 +48,7 @@ pub fn recover() -> Option<u64> {
     match policy::recovery(own, &named, settings.force_recovery) {
         RecoveryStep::Wait(why) | RecoveryStep::Diverged(why) => {
             if why != waiting_for {
-                eprintln!("recovering: {why}");
-                sequencer::hold(&why);
+                hold(&why);
             }
             again
         }
@@ -62,35 +56,53 @@ pub fn recover() -> Option<u64> {
             let (url, _) = &heard[i];
             match fetch(settings, url, own.last.seq) {
                 Ok(0) => again,
+                // There may be more: the next round at once.
                 Ok(_) => Some(0),
                 Err(why) => {
-                    let why = format!("fetching the log from {url}: {why}");
-                    eprintln!("recovering: {why}");
-                    sequencer::hold(&why);
+                    hold(&format!("fetching the log from {url}: {why}"));
                     again
                 }
             }
         }
-        RecoveryStep::Open(epoch) => {
-            if let Err(e) = sequencer::open(epoch) {
-                eprintln!("could not open epoch {epoch}: {e:?}");
-                return again;
-            }
-            if settings.force_recovery {
-                let missing: Vec<&str> =
-                    heard.iter().filter(|(_, h)| h.is_err()).map(|(u, _)| u.as_str()).collect();
-                if !missing.is_empty() {
-                    eprintln!(
-                        "FORCE_RECOVERY: took writes without hearing from {}; writes only they \
-                         held will be dropped from them when they return",
-                        missing.join(", ")
-                    );
-                }
-            }
-            println!("taking writes in epoch {epoch}: the log holds {} entries", log::len());
-            None
-        }
+        RecoveryStep::Open(epoch) => match open(epoch, &heard, settings.force_recovery) {
+            true => None,
+            false => again,
+        },
     }
+}
+
+/// A secondary as recovery's reason names it: with why, when it did not answer.
+fn label((url, heard): &(String, Result<ReplicaLog, String>)) -> String {
+    match heard {
+        Ok(_) => url.clone(),
+        Err(why) => format!("{url} ({why})"),
+    }
+}
+
+/// Keeps the master from taking writes, for `why`, which `/health` and writers are shown.
+fn hold(why: &str) {
+    eprintln!("recovering: {why}");
+    sequencer::hold(why);
+}
+
+/// Opens `epoch` and says so (and, when `forced`, who was not heard from); false when the
+/// host did not let it, for the next round to try again.
+fn open(epoch: u64, heard: &[(String, Result<ReplicaLog, String>)], forced: bool) -> bool {
+    if let Err(e) = sequencer::open(epoch) {
+        eprintln!("could not open epoch {epoch}: {e:?}");
+        return false;
+    }
+    let missing: Vec<&str> =
+        heard.iter().filter(|(_, h)| h.is_err()).map(|(url, _)| url.as_str()).collect();
+    if forced && !missing.is_empty() {
+        eprintln!(
+            "FORCE_RECOVERY: took writes without hearing from {}; writes only they held will be \
+             dropped from them when they return",
+            missing.join(", ")
+        );
+    }
+    println!("taking writes in epoch {epoch}: the log holds {} entries", log::len());
+    true
 }
 
 /// Asks every secondary at once where its log stands, or why it did not say.
@@ -117,17 +129,9 @@ fn ask_everyone(
     exchanges
         .into_iter()
         .map(|(peer, started)| {
-            let answer =
-                started.and_then(|exchange| exchange.finish()).and_then(|(status, body)| {
-                    match status {
-                        200 => serde_json::from_slice::<Ack>(&body)
-                            .map_err(|e| format!("unreadable answer ({e})")),
-                        _ => Err(format!(
-                            "answered {status}: {}",
-                            String::from_utf8_lossy(&body).trim()
-                        )),
-                    }
-                });
+            let answer = started
+                .and_then(|exchange| exchange.finish())
+                .and_then(|(status, body)| recovery_answer::<Ack>(status, &body));
             let heard =
                 answer.map(|ack| ReplicaLog { epoch: ack.epoch, last: ack.last, runs: ack.runs });
             (peer.url.clone(), heard)
@@ -141,11 +145,7 @@ fn fetch(settings: &MasterSettings, url: &str, after: u64) -> Result<usize, Stri
     let endpoint = format!("/replicate?from={}&limit={FETCH_LIMIT}", after + 1);
     let (status, body) =
         peer_http::request(peer, Method::Get, &endpoint, None, settings.peer_timeout)?;
-    if status != 200 {
-        return Err(format!("answered {status}: {}", String::from_utf8_lossy(&body).trim()));
-    }
-    let entries: RecoveryBatch =
-        serde_json::from_slice(&body).map_err(|e| format!("unreadable answer ({e})"))?;
+    let entries: RecoveryBatch = recovery_answer(status, &body)?;
     let count = entries.entries.len();
     let (Some(first), Some(last)) = (entries.entries.first(), entries.entries.last()) else {
         return Ok(0);

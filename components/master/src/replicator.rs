@@ -14,9 +14,10 @@ use std::time::Duration;
 
 use replog_guest::host::log;
 use replog_guest::log::{entries, within_bytes};
-use replog_guest::wire::{Ack, AckStatus, Append, Fencing, Position, WireEntry};
+use replog_guest::wire::{Ack, AckStatus, Append, Position, WireEntry};
 use wasip2::http::types::Method;
 
+use crate::answers::{NoAck, step_answer};
 use crate::bindings::exports::replog::node::replicator::Wake;
 use crate::bindings::replog::node::peers::{self, Outcome, Peer};
 use crate::bindings::replog::node::sequencer::{self, Mode};
@@ -135,29 +136,13 @@ impl StreamStep<'_> {
     /// work with (a failure, or this master fenced).
     fn exchange(&self, append: &Append) -> Result<Ack, Wake> {
         let body = serde_json::to_vec(append).expect("an append always serializes");
-        let settings = self.settings;
-        let answer = peer_http::request(
-            self.peer,
-            Method::Post,
-            "/replicate",
-            Some(&body),
-            settings.peer_timeout,
-        );
-        let text = |body: &[u8]| String::from_utf8_lossy(body).trim().to_owned();
-        match answer {
-            Ok((200, body)) => serde_json::from_slice::<Ack>(&body).map_err(|e| {
-                self.failed(format!("answered 200 with an unreadable body ({e}): {}", text(&body)))
-            }),
-            Ok((409, body)) => match serde_json::from_slice::<Fencing>(&body) {
-                Ok(fenced) if fenced.fenced => Err(self.fenced(fenced.epoch)),
-                _ => Err(self.failed(format!("answered 409: {}", text(&body)))),
-            },
-            Ok((401, body)) => Err(self.failed(format!(
-                "refused this master's proof (is the cluster secret the same on every node?): {}",
-                text(&body)
-            ))),
-            Ok((status, body)) => Err(self.failed(format!("answered {status}: {}", text(&body)))),
-            Err(e) => Err(self.failed(e)),
+        let timeout = self.settings.peer_timeout;
+        let answer =
+            peer_http::request(self.peer, Method::Post, "/replicate", Some(&body), timeout);
+        match answer.map_err(NoAck::Failed).and_then(|(status, body)| step_answer(status, &body)) {
+            Ok(ack) => Ok(ack),
+            Err(NoAck::Fenced(theirs)) => Err(self.fenced(theirs)),
+            Err(NoAck::Failed(why)) => Err(self.failed(why)),
         }
     }
 
