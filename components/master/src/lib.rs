@@ -119,10 +119,10 @@ struct SecondaryStanding {
 /// How `peer` stands, for `GET /health`, beside a log of `count` entries.
 fn standing(peer: peers::Peer, count: u64, settings: &MasterSettings) -> SecondaryStanding {
     let warning = peer.delay_ms.and_then(|delay| {
-        policy::delay_warning(std::time::Duration::from_millis(delay), settings.peer_timeout)
+        settings::delay_warning(std::time::Duration::from_millis(delay), settings.peer_timeout)
     });
     SecondaryStanding {
-        status: pace::status_name(peer.status),
+        status: peer.status.as_str(),
         lag: count.saturating_sub(peer.acked),
         warning,
         url: peer.url,

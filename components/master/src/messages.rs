@@ -15,7 +15,6 @@ use crate::bindings::replog::node::sequencer::{self, Mode};
 use crate::bindings::replog::node::types::LogError;
 use crate::concern::{self, Judgement, Replica, Wait, Write};
 use crate::new_message::{self, NewMessage};
-use crate::pace::status_name;
 use crate::quorum;
 use crate::settings::MasterSettings;
 
@@ -98,7 +97,7 @@ fn replicas(secondaries: &[Peer]) -> Vec<Replica<'_>> {
         .map(|peer| Replica {
             url: &peer.url,
             acked: peer.acked,
-            status: status_name(peer.status),
+            status: peer.status.as_str(),
             last_error: peer.last_error.as_deref(),
         })
         .collect()

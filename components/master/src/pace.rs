@@ -71,11 +71,15 @@ pub fn status_after(failures: u32, suspect_after: u32, unhealthy_after: u32) -> 
     }
 }
 
-pub fn status_name(status: Status) -> &'static str {
-    match status {
-        Status::Healthy => "healthy",
-        Status::Suspected => "suspected",
-        Status::Unhealthy => "unhealthy",
+impl Status {
+    /// The word for the status wherever the master writes it (`/health`, a `502`'s `missing`,
+    /// its log): the one place these words are spelled.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Healthy => "healthy",
+            Self::Suspected => "suspected",
+            Self::Unhealthy => "unhealthy",
+        }
     }
 }
 

@@ -1,15 +1,11 @@
 //! The master's decisions about logs, pure so that they are tested on the native target: where
-//! a secondary's log agrees with the master's, what counts as an acknowledgement, whether a
-//! secondary's delay can fit, and when a master that starts may take writes (and in which
-//! epoch). When streams run and how contacts are judged is `pace`.
-
-use std::time::Duration;
+//! a secondary's log agrees with the master's, what counts as an acknowledgement, and when a
+//! master that starts may take writes (and in which epoch). When streams run and how contacts
+//! are judged is `pace`; what a write's answer says is `concern`.
 
 use replog_guest::wire::{Ack, AckStatus, Position, Run};
 
-/// What a secondary needs of `PEER_TIMEOUT_MS` beyond its `DELAY_MS` to store and answer (the
-/// host refuses a cluster that breaks this at start, by the same rule).
-pub const DELAY_MARGIN: Duration = Duration::from_millis(500);
+use crate::settings::FORCE_RECOVERY;
 
 /// Through which `seq` two logs agree, given each one's runs and length. Epochs never decrease
 /// along a log and a master numbers each `seq` once per epoch, so two logs holding the same
@@ -51,19 +47,6 @@ pub fn acknowledged(sent: Position, ack: &Ack) -> Result<u64, String> {
         )),
         (AckStatus::Mismatch, _) => Err("its log does not hold the entry sent as prev".to_owned()),
     }
-}
-
-/// Why a secondary with `delay` can never acknowledge within `peer_timeout`, if it cannot.
-pub fn delay_warning(delay: Duration, peer_timeout: Duration) -> Option<String> {
-    (delay + DELAY_MARGIN > peer_timeout).then(|| {
-        format!(
-            "its DELAY_MS of {} does not fit in this master's PEER_TIMEOUT_MS of {}: every \
-             replication to it times out; raise PEER_TIMEOUT_MS to at least {}",
-            delay.as_millis(),
-            peer_timeout.as_millis(),
-            (delay + DELAY_MARGIN).as_millis()
-        )
-    })
 }
 
 /// What a secondary said of its log when asked, during recovery.
@@ -123,7 +106,7 @@ pub fn recovery(own: OwnLog, heard: &[(&str, Option<&ReplicaLog>)], force: bool)
         let missing = missing.join(", ");
         if force {
             return RecoveryStep::Wait(format!(
-                "FORCE_RECOVERY: waiting for any secondary to answer (with none, this master \
+                "{FORCE_RECOVERY}: waiting for any secondary to answer (with none, this master \
                  cannot tell which epochs its secondaries hold); not answering: {missing}"
             ));
         }
@@ -131,7 +114,7 @@ pub fn recovery(own: OwnLog, heard: &[(&str, Option<&ReplicaLog>)], force: bool)
             format!(
                 "this master holds no log while its secondaries do (its data was lost): waiting \
                  for every secondary, any of which may hold acknowledged writes; not answering: \
-                 {missing}. FORCE_RECOVERY=true takes what the others hold"
+                 {missing}. {FORCE_RECOVERY}=true takes what the others hold"
             )
         } else {
             format!(
@@ -211,14 +194,6 @@ mod tests {
             assert!(refused.is_err_and(|e| e.contains("not counted")), "{claimed:?}");
         }
         assert!(acknowledged(sent, &ack(AckStatus::Mismatch, None)).is_err());
-    }
-
-    #[test]
-    fn a_delay_that_does_not_fit_the_peer_timeout_is_named() {
-        let timeout = Duration::from_secs(5);
-        assert_eq!(delay_warning(Duration::from_millis(4500), timeout), None);
-        let warning = delay_warning(Duration::from_millis(6000), timeout).unwrap();
-        assert!(warning.contains("6000") && warning.contains("at least 6500"), "{warning}");
     }
 
     fn heard(epoch: u64, last: Position, runs: Vec<Run>) -> ReplicaLog {

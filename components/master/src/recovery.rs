@@ -16,7 +16,7 @@ use crate::bindings::replog::node::sequencer::{self, Mode};
 use crate::pace::millis;
 use crate::peer_http;
 use crate::policy::{self, OwnLog, RecoveryStep, ReplicaLog};
-use crate::settings::MasterSettings;
+use crate::settings::{FORCE_RECOVERY, MasterSettings};
 
 /// Entries asked for at a time from a replica.
 const FETCH_LIMIT: u32 = 10_000;
@@ -96,8 +96,8 @@ fn open(epoch: u64, heard: &[(String, Result<ReplicaLog, String>)], forced: bool
         heard.iter().filter(|(_, h)| h.is_err()).map(|(url, _)| url.as_str()).collect();
     if forced && !missing.is_empty() {
         eprintln!(
-            "FORCE_RECOVERY: took writes without hearing from {}; writes only they held will be \
-             dropped from them when they return",
+            "{FORCE_RECOVERY}: took writes without hearing from {}; writes only they held will \
+             be dropped from them when they return",
             missing.join(", ")
         );
     }

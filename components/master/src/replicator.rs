@@ -185,7 +185,7 @@ impl StreamStep<'_> {
             eprintln!(
                 "{} is now {} after {} failed contacts: {}",
                 self.peer.url,
-                pace::status_name(contact.status),
+                contact.status.as_str(),
                 contact.failures,
                 contact.error.as_deref().unwrap_or_default()
             );

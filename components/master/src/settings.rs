@@ -7,21 +7,38 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use replog_guest::peer::{self, PeerUrl};
-use replog_guest::settings::{self, BadSetting};
+use replog_guest::settings::{self, BadSetting, DELAY_MS, SECONDARIES};
 
-use crate::policy;
+/// How long a write waits for its write concern, in ms.
+pub const REPLICATION_TIMEOUT_MS: &str = "REPLICATION_TIMEOUT_MS";
+/// How often an idle secondary is checked on, in ms.
+pub const HEARTBEAT_MS: &str = "HEARTBEAT_MS";
+/// Failed contacts in a row before a secondary is suspected.
+pub const SUSPECT_AFTER: &str = "SUSPECT_AFTER";
+/// Failed contacts in a row before a secondary is unhealthy.
+pub const UNHEALTHY_AFTER: &str = "UNHEALTHY_AFTER";
+/// The bound on one contact with a secondary, in ms.
+pub const PEER_TIMEOUT_MS: &str = "PEER_TIMEOUT_MS";
+/// Whether a master that lost its log may take writes without hearing from every secondary.
+pub const FORCE_RECOVERY: &str = "FORCE_RECOVERY";
+/// The secondaries' `DELAY_MS`, in their order, where the host knows them.
+pub const SECONDARY_DELAYS: &str = "SECONDARY_DELAYS";
 
 /// The settings it reads, by name: the host passes these through.
 pub const NAMES: &[&str] = &[
-    "SECONDARIES",
-    "REPLICATION_TIMEOUT_MS",
-    "HEARTBEAT_MS",
-    "SUSPECT_AFTER",
-    "UNHEALTHY_AFTER",
-    "PEER_TIMEOUT_MS",
-    "FORCE_RECOVERY",
-    "SECONDARY_DELAYS",
+    SECONDARIES,
+    REPLICATION_TIMEOUT_MS,
+    HEARTBEAT_MS,
+    SUSPECT_AFTER,
+    UNHEALTHY_AFTER,
+    PEER_TIMEOUT_MS,
+    FORCE_RECOVERY,
+    SECONDARY_DELAYS,
 ];
+
+/// What a secondary needs of `PEER_TIMEOUT_MS` beyond its `DELAY_MS` to store and answer (the
+/// host refuses a cluster that breaks this at start, by the same rule).
+pub const DELAY_MARGIN: Duration = Duration::from_millis(500);
 
 pub struct MasterSettings {
     pub secondaries: Vec<PeerUrl>,
@@ -49,8 +66,8 @@ impl MasterSettings {
     }
 
     pub fn from_env() -> Result<Self, BadSetting> {
-        let secondaries = peer::list(&std::env::var("SECONDARIES").unwrap_or_default())
-            .map_err(|e| BadSetting(format!("SECONDARIES: {e}")))?;
+        let secondaries = peer::list(&std::env::var(SECONDARIES).unwrap_or_default())
+            .map_err(|e| BadSetting(format!("{SECONDARIES}: {e}")))?;
         let count = |name: &str, default: u64| {
             settings::number(name, default).and_then(|n| {
                 u32::try_from(n).map_err(|_| BadSetting(format!("{name}={n} is too large")))
@@ -58,39 +75,41 @@ impl MasterSettings {
         };
         let settings = Self {
             secondaries,
-            replication_timeout: settings::millis("REPLICATION_TIMEOUT_MS", 60_000)?,
-            heartbeat: settings::millis("HEARTBEAT_MS", 500)?,
-            suspect_after: count("SUSPECT_AFTER", 1)?,
-            unhealthy_after: count("UNHEALTHY_AFTER", 3)?,
-            peer_timeout: settings::millis("PEER_TIMEOUT_MS", 5_000)?,
-            force_recovery: settings::flag("FORCE_RECOVERY")?,
+            replication_timeout: settings::millis(REPLICATION_TIMEOUT_MS, 60_000)?,
+            heartbeat: settings::millis(HEARTBEAT_MS, 500)?,
+            suspect_after: count(SUSPECT_AFTER, 1)?,
+            unhealthy_after: count(UNHEALTHY_AFTER, 3)?,
+            peer_timeout: settings::millis(PEER_TIMEOUT_MS, 5_000)?,
+            force_recovery: settings::flag(FORCE_RECOVERY)?,
         };
         settings.checked()
     }
 
     /// The rules the settings must follow together.
     fn checked(self) -> Result<Self, BadSetting> {
-        let bad = |why: &str| Err(BadSetting(why.to_owned()));
+        let bad = |why: String| Err(BadSetting(why));
         if self.suspect_after == 0 {
-            return bad("SUSPECT_AFTER must be at least 1");
+            return bad(format!("{SUSPECT_AFTER} must be at least 1"));
         }
         if self.unhealthy_after < self.suspect_after {
-            return bad("UNHEALTHY_AFTER must be at least SUSPECT_AFTER");
+            return bad(format!("{UNHEALTHY_AFTER} must be at least {SUSPECT_AFTER}"));
         }
         if self.heartbeat < Duration::from_millis(10) {
-            return bad("HEARTBEAT_MS must be at least 10");
+            return bad(format!("{HEARTBEAT_MS} must be at least 10"));
         }
         if self.peer_timeout.is_zero() || self.replication_timeout.is_zero() {
-            return bad("PEER_TIMEOUT_MS and REPLICATION_TIMEOUT_MS must be at least 1");
+            return bad(format!(
+                "{PEER_TIMEOUT_MS} and {REPLICATION_TIMEOUT_MS} must be at least 1"
+            ));
         }
         // Where the host knows the secondaries' delays (one process runs them all), each must
         // leave its secondary time to answer.
-        let delays = settings::list("SECONDARY_DELAYS");
+        let delays = settings::list(SECONDARY_DELAYS);
         for (i, delay) in delays.iter().enumerate() {
             let delay = delay.parse::<u64>().map(Duration::from_millis).map_err(|_| {
-                BadSetting(format!("SECONDARY_DELAYS item {delay:?} is not a whole number"))
+                BadSetting(format!("{SECONDARY_DELAYS} item {delay:?} is not a whole number"))
             })?;
-            if let Some(why) = policy::delay_warning(delay, self.peer_timeout) {
+            if let Some(why) = delay_warning(delay, self.peer_timeout) {
                 return Err(BadSetting(format!("secondary{}: {why}", i + 1)));
             }
         }
@@ -111,6 +130,21 @@ impl MasterSettings {
     pub fn longest_call(&self) -> Duration {
         self.replication_timeout.max(self.peer_timeout * 2)
     }
+}
+
+/// Why a secondary with `delay` can never acknowledge within `peer_timeout`, if it cannot: a
+/// rule of the settings, checked at start for the delays the host knows and shown on
+/// `/health` for those secondaries report.
+pub fn delay_warning(delay: Duration, peer_timeout: Duration) -> Option<String> {
+    (delay + DELAY_MARGIN > peer_timeout).then(|| {
+        format!(
+            "its {DELAY_MS} of {} does not fit in this master's {PEER_TIMEOUT_MS} of {}: every \
+             replication to it times out; raise {PEER_TIMEOUT_MS} to at least {}",
+            delay.as_millis(),
+            peer_timeout.as_millis(),
+            (delay + DELAY_MARGIN).as_millis()
+        )
+    })
 }
 
 #[cfg(test)]
@@ -170,5 +204,13 @@ mod tests {
         assert_eq!(settings.nodes(), 3);
         assert_eq!(settings.peer("http://b:2").map(|p| p.authority.as_str()), Some("b:2"));
         assert!(settings.peer("http://c:3").is_none());
+    }
+
+    #[test]
+    fn a_delay_that_does_not_fit_the_peer_timeout_is_named() {
+        let timeout = Duration::from_secs(5);
+        assert_eq!(delay_warning(Duration::from_millis(4500), timeout), None);
+        let warning = delay_warning(Duration::from_millis(6000), timeout).unwrap();
+        assert!(warning.contains("6000") && warning.contains("at least 6500"), "{warning}");
     }
 }

@@ -21,6 +21,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use replog_guest::http::{Request, Response};
+use replog_guest::settings::SECONDARIES;
 use wasip2::http::outgoing_handler;
 use wasip2::http::types::{
     Fields, IncomingRequest, Method, OutgoingRequest, ResponseOutparam, Scheme,
@@ -54,11 +55,11 @@ impl bindings::exports::wasi::http::incoming_handler::Guest for Runaway {
 }
 
 /// The settings it declares: one the host has no flag for, and one it must never pass.
-const SETTINGS: [&str; 3] = ["SECONDARIES", "RUNAWAY_NOTE", "CLUSTER_SECRET"];
+const SETTINGS: [&str; 3] = [SECONDARIES, "RUNAWAY_NOTE", "CLUSTER_SECRET"];
 
 /// Its peers, from `SECONDARIES`; no call of it legitimately waits long.
 fn needs() -> Result<replog_guest::about::Needs, replog_guest::settings::BadSetting> {
-    let peers = replog_guest::peer::list(&std::env::var("SECONDARIES").unwrap_or_default())
+    let peers = replog_guest::peer::list(&std::env::var(SECONDARIES).unwrap_or_default())
         .map_err(replog_guest::settings::BadSetting)?;
     Ok(replog_guest::about::Needs {
         longest_call: std::time::Duration::from_secs(5),

@@ -13,7 +13,7 @@ use wasip2::clocks::monotonic_clock;
 use crate::bindings::replog::node::replica;
 use crate::bindings::replog::node::types::LogError;
 use crate::plan::{self, Decision, LocalLog, SingleDecision};
-use crate::settings::SecondarySettings;
+use crate::settings::{FAULT_RATE, SecondarySettings};
 
 /// A change decided on a log that moved meanwhile (another request wrote first) is decided
 /// again, this many times at most.
@@ -56,7 +56,7 @@ pub fn post(request: &Request, settings: &SecondarySettings) -> Response {
         return Response::error(
             500,
             &format!(
-                "injected fault (FAULT_RATE={}): the request was applied all the same",
+                "injected fault ({FAULT_RATE}={}): the request was applied all the same",
                 settings.fault_rate
             ),
         );

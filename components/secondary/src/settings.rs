@@ -4,10 +4,13 @@
 use std::time::Duration;
 
 use replog_guest::about::Needs;
-use replog_guest::settings::{self, BadSetting};
+use replog_guest::settings::{self, BadSetting, DELAY_MS};
+
+/// The share of replications answered `500` after storing, for tests.
+pub const FAULT_RATE: &str = "FAULT_RATE";
 
 /// The settings it reads, by name: the host passes these through.
-pub const NAMES: &[&str] = &["DELAY_MS", "FAULT_RATE"];
+pub const NAMES: &[&str] = &[DELAY_MS, FAULT_RATE];
 
 pub struct SecondarySettings {
     /// Artificial delay before storing a replication (`DELAY_MS`): slow replicas on demand.
@@ -20,8 +23,8 @@ pub struct SecondarySettings {
 impl SecondarySettings {
     pub fn from_env() -> Result<Self, BadSetting> {
         Ok(Self {
-            delay_ms: settings::number("DELAY_MS", 0)?,
-            fault_rate: settings::fraction("FAULT_RATE")?,
+            delay_ms: settings::number(DELAY_MS, 0)?,
+            fault_rate: settings::fraction(FAULT_RATE)?,
         })
     }
 
