@@ -12,7 +12,9 @@ use wasip2::io::streams::{InputStream, StreamError};
 /// An incoming request, split into what the handlers route on.
 pub struct Request {
     inner: IncomingRequest,
+    /// What the handlers route on, with the path.
     pub method: Method,
+    /// The path without its query: what the handlers route on.
     pub path: String,
     query: String,
 }
@@ -34,6 +36,7 @@ pub fn method_name(method: &Method) -> &str {
 }
 
 impl Request {
+    /// Splits `inner`'s path from its query once, so that routing compares plain strings.
     pub fn new(inner: IncomingRequest) -> Self {
         let method = inner.method();
         let path_with_query = inner.path_with_query().unwrap_or_else(|| "/".to_owned());
@@ -150,6 +153,8 @@ enum ResponseBody {
 
 /// A response: status, headers and a JSON body, whole or streamed.
 pub struct Response {
+    /// Its status: public so that a handler can tell a success it may still replace (the
+    /// secondary's injected faults do).
     pub status: u16,
     body: ResponseBody,
     headers: Vec<(&'static str, String)>,

@@ -21,10 +21,14 @@ pub use crate::host::log::{Position, Run};
 /// one (so that a retry is recognised on whichever node holds the entry), and the message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WireEntry {
+    /// Its place in the log, from 1.
     pub seq: u64,
+    /// The epoch of the master that numbered it: with `seq`, what log matching compares.
     pub epoch: u64,
+    /// Its client's idempotency key, if the write had one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
+    /// The client's message.
     pub msg: String,
 }
 
@@ -49,6 +53,7 @@ pub struct Append {
     /// The entry just before `entries`, which the secondary must hold for them to apply.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prev: Option<Position>,
+    /// The entries to store, in order from `prev.seq + 1`; none for a heartbeat.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub entries: Vec<WireEntry>,
     /// The master's log length when it sent this. A secondary holding entries past the
@@ -62,11 +67,21 @@ pub struct Append {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Replicate {
     /// Where does your log stand? (An [`Append`] without `prev` and entries.)
-    Probe { epoch: u64 },
+    Probe {
+        /// The sender's epoch.
+        epoch: u64,
+    },
     /// Store these after `prev`.
     Append(Append),
     /// The original project's form: one entry at `seq`, of epoch `epoch` if given.
-    Single { seq: u64, epoch: Option<u64>, msg: String },
+    Single {
+        /// Where it goes.
+        seq: u64,
+        /// The sender's epoch, if it gave one.
+        epoch: Option<u64>,
+        /// The message.
+        msg: String,
+    },
 }
 
 /// Whether a secondary applied an [`Append`].
@@ -82,6 +97,7 @@ pub enum AckStatus {
 /// A secondary's answer to `POST /replicate` (`200`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ack {
+    /// Whether it applied the request.
     pub status: AckStatus,
     /// Its epoch after this request.
     pub epoch: u64,
@@ -115,7 +131,9 @@ pub struct Ack {
 /// A secondary's refusal of an older master (`409`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Fencing {
+    /// Why, in words, for whoever reads the answer.
     pub error: String,
+    /// Always true: what tells a fencing from another `409`.
     pub fenced: bool,
     /// The epoch the secondary has recorded.
     pub epoch: u64,
@@ -124,8 +142,11 @@ pub struct Fencing {
 /// The answer to `GET /replicate?from=SEQ&limit=N`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecoveryBatch {
+    /// The entries asked for, as many as fit in about a megabyte.
     pub entries: Vec<WireEntry>,
+    /// The secondary's recorded epoch.
     pub epoch: u64,
+    /// Its last entry: how much more there is to fetch.
     pub last: Position,
 }
 

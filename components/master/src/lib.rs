@@ -1,9 +1,13 @@
 //! The replog master: numbers client writes, and replicates them to every secondary through
 //! the host's replication streams (one per secondary, each calling `replicator.step`).
 //!
-//! Keeps nothing between calls (HTTP requests, replication steps): the log and what is known of
-//! each secondary live in the host (`replog:node/sequencer`, `log` and `peers`), settings come from
-//! the environment.
+//! The host keeps an instance for many calls (HTTP requests, replication steps, recovery
+//! rounds), one after another; the component keeps no state of its own between them: the log
+//! and what is known of each secondary live in the host (`replog:node/sequencer`, `log` and
+//! `peers`). Only its settings are kept, read from the environment once per instance (an
+//! instance's environment never changes).
+
+#![warn(missing_docs)]
 
 mod answers;
 mod bindings;
@@ -28,6 +32,7 @@ use crate::bindings::replog::node::peers;
 use crate::bindings::replog::node::sequencer::{self, Mode};
 use crate::settings::MasterSettings;
 
+/// The master component: what its exports are implemented on. It holds nothing: see above.
 struct Master;
 
 impl bindings::exports::wasi::http::incoming_handler::Guest for Master {

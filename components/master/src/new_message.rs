@@ -8,6 +8,7 @@ use serde_json::Value;
 /// A client's write, validated.
 #[derive(Debug, PartialEq, Eq)]
 pub struct NewMessage {
+    /// The message, any text (an empty one too): the log stores what clients send.
     pub msg: String,
     /// Write concern: how many nodes, the master included, must hold the message before the
     /// client is answered. `None` means all of them.

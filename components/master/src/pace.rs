@@ -107,10 +107,13 @@ pub fn after_failure(contact: &Contact, heartbeat: Duration, jitter: f64) -> Wak
     later(ceiling.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0)))
 }
 
+/// Run again after `after`, whatever is appended meanwhile: for a stream with nothing to send
+/// that must not be woken (a failing secondary, a master not open).
 pub fn later(after: Duration) -> Wake {
     Wake { after_ms: Some(millis(after)), on_append: false }
 }
 
+/// `d` in whole milliseconds, as the host's wake-ups take it (saturating, not wrapping).
 pub fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

@@ -140,6 +140,7 @@ fn describe(code: &ErrorCode) -> String {
     }
 }
 
+/// `d` in nanoseconds, as WASI's clocks and timeouts take it (saturating, not wrapping).
 pub fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }

@@ -52,8 +52,11 @@ pub fn acknowledged(sent: Position, ack: &Ack) -> Result<u64, String> {
 /// What a secondary said of its log when asked, during recovery.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplicaLog {
+    /// The highest epoch it has recorded: recovery opens above it.
     pub epoch: u64,
+    /// Its last entry: which replica is the most advanced.
     pub last: Position,
+    /// Its runs: where its log agrees with the master's.
     pub runs: Vec<Run>,
 }
 
@@ -62,7 +65,9 @@ pub struct ReplicaLog {
 pub struct OwnLog<'a> {
     /// The highest epoch it has recorded (0: none, so its data directory is new or was lost).
     pub epoch: u64,
+    /// Its last entry.
     pub last: Position,
+    /// Its runs: where it agrees with a replica's log.
     pub runs: &'a [Run],
 }
 

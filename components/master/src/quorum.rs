@@ -10,10 +10,15 @@ use crate::bindings::replog::node::peers::{Peer, Status};
 /// Why the master does not take writes right now: the body of its `503`.
 #[derive(Debug, Serialize)]
 pub struct NoMajority {
+    /// What is wrong and what was not done, in a sentence.
     pub error: String,
+    /// The nodes that count: the master and every secondary that is not unhealthy.
     pub healthy_nodes: u64,
+    /// All nodes: the master and every secondary.
     pub nodes: u64,
+    /// How many must count for writes to be taken.
     pub majority: u64,
+    /// The secondaries that do not count, so that an operator knows which to look at.
     pub unhealthy: Vec<String>,
 }
 

@@ -31,6 +31,8 @@ use replog_guest::peer::PeerUrl;
 /// entry): what a secondary's body limit must take.
 const BATCH_BYTES: usize = 1024 * 1024;
 
+/// One step of the stream to the secondary at `url`: what the host calls, over and over, and
+/// when to call again.
 pub fn step(url: &str) -> Wake {
     let settings = match MasterSettings::current() {
         Ok(settings) => settings,
@@ -59,8 +61,11 @@ pub fn step(url: &str) -> Wake {
 /// One step's view of the stream to one secondary.
 struct StreamStep<'a> {
     settings: &'a MasterSettings,
+    /// Where to send.
     peer: &'a PeerUrl,
+    /// What the host knows of the secondary, as this step began.
     known: Peer,
+    /// The epoch this master numbers in: every request carries it.
     epoch: u64,
 }
 
@@ -226,6 +231,7 @@ fn json_len(value: &impl serde::Serialize) -> usize {
     count.0
 }
 
+/// A random number from 0 to 1, to spread retries so that streams do not fall in step.
 pub fn random_unit() -> f64 {
     (wasip2::random::random::get_random_u64() >> 11) as f64 / (1u64 << 53) as f64
 }

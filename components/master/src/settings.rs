@@ -40,14 +40,18 @@ pub const NAMES: &[&str] = &[
 /// host refuses a cluster that breaks this at start, by the same rule).
 pub const DELAY_MARGIN: Duration = Duration::from_millis(500);
 
+/// The master's settings, read and checked: one value of each, so that no setting is read
+/// twice or in two ways.
 pub struct MasterSettings {
+    /// Where its secondaries are, in configuration order.
     pub secondaries: Vec<PeerUrl>,
     /// How long a write waits for its write concern.
     pub replication_timeout: Duration,
     /// How often an idle secondary is checked on.
     pub heartbeat: Duration,
-    /// Failed contacts in a row before a secondary is suspected, and unhealthy.
+    /// Failed contacts in a row before a secondary is suspected...
     pub suspect_after: u32,
+    /// ... and before it is unhealthy, when writes stop counting it for their majority.
     pub unhealthy_after: u32,
     /// Bound on one contact with a secondary.
     pub peer_timeout: Duration,
@@ -65,6 +69,8 @@ impl MasterSettings {
         READ.get_or_init(Self::from_env).as_ref().map_err(Clone::clone)
     }
 
+    /// The settings read from the environment now, and checked: what `about.check` answers
+    /// with, so that the host refuses a version whose settings are wrong before it serves.
     pub fn from_env() -> Result<Self, BadSetting> {
         let secondaries = peer::list(&std::env::var(SECONDARIES).unwrap_or_default())
             .map_err(|e| BadSetting(format!("{SECONDARIES}: {e}")))?;
@@ -121,6 +127,8 @@ impl MasterSettings {
         self.secondaries.len() as u64 + 1
     }
 
+    /// The configured secondary whose URL is `url`, as the host names it to a stream: none
+    /// for a URL not (or no longer) configured.
     pub fn peer(&self, url: &str) -> Option<&PeerUrl> {
         self.secondaries.iter().find(|p| p.url == url)
     }

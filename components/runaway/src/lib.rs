@@ -15,6 +15,8 @@
 //! the host never passes it, `CLUSTER_SECRET`) and names its peers (from `SECONDARIES`) as any
 //! component a replog host serves may, through `about`.
 
+#![warn(missing_docs)]
+
 mod bindings;
 
 use std::collections::BTreeMap;
@@ -27,6 +29,7 @@ use wasip2::http::types::{
     Fields, IncomingRequest, Method, OutgoingRequest, ResponseOutparam, Scheme,
 };
 
+/// The runaway component: what its exports are implemented on.
 struct Runaway;
 
 /// Calls this instance has served (answered, so `/spin` and `/hog` never count).

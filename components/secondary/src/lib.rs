@@ -1,8 +1,12 @@
 //! A replog secondary: stores what the master replicates, in the master's order, and serves
 //! reads of the gap-free prefix.
 //!
-//! Keeps nothing between requests; the log lives in the host (`replog:node/replica` and `log`),
-//! settings come from the environment.
+//! The host keeps an instance for many requests, one after another; the component keeps
+//! nothing between them: the log lives in the host (`replog:node/replica` and `log`), and each
+//! request reads the settings from the environment (two variables, the same for the instance's
+//! whole life).
+
+#![warn(missing_docs)]
 
 mod bindings;
 mod plan;
@@ -17,6 +21,7 @@ use wasip2::http::types::{IncomingRequest, Method, ResponseOutparam};
 use crate::bindings::replog::node::replica;
 use crate::settings::SecondarySettings;
 
+/// The secondary component: what its exports are implemented on. It holds nothing: see above.
 struct Secondary;
 
 impl bindings::exports::wasi::http::incoming_handler::Guest for Secondary {

@@ -37,19 +37,23 @@ impl LocalLog<'_> {
     }
 }
 
+/// What an append does to this node's log.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Decision {
     /// The sender's epoch is older than the one recorded.
     Fenced,
     /// This node does not hold `prev` as sent: the master must look for where the logs agree.
     Mismatch,
+    /// It applies: the log changes as this says (perhaps not at all, for a replay).
     Apply(Apply),
 }
 
 /// How the log changes: drop after `truncate_after`, then append `entries`.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Apply {
+    /// Where the log is cut first, when it holds a suffix the master does not have.
     pub truncate_after: Option<u64>,
+    /// What is appended: the request's entries from the first this node lacks.
     pub entries: Vec<WireEntry>,
     /// Entries held already.
     pub duplicates: u32,
@@ -90,6 +94,7 @@ pub fn replaced(theirs: u64, ours: u64) -> bool {
     theirs < ours
 }
 
+/// Decides `append` on this node's log, by the rules above.
 pub fn decide(append: &Append, local: &LocalLog) -> Decision {
     if replaced(append.epoch, local.epoch) {
         return Decision::Fenced;

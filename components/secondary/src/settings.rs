@@ -12,6 +12,7 @@ pub const FAULT_RATE: &str = "FAULT_RATE";
 /// The settings it reads, by name: the host passes these through.
 pub const NAMES: &[&str] = &[DELAY_MS, FAULT_RATE];
 
+/// The secondary's settings, read and checked.
 pub struct SecondarySettings {
     /// Artificial delay before storing a replication (`DELAY_MS`): slow replicas on demand.
     pub delay_ms: u64,
@@ -21,6 +22,8 @@ pub struct SecondarySettings {
 }
 
 impl SecondarySettings {
+    /// The settings read from the environment now, and checked: what `about.check` answers
+    /// with, and what each request reads (an instance's environment never changes).
     pub fn from_env() -> Result<Self, BadSetting> {
         Ok(Self {
             delay_ms: settings::number(DELAY_MS, 0)?,
