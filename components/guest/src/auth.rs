@@ -12,6 +12,8 @@ use crate::host::auth as host;
 /// A route of the cluster's own traffic, as the host is told of it (`about.cluster-route`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClusterRoute {
+    /// Its path. (A constant here, where the WIT's `about.cluster-route` is generated in each
+    /// role's bindings, which this crate cannot name.)
     pub path: &'static str,
     /// Whether only the cluster's members may use it.
     pub proven: bool,

@@ -2,6 +2,8 @@
 //! knows of the running version. Generated once here so that each role's bindings and this
 //! crate share their types.
 
+// Generated from the WIT, whose comments are its documentation where it has them.
+#[allow(missing_docs)]
 mod bindings {
     wit_bindgen::generate!({
         path: "../../wit",

@@ -12,7 +12,9 @@ use wasip2::io::streams::{InputStream, StreamError};
 /// An incoming request, split into what the handlers route on.
 pub struct Request {
     inner: IncomingRequest,
+    /// What the handlers route on, with the path.
     pub method: Method,
+    /// The path without its query: what the handlers route on.
     pub path: String,
     query: String,
 }
@@ -34,6 +36,7 @@ pub fn method_name(method: &Method) -> &str {
 }
 
 impl Request {
+    /// Splits `inner`'s path from its query once, so that routing compares plain strings.
     pub fn new(inner: IncomingRequest) -> Self {
         let method = inner.method();
         let path_with_query = inner.path_with_query().unwrap_or_else(|| "/".to_owned());
@@ -143,15 +146,17 @@ pub fn decode(text: &str) -> String {
 /// Writes a body as it is produced, into a buffered stream.
 pub type Writer = Box<dyn FnOnce(&mut dyn Write) -> std::io::Result<()>>;
 
-enum Body {
+enum ResponseBody {
     Whole(Vec<u8>),
     Streamed(Writer),
 }
 
 /// A response: status, headers and a JSON body, whole or streamed.
 pub struct Response {
+    /// Its status: public so that a handler can tell a success it may still replace (the
+    /// secondary's injected faults do).
     pub status: u16,
-    body: Body,
+    body: ResponseBody,
     headers: Vec<(&'static str, String)>,
 }
 
@@ -159,14 +164,14 @@ impl Response {
     /// `status` with `value` serialized as the JSON body.
     pub fn json(status: u16, value: &impl Serialize) -> Self {
         match serde_json::to_vec(value) {
-            Ok(body) => Self { status, body: Body::Whole(body), headers: Vec::new() },
+            Ok(body) => Self { status, body: ResponseBody::Whole(body), headers: Vec::new() },
             Err(e) => Self::error(500, &format!("could not encode the response: {e}")),
         }
     }
 
     /// `status` with a JSON body that `write` produces as it goes, sent with chunked encoding.
     pub fn streamed(status: u16, write: Writer) -> Self {
-        Self { status, body: Body::Streamed(write), headers: Vec::new() }
+        Self { status, body: ResponseBody::Streamed(write), headers: Vec::new() }
     }
 
     /// Adds a header.
@@ -178,12 +183,14 @@ impl Response {
     /// `status` with `{"error": message}`.
     pub fn error(status: u16, message: &str) -> Self {
         #[derive(Serialize)]
-        struct Error<'a> {
+        struct ErrorBody<'a> {
             error: &'a str,
         }
         Self {
             status,
-            body: Body::Whole(serde_json::to_vec(&Error { error: message }).unwrap_or_default()),
+            body: ResponseBody::Whole(
+                serde_json::to_vec(&ErrorBody { error: message }).unwrap_or_default(),
+            ),
             headers: Vec::new(),
         }
     }
@@ -209,7 +216,7 @@ impl Response {
 
     fn try_send(self, out: ResponseOutparam) -> Result<(), String> {
         let mut headers = vec![("content-type".to_owned(), b"application/json".to_vec())];
-        if let Body::Whole(body) = &self.body {
+        if let ResponseBody::Whole(body) = &self.body {
             headers.push(("content-length".to_owned(), body.len().to_string().into_bytes()));
         }
         for (name, value) in &self.headers {
@@ -226,8 +233,8 @@ impl Response {
         // Writes go out in pieces the host takes at a time; a buffer makes them few.
         let mut buffered = BufWriter::with_capacity(64 * 1024, stream);
         match self.body {
-            Body::Whole(bytes) => buffered.write_all(&bytes),
-            Body::Streamed(write) => write(&mut buffered),
+            ResponseBody::Whole(bytes) => buffered.write_all(&bytes),
+            ResponseBody::Streamed(write) => write(&mut buffered),
         }
         .map_err(|e| e.to_string())?;
         // The rest of the buffer goes to the host, and the body ends, without waiting for the

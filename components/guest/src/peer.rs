@@ -4,9 +4,10 @@
 
 use wasip2::http::types::Scheme;
 
-/// A peer, as requests address it.
+/// A peer's base URL, parsed into what requests to it are addressed with. (The host's record
+/// of a secondary is the WIT `peers.peer`; this is only where to send.)
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Peer {
+pub struct PeerUrl {
     /// The URL exactly as configured: its name in `acks`, `/health` and the host's records.
     pub url: String,
     /// `host:port` as written, for the requests' authority.
@@ -15,7 +16,7 @@ pub struct Peer {
     prefix: String,
 }
 
-impl Peer {
+impl PeerUrl {
     /// Reads `url`, a base URL like `http://secondary1:8001`; the error says what is wrong.
     pub fn parse(url: &str) -> Result<Self, String> {
         let bad = |why: &str| format!("secondary URL {url:?} {why}");
@@ -55,6 +56,8 @@ impl Peer {
         Ok(Self { url: url.to_owned(), authority: authority.to_owned(), prefix })
     }
 
+    /// The scheme requests to it use: always plain HTTP, which is all nodes speak (`parse`
+    /// refuses anything else), named here so that request building does not assume it.
     pub fn scheme(&self) -> Scheme {
         Scheme::Http
     }
@@ -76,9 +79,13 @@ impl Peer {
     }
 }
 
+/// The name `about.rs` still uses for [`PeerUrl`]: it goes once `about.rs` (changed on the
+/// host's side of `about.needs`) names `PeerUrl`.
+pub type Peer = PeerUrl;
+
 /// The peers listed in `value`, comma-separated, empty items ignored.
-pub fn list(value: &str) -> Result<Vec<Peer>, String> {
-    value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(Peer::parse).collect()
+pub fn list(value: &str) -> Result<Vec<PeerUrl>, String> {
+    value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(PeerUrl::parse).collect()
 }
 
 #[cfg(test)]
@@ -87,17 +94,17 @@ mod tests {
 
     #[test]
     fn peer_urls_are_checked_and_their_authority_normalized() {
-        let peer = Peer::parse("http://Secondary1:8001").unwrap();
+        let peer = PeerUrl::parse("http://Secondary1:8001").unwrap();
         assert_eq!(
             (peer.url.as_str(), peer.authority.as_str()),
             ("http://Secondary1:8001", "Secondary1:8001")
         );
         assert_eq!(peer.normalized_authority(), "secondary1:8001");
         assert_eq!(
-            Peer::parse("http://example.com").unwrap().normalized_authority(),
+            PeerUrl::parse("http://example.com").unwrap().normalized_authority(),
             "example.com:80"
         );
-        let prefixed = Peer::parse("http://gateway:80/replog/").unwrap();
+        let prefixed = PeerUrl::parse("http://gateway:80/replog/").unwrap();
         assert_eq!(prefixed.path("/replicate"), "/replog/replicate");
         for (bad, says) in [
             ("secondary1:8001", "must start with http://"),
@@ -107,11 +114,14 @@ mod tests {
             ("ftp://a", "must start with http://"),
             ("http://a:99999", "port"),
         ] {
-            let error = Peer::parse(bad).unwrap_err();
+            let error = PeerUrl::parse(bad).unwrap_err();
             assert!(error.contains(says), "{bad}: {error:?} should say {says:?}");
         }
         assert_eq!(list(" http://a:1, ,http://b:2 ").unwrap().len(), 2);
-        assert_eq!(Peer::parse("http://[::1]:8001").unwrap().normalized_authority(), "[::1]:8001");
-        assert_eq!(Peer::parse("http://[::1]").unwrap().normalized_authority(), "[::1]:80");
+        assert_eq!(
+            PeerUrl::parse("http://[::1]:8001").unwrap().normalized_authority(),
+            "[::1]:8001"
+        );
+        assert_eq!(PeerUrl::parse("http://[::1]").unwrap().normalized_authority(), "[::1]:80");
     }
 }

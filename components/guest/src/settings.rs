@@ -1,6 +1,20 @@
-//! Node settings, which the host hands to components as environment variables.
+//! Node settings, which the host hands to components as environment variables. An instance's
+//! environment is the one its version was loaded with and never changes, while a kept instance
+//! serves many calls one after another: a component may read its settings once per instance
+//! (the master does) or per call (the secondary does); either sees the same values.
+//!
+//! Each role's crate owns the names of the settings it reads (its `settings::NAMES`); the names
+//! here are those more than one crate writes.
 
 use std::time::Duration;
+
+/// The master's secondaries, as base URLs separated by commas: read by the master, and by the
+/// runaway component to name its peers the same way.
+pub const SECONDARIES: &str = "SECONDARIES";
+
+/// A secondary's artificial delay before it stores a replication: read by the secondary, and
+/// named by the master when a secondary's delay cannot fit its `PEER_TIMEOUT_MS`.
+pub const DELAY_MS: &str = "DELAY_MS";
 
 /// A setting that is present but not usable. The host validates settings before it starts a
 /// node, so seeing this means the component runs under a host that did not.

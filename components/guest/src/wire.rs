@@ -4,10 +4,10 @@
 //! - `POST /replicate` with an [`Append`]: entries to store after `prev`, which the secondary
 //!   must hold for them to apply (Raft's log matching); without `prev` and entries, a probe
 //!   that asks the secondary where its log stands. The answer is an [`Ack`] (`200`), or a
-//!   [`Fenced`] refusal (`409`) when the secondary has seen a newer master's epoch.
+//!   [`Fencing`] refusal (`409`) when the secondary has seen a newer master's epoch.
 //! - `POST /replicate` with `{"seq": 7, "msg": "..."}`: the original project's single entry,
 //!   stored if it continues the log, acknowledged as a duplicate if held already.
-//! - `GET /replicate?from=SEQ&limit=N`: entries with their epochs ([`Entries`]), for a master
+//! - `GET /replicate?from=SEQ&limit=N`: entries with their epochs ([`RecoveryBatch`]), for a master
 //!   that recovers its log from a replica.
 //!
 //! Every request carries the master's proof (see [`crate::auth`]).
@@ -20,22 +20,26 @@ pub use crate::host::log::{Position, Run};
 /// An entry as it travels between nodes: its identity, its client's idempotency key if it had
 /// one (so that a retry is recognised on whichever node holds the entry), and the message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Entry {
+pub struct WireEntry {
+    /// Its place in the log, from 1.
     pub seq: u64,
+    /// The epoch of the master that numbered it: with `seq`, what log matching compares.
     pub epoch: u64,
+    /// Its client's idempotency key, if the write had one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
+    /// The client's message.
     pub msg: String,
 }
 
-impl From<log::Entry> for Entry {
+impl From<log::Entry> for WireEntry {
     fn from(log::Entry { seq, epoch, key, msg }: log::Entry) -> Self {
         Self { seq, epoch, key, msg }
     }
 }
 
-impl From<Entry> for log::Entry {
-    fn from(Entry { seq, epoch, key, msg }: Entry) -> Self {
+impl From<WireEntry> for log::Entry {
+    fn from(WireEntry { seq, epoch, key, msg }: WireEntry) -> Self {
         Self { seq, epoch, key, msg }
     }
 }
@@ -49,8 +53,9 @@ pub struct Append {
     /// The entry just before `entries`, which the secondary must hold for them to apply.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prev: Option<Position>,
+    /// The entries to store, in order from `prev.seq + 1`; none for a heartbeat.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub entries: Vec<Entry>,
+    pub entries: Vec<WireEntry>,
     /// The master's log length when it sent this. A secondary holding entries past the
     /// request's last one that are older than its epoch drops them when this is that last one:
     /// the master does not have them.
@@ -62,11 +67,21 @@ pub struct Append {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Replicate {
     /// Where does your log stand? (An [`Append`] without `prev` and entries.)
-    Probe { epoch: u64 },
+    Probe {
+        /// The sender's epoch.
+        epoch: u64,
+    },
     /// Store these after `prev`.
     Append(Append),
     /// The original project's form: one entry at `seq`, of epoch `epoch` if given.
-    Single { seq: u64, epoch: Option<u64>, msg: String },
+    Single {
+        /// Where it goes.
+        seq: u64,
+        /// The sender's epoch, if it gave one.
+        epoch: Option<u64>,
+        /// The message.
+        msg: String,
+    },
 }
 
 /// Whether a secondary applied an [`Append`].
@@ -82,6 +97,7 @@ pub enum AckStatus {
 /// A secondary's answer to `POST /replicate` (`200`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ack {
+    /// Whether it applied the request.
     pub status: AckStatus,
     /// Its epoch after this request.
     pub epoch: u64,
@@ -114,8 +130,10 @@ pub struct Ack {
 
 /// A secondary's refusal of an older master (`409`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Fenced {
+pub struct Fencing {
+    /// Why, in words, for whoever reads the answer.
     pub error: String,
+    /// Always true: what tells a fencing from another `409`.
     pub fenced: bool,
     /// The epoch the secondary has recorded.
     pub epoch: u64,
@@ -123,9 +141,12 @@ pub struct Fenced {
 
 /// The answer to `GET /replicate?from=SEQ&limit=N`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Entries {
-    pub entries: Vec<Entry>,
+pub struct RecoveryBatch {
+    /// The entries asked for, as many as fit in about a megabyte.
+    pub entries: Vec<WireEntry>,
+    /// The secondary's recorded epoch.
     pub epoch: u64,
+    /// Its last entry: how much more there is to fetch.
     pub last: Position,
 }
 
@@ -133,10 +154,10 @@ const EXPECTED: &str = r#"expected {"epoch": E, "prev": {"seq": S, "epoch": E}, 
 
 /// Every field either form may hold, read in one pass.
 #[derive(Deserialize)]
-struct Body {
+struct ReplicateFields {
     epoch: Option<u64>,
     prev: Option<Position>,
-    entries: Option<Vec<Entry>>,
+    entries: Option<Vec<WireEntry>>,
     end: Option<u64>,
     seq: Option<u64>,
     msg: Option<String>,
@@ -144,7 +165,7 @@ struct Body {
 
 /// Reads a `POST /replicate` body; errors are the text of the `400`.
 pub fn parse(body: &[u8]) -> Result<Replicate, String> {
-    let body: Body = serde_json::from_slice(body)
+    let body: ReplicateFields = serde_json::from_slice(body)
         .map_err(|e| format!("body is not a valid replication request ({e}): {EXPECTED}"))?;
     if let (Some(msg), None) = (&body.msg, &body.entries) {
         let Some(seq) = body.seq else {
@@ -183,8 +204,8 @@ pub fn parse(body: &[u8]) -> Result<Replicate, String> {
 mod tests {
     use super::*;
 
-    fn entry(seq: u64, epoch: u64, msg: &str) -> Entry {
-        Entry { seq, epoch, key: None, msg: msg.to_owned() }
+    fn entry(seq: u64, epoch: u64, msg: &str) -> WireEntry {
+        WireEntry { seq, epoch, key: None, msg: msg.to_owned() }
     }
 
     #[test]
@@ -194,7 +215,7 @@ mod tests {
             prev: Some(Position { seq: 4, epoch: 2 }),
             entries: vec![
                 entry(5, 3, "five \"quoted\""),
-                Entry { key: Some("client-key-6".into()), ..entry(6, 3, "") },
+                WireEntry { key: Some("client-key-6".into()), ..entry(6, 3, "") },
             ],
             end: Some(6),
         };

@@ -1,12 +1,19 @@
 //! The replog master: numbers client writes, and replicates them to every secondary through
 //! the host's replication streams (one per secondary, each calling `replicator.step`).
 //!
-//! Keeps nothing between calls (HTTP requests, replication steps): the log and what is known of
-//! each secondary live in the host (`replog:node/sequencer`, `log` and `peers`), settings come from
-//! the environment.
+//! The host keeps an instance for many calls (HTTP requests, replication steps, recovery
+//! rounds), one after another; the component keeps no state of its own between them: the log
+//! and what is known of each secondary live in the host (`replog:node/sequencer`, `log` and
+//! `peers`). Only its settings are kept, read from the environment once per instance (an
+//! instance's environment never changes).
 
+#![warn(missing_docs)]
+
+mod answers;
 mod bindings;
+mod concern;
 mod messages;
+mod new_message;
 mod pace;
 mod peer_http;
 mod policy;
@@ -23,14 +30,15 @@ use wasip2::http::types::{IncomingRequest, Method, ResponseOutparam};
 use crate::bindings::exports::replog::node::replicator::Wake;
 use crate::bindings::replog::node::peers;
 use crate::bindings::replog::node::sequencer::{self, Mode};
-use crate::settings::Settings;
+use crate::settings::MasterSettings;
 
+/// The master component: what its exports are implemented on. It holds nothing: see above.
 struct Master;
 
 impl bindings::exports::wasi::http::incoming_handler::Guest for Master {
     fn handle(request: IncomingRequest, out: ResponseOutparam) {
         let request = Request::new(request);
-        let settings = match Settings::current() {
+        let settings = match MasterSettings::current() {
             Ok(settings) => settings,
             Err(e) => return Response::error(500, &e.to_string()).send(out),
         };
@@ -61,7 +69,7 @@ impl bindings::exports::replog::node::replicator::Guest for Master {
 
 /// What the master's settings need of its host, once read and checked.
 fn needs() -> Result<replog_guest::about::Needs, replog_guest::settings::BadSetting> {
-    Settings::from_env().map(|settings| {
+    MasterSettings::from_env().map(|settings| {
         replog_guest::about::Needs::node(settings.longest_call(), settings.secondaries)
     })
 }
@@ -73,11 +81,11 @@ replog_guest::export_about!(
 bindings::export!(Master with_types_in bindings);
 
 /// `GET /health`: liveness, the log's length and epoch, whether writes are taken (and if not,
-/// why, as `GET /ready` says it), each secondary's state as the replicator judges it, and which component version
-/// answers.
-fn health(settings: &Settings) -> Response {
+/// why, as `GET /ready` says it), each secondary's state as the replicator judges it, and which
+/// component version answers.
+fn health(settings: &MasterSettings) -> Response {
     #[derive(Serialize)]
-    struct Fields {
+    struct MasterHealth {
         /// The epoch this master numbers in (the highest recorded while not open).
         epoch: u64,
         /// `open`, `recovering` or `fenced`.
@@ -85,46 +93,50 @@ fn health(settings: &Settings) -> Response {
         writable: bool,
         #[serde(skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
-        secondaries: Vec<Secondary>,
-    }
-    #[derive(Serialize)]
-    struct Secondary {
-        url: String,
-        status: &'static str,
-        acked: u64,
-        lag: u64,
-        failures: u32,
-        last_contact_ms: Option<u64>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        last_error: Option<String>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        delay_ms: Option<u64>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        warning: Option<String>,
+        secondaries: Vec<SecondaryStanding>,
     }
     let count = replog_guest::host::log::len();
     let Writes { state, epoch, reason } = writes(settings);
-    let secondaries = peers::all()
-        .into_iter()
-        .map(|p| Secondary {
-            status: pace::status_name(p.status),
-            lag: count.saturating_sub(p.acked),
-            warning: p.delay_ms.and_then(|delay| {
-                policy::delay_warning(
-                    std::time::Duration::from_millis(delay),
-                    settings.peer_timeout,
-                )
-            }),
-            url: p.url,
-            acked: p.acked,
-            failures: p.failures,
-            last_contact_ms: p.last_contact_ms,
-            last_error: p.last_error,
-            delay_ms: p.delay_ms,
-        })
-        .collect();
+    let secondaries =
+        peers::all().into_iter().map(|peer| standing(peer, count, settings)).collect();
     let writable = reason.is_none();
-    about::health("master", &Fields { epoch, state, writable, reason, secondaries })
+    about::health("master", &MasterHealth { epoch, state, writable, reason, secondaries })
+}
+
+/// A secondary on `GET /health`: the host's record of it, how far it lags a log of `count`
+/// entries, and a warning when its delay cannot fit this master's `PEER_TIMEOUT_MS`.
+#[derive(Serialize)]
+struct SecondaryStanding {
+    url: String,
+    status: &'static str,
+    acked: u64,
+    lag: u64,
+    failures: u32,
+    last_contact_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    delay_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    warning: Option<String>,
+}
+
+/// How `peer` stands, for `GET /health`, beside a log of `count` entries.
+fn standing(peer: peers::Peer, count: u64, settings: &MasterSettings) -> SecondaryStanding {
+    let warning = peer.delay_ms.and_then(|delay| {
+        settings::delay_warning(std::time::Duration::from_millis(delay), settings.peer_timeout)
+    });
+    SecondaryStanding {
+        status: peer.status.as_str(),
+        lag: count.saturating_sub(peer.acked),
+        warning,
+        url: peer.url,
+        acked: peer.acked,
+        failures: peer.failures,
+        last_contact_ms: peer.last_contact_ms,
+        last_error: peer.last_error,
+        delay_ms: peer.delay_ms,
+    }
 }
 
 /// Whether this master takes writes now, and if not, why.
@@ -138,7 +150,7 @@ struct Writes {
     reason: Option<String>,
 }
 
-fn writes(settings: &Settings) -> Writes {
+fn writes(settings: &MasterSettings) -> Writes {
     let standing = sequencer::status();
     let (state, epoch, reason) = match standing.mode {
         Mode::Open(epoch) => ("open", epoch, None),

@@ -71,11 +71,15 @@ pub fn status_after(failures: u32, suspect_after: u32, unhealthy_after: u32) -> 
     }
 }
 
-pub fn status_name(status: Status) -> &'static str {
-    match status {
-        Status::Healthy => "healthy",
-        Status::Suspected => "suspected",
-        Status::Unhealthy => "unhealthy",
+impl Status {
+    /// The word for the status wherever the master writes it (`/health`, a `502`'s `missing`,
+    /// its log): the one place these words are spelled.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Healthy => "healthy",
+            Self::Suspected => "suspected",
+            Self::Unhealthy => "unhealthy",
+        }
     }
 }
 
@@ -103,10 +107,13 @@ pub fn after_failure(contact: &Contact, heartbeat: Duration, jitter: f64) -> Wak
     later(ceiling.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0)))
 }
 
+/// Run again after `after`, whatever is appended meanwhile: for a stream with nothing to send
+/// that must not be woken (a failing secondary, a master not open).
 pub fn later(after: Duration) -> Wake {
     Wake { after_ms: Some(millis(after)), on_append: false }
 }
 
+/// `d` in whole milliseconds, as the host's wake-ups take it (saturating, not wrapping).
 pub fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

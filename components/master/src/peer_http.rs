@@ -13,7 +13,7 @@ use wasip2::http::types::{
 };
 use wasip2::io::poll::{self, Pollable};
 
-use replog_guest::peer::Peer;
+use replog_guest::peer::PeerUrl;
 
 /// Connecting is bounded on its own, so that a peer that swallows connection attempts is
 /// retried rather than waited on for the whole `timeout`.
@@ -34,7 +34,7 @@ pub struct Exchange {
 /// Sends `method endpoint` (path and query) with `body` to `peer`, signed with the cluster
 /// secret, to be answered within `timeout`.
 pub fn start(
-    peer: &Peer,
+    peer: &PeerUrl,
     method: Method,
     endpoint: &str,
     body: Option<&[u8]>,
@@ -95,7 +95,7 @@ impl Exchange {
 
 /// One request, start to finish.
 pub fn request(
-    peer: &Peer,
+    peer: &PeerUrl,
     method: Method,
     endpoint: &str,
     body: Option<&[u8]>,
@@ -140,6 +140,7 @@ fn describe(code: &ErrorCode) -> String {
     }
 }
 
+/// `d` in nanoseconds, as WASI's clocks and timeouts take it (saturating, not wrapping).
 pub fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }

@@ -1,15 +1,11 @@
 //! The master's decisions about logs, pure so that they are tested on the native target: where
-//! a secondary's log agrees with the master's, what counts as an acknowledgement, whether a
-//! secondary's delay can fit, and when a master that starts may take writes (and in which
-//! epoch). When streams run and how contacts are judged is `pace`.
-
-use std::time::Duration;
+//! a secondary's log agrees with the master's, what counts as an acknowledgement, and when a
+//! master that starts may take writes (and in which epoch). When streams run and how contacts
+//! are judged is `pace`; what a write's answer says is `concern`.
 
 use replog_guest::wire::{Ack, AckStatus, Position, Run};
 
-/// What a secondary needs of `PEER_TIMEOUT_MS` beyond its `DELAY_MS` to store and answer (the
-/// host refuses a cluster that breaks this at start, by the same rule).
-pub const DELAY_MARGIN: Duration = Duration::from_millis(500);
+use crate::settings::FORCE_RECOVERY;
 
 /// Through which `seq` two logs agree, given each one's runs and length. Epochs never decrease
 /// along a log and a master numbers each `seq` once per epoch, so two logs holding the same
@@ -53,39 +49,31 @@ pub fn acknowledged(sent: Position, ack: &Ack) -> Result<u64, String> {
     }
 }
 
-/// Why a secondary with `delay` can never acknowledge within `peer_timeout`, if it cannot.
-pub fn delay_warning(delay: Duration, peer_timeout: Duration) -> Option<String> {
-    (delay + DELAY_MARGIN > peer_timeout).then(|| {
-        format!(
-            "its DELAY_MS of {} does not fit in this master's PEER_TIMEOUT_MS of {}: every \
-             replication to it times out; raise PEER_TIMEOUT_MS to at least {}",
-            delay.as_millis(),
-            peer_timeout.as_millis(),
-            (delay + DELAY_MARGIN).as_millis()
-        )
-    })
-}
-
 /// What a secondary said of its log when asked, during recovery.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Heard {
+pub struct ReplicaLog {
+    /// The highest epoch it has recorded: recovery opens above it.
     pub epoch: u64,
+    /// Its last entry: which replica is the most advanced.
     pub last: Position,
+    /// Its runs: where its log agrees with the master's.
     pub runs: Vec<Run>,
 }
 
 /// The master's own log, as recovery sees it.
 #[derive(Debug, Clone, Copy)]
-pub struct Own<'a> {
+pub struct OwnLog<'a> {
     /// The highest epoch it has recorded (0: none, so its data directory is new or was lost).
     pub epoch: u64,
+    /// Its last entry.
     pub last: Position,
+    /// Its runs: where it agrees with a replica's log.
     pub runs: &'a [Run],
 }
 
 /// What a recovery round does next.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Recovery {
+pub enum RecoveryStep {
     /// Not enough secondaries answered; the text says what is awaited.
     Wait(String),
     /// Fetch what the secondary at this index of the answers holds beyond the master's log.
@@ -107,9 +95,9 @@ pub enum Recovery {
 /// epoch but its own, and might open one its secondaries already hold entries of (two entries
 /// with one identity, which log matching would take for the same). It opens an epoch above
 /// every one it has seen.
-pub fn recovery(own: Own, heard: &[(&str, Option<&Heard>)], force: bool) -> Recovery {
+pub fn recovery(own: OwnLog, heard: &[(&str, Option<&ReplicaLog>)], force: bool) -> RecoveryStep {
     let secondaries = heard.len();
-    let answered: Vec<(usize, &Heard)> =
+    let answered: Vec<(usize, &ReplicaLog)> =
         heard.iter().enumerate().filter_map(|(i, (_, h))| h.map(|h| (i, h))).collect();
     let missing: Vec<&str> = heard.iter().filter(|(_, h)| h.is_none()).map(|(u, _)| *u).collect();
     let lost = own.epoch == 0 && own.last.seq == 0;
@@ -122,16 +110,16 @@ pub fn recovery(own: Own, heard: &[(&str, Option<&Heard>)], force: bool) -> Reco
     if answered.len() < needed {
         let missing = missing.join(", ");
         if force {
-            return Recovery::Wait(format!(
-                "FORCE_RECOVERY: waiting for any secondary to answer (with none, this master \
+            return RecoveryStep::Wait(format!(
+                "{FORCE_RECOVERY}: waiting for any secondary to answer (with none, this master \
                  cannot tell which epochs its secondaries hold); not answering: {missing}"
             ));
         }
-        return Recovery::Wait(if lost && history {
+        return RecoveryStep::Wait(if lost && history {
             format!(
                 "this master holds no log while its secondaries do (its data was lost): waiting \
                  for every secondary, any of which may hold acknowledged writes; not answering: \
-                 {missing}. FORCE_RECOVERY=true takes what the others hold"
+                 {missing}. {FORCE_RECOVERY}=true takes what the others hold"
             )
         } else {
             format!(
@@ -145,17 +133,17 @@ pub fn recovery(own: Own, heard: &[(&str, Option<&Heard>)], force: bool) -> Reco
     if let Some((i, best)) = best.filter(|(_, h)| key(h.last) > key(own.last)) {
         let agreed = common_prefix(own.runs, own.last.seq, &best.runs, best.last.seq);
         if agreed < own.last.seq {
-            return Recovery::Diverged(format!(
+            return RecoveryStep::Diverged(format!(
                 "this master's log (to seq {} of epoch {}) is not a prefix of {}'s (to seq {} of \
                  epoch {}); they part after seq {agreed}. Move this master's data directory \
                  aside and start it again to recover from the replicas",
                 own.last.seq, own.last.epoch, heard[*i].0, best.last.seq, best.last.epoch
             ));
         }
-        return Recovery::Fetch(*i);
+        return RecoveryStep::Fetch(*i);
     }
     let seen = answered.iter().map(|(_, h)| h.epoch.max(h.last.epoch)).max().unwrap_or(0);
-    Recovery::Open(own.epoch.max(own.last.epoch).max(seen) + 1)
+    RecoveryStep::Open(own.epoch.max(own.last.epoch).max(seen) + 1)
 }
 
 #[cfg(test)]
@@ -213,30 +201,25 @@ mod tests {
         assert!(acknowledged(sent, &ack(AckStatus::Mismatch, None)).is_err());
     }
 
-    #[test]
-    fn a_delay_that_does_not_fit_the_peer_timeout_is_named() {
-        let timeout = Duration::from_secs(5);
-        assert_eq!(delay_warning(Duration::from_millis(4500), timeout), None);
-        let warning = delay_warning(Duration::from_millis(6000), timeout).unwrap();
-        assert!(warning.contains("6000") && warning.contains("at least 6500"), "{warning}");
+    fn heard(epoch: u64, last: Position, runs: Vec<Run>) -> ReplicaLog {
+        ReplicaLog { epoch, last, runs }
     }
 
-    fn heard(epoch: u64, last: Position, runs: Vec<Run>) -> Heard {
-        Heard { epoch, last, runs }
-    }
-
-    const NEW: Own = Own { epoch: 0, last: Position { seq: 0, epoch: 0 }, runs: &[] };
+    const NEW: OwnLog = OwnLog { epoch: 0, last: Position { seq: 0, epoch: 0 }, runs: &[] };
 
     #[test]
     fn a_new_cluster_opens_epoch_1_with_a_majority() {
         let empty = heard(0, pos(0, 0), vec![]);
-        assert_eq!(recovery(NEW, &[("s1", Some(&empty)), ("s2", None)], false), Recovery::Open(1));
+        assert_eq!(
+            recovery(NEW, &[("s1", Some(&empty)), ("s2", None)], false),
+            RecoveryStep::Open(1)
+        );
         let waiting = recovery(NEW, &[("s1", None), ("s2", None)], false);
         assert!(
-            matches!(&waiting, Recovery::Wait(why) if why.contains("1 of 2") && why.contains("s1, s2")),
+            matches!(&waiting, RecoveryStep::Wait(why) if why.contains("1 of 2") && why.contains("s1, s2")),
             "{waiting:?}"
         );
-        assert_eq!(recovery(NEW, &[], false), Recovery::Open(1), "a master alone");
+        assert_eq!(recovery(NEW, &[], false), RecoveryStep::Open(1), "a master alone");
     }
 
     #[test]
@@ -245,22 +228,22 @@ mod tests {
         let long = heard(2, pos(8, 2), vec![run(1, 1), run(2, 4)]);
         let waiting = recovery(NEW, &[("s1", Some(&short)), ("s2", None)], false);
         assert!(
-            matches!(&waiting, Recovery::Wait(why) if why.contains("every secondary") && why.contains("s2")),
+            matches!(&waiting, RecoveryStep::Wait(why) if why.contains("every secondary") && why.contains("s2")),
             "{waiting:?}"
         );
         assert_eq!(
             recovery(NEW, &[("s1", Some(&short)), ("s2", None)], true),
-            Recovery::Fetch(0),
+            RecoveryStep::Fetch(0),
             "forced: what the answering ones have"
         );
         assert_eq!(
             recovery(NEW, &[("s1", Some(&short)), ("s2", Some(&long))], false),
-            Recovery::Fetch(1)
+            RecoveryStep::Fetch(1)
         );
-        let caught_up = Own { epoch: 0, last: pos(8, 2), runs: &[run(1, 1), run(2, 4)] };
+        let caught_up = OwnLog { epoch: 0, last: pos(8, 2), runs: &[run(1, 1), run(2, 4)] };
         assert_eq!(
             recovery(caught_up, &[("s1", Some(&short)), ("s2", Some(&long))], false),
-            Recovery::Open(3),
+            RecoveryStep::Open(3),
             "then an epoch above all"
         );
     }
@@ -268,15 +251,21 @@ mod tests {
     #[test]
     fn a_master_with_its_log_needs_a_majority_and_continues_a_longer_replica() {
         let runs = [run(3, 1)];
-        let own = Own { epoch: 3, last: pos(4, 3), runs: &runs };
+        let own = OwnLog { epoch: 3, last: pos(4, 3), runs: &runs };
         let behind = heard(3, pos(2, 3), vec![run(3, 1)]);
         let ahead = heard(3, pos(6, 3), vec![run(3, 1)]);
-        assert_eq!(recovery(own, &[("s1", Some(&behind)), ("s2", None)], false), Recovery::Open(4));
-        assert_eq!(recovery(own, &[("s1", None), ("s2", Some(&ahead))], false), Recovery::Fetch(1));
+        assert_eq!(
+            recovery(own, &[("s1", Some(&behind)), ("s2", None)], false),
+            RecoveryStep::Open(4)
+        );
+        assert_eq!(
+            recovery(own, &[("s1", None), ("s2", Some(&ahead))], false),
+            RecoveryStep::Fetch(1)
+        );
         let other = heard(4, pos(6, 4), vec![run(3, 1), run(4, 3)]);
         let diverged = recovery(own, &[("s1", Some(&other)), ("s2", None)], false);
         assert!(
-            matches!(&diverged, Recovery::Diverged(why) if why.contains("after seq 2")),
+            matches!(&diverged, RecoveryStep::Diverged(why) if why.contains("after seq 2")),
             "{diverged:?}"
         );
     }
@@ -288,21 +277,22 @@ mod tests {
         let longer = heard(2, pos(10, 2), vec![run(1, 1), run(2, 4)]);
         let newer = heard(3, pos(7, 3), vec![run(1, 1), run(2, 4), run(3, 7)]);
         let both = [("s1", Some(&longer)), ("s2", Some(&newer))];
-        assert_eq!(recovery(NEW, &both, false), Recovery::Fetch(1));
+        assert_eq!(recovery(NEW, &both, false), RecoveryStep::Fetch(1));
         let swapped = [("s1", Some(&newer)), ("s2", Some(&longer))];
-        assert_eq!(recovery(NEW, &swapped, false), Recovery::Fetch(0), "in either order");
+        assert_eq!(recovery(NEW, &swapped, false), RecoveryStep::Fetch(0), "in either order");
         // A master holding the longer, older log has a suffix the newer master replaced: it does
         // not guess which to keep.
         let runs = [run(1, 1), run(2, 4)];
-        let own = Own { epoch: 2, last: pos(10, 2), runs: &runs };
+        let own = OwnLog { epoch: 2, last: pos(10, 2), runs: &runs };
         let diverged = recovery(own, &[("s1", Some(&newer)), ("s2", None)], false);
         assert!(
-            matches!(&diverged, Recovery::Diverged(why) if why.contains("after seq 6")),
+            matches!(&diverged, RecoveryStep::Diverged(why) if why.contains("after seq 6")),
             "{diverged:?}"
         );
         // Once it holds the newer log, it opens above it.
-        let caught_up = Own { epoch: 0, last: pos(7, 3), runs: &[run(1, 1), run(2, 4), run(3, 7)] };
-        assert_eq!(recovery(caught_up, &both, false), Recovery::Open(4));
+        let caught_up =
+            OwnLog { epoch: 0, last: pos(7, 3), runs: &[run(1, 1), run(2, 4), run(3, 7)] };
+        assert_eq!(recovery(caught_up, &both, false), RecoveryStep::Open(4));
     }
 
     #[test]
@@ -311,30 +301,34 @@ mod tests {
         // One of two secondaries answers: forced, the master takes its log, then opens above
         // the epochs it reported; what only the silent one held is what may be lost.
         let one = [("s1", None), ("s2", Some(&held))];
-        assert!(matches!(recovery(NEW, &one, false), Recovery::Wait(_)));
-        assert_eq!(recovery(NEW, &one, true), Recovery::Fetch(1));
-        let fetched = Own { epoch: 0, last: pos(9, 5), runs: &[run(5, 1)] };
-        assert_eq!(recovery(fetched, &one, true), Recovery::Open(6));
+        assert!(matches!(recovery(NEW, &one, false), RecoveryStep::Wait(_)));
+        assert_eq!(recovery(NEW, &one, true), RecoveryStep::Fetch(1));
+        let fetched = OwnLog { epoch: 0, last: pos(9, 5), runs: &[run(5, 1)] };
+        assert_eq!(recovery(fetched, &one, true), RecoveryStep::Open(6));
         // None answers: even forced, it waits; it knows no epoch but its own, and the
         // secondaries may hold entries of the very epoch it would open.
         let none = [("s1", None), ("s2", None)];
-        assert!(matches!(recovery(NEW, &none, false), Recovery::Wait(_)));
+        assert!(matches!(recovery(NEW, &none, false), RecoveryStep::Wait(_)));
         let forced = recovery(NEW, &none, true);
         assert!(
-            matches!(&forced, Recovery::Wait(why) if why.contains("any secondary") && why.contains("s1, s2")),
+            matches!(&forced, RecoveryStep::Wait(why) if why.contains("any secondary") && why.contains("s1, s2")),
             "{forced:?}"
         );
         let runs = [run(4, 1)];
-        let own = Own { epoch: 4, last: pos(3, 4), runs: &runs };
-        assert!(matches!(recovery(own, &none, true), Recovery::Wait(_)), "its log or not");
-        assert_eq!(recovery(own, &[], true), Recovery::Open(5), "a master alone has no one to ask");
+        let own = OwnLog { epoch: 4, last: pos(3, 4), runs: &runs };
+        assert!(matches!(recovery(own, &none, true), RecoveryStep::Wait(_)), "its log or not");
+        assert_eq!(
+            recovery(own, &[], true),
+            RecoveryStep::Open(5),
+            "a master alone has no one to ask"
+        );
     }
 
     #[test]
     fn the_new_epoch_is_above_every_epoch_seen() {
         let runs = [run(2, 1)];
-        let own = Own { epoch: 2, last: pos(3, 2), runs: &runs };
+        let own = OwnLog { epoch: 2, last: pos(3, 2), runs: &runs };
         let fenced_elsewhere = heard(7, pos(3, 2), vec![run(2, 1)]);
-        assert_eq!(recovery(own, &[("s1", Some(&fenced_elsewhere))], false), Recovery::Open(8));
+        assert_eq!(recovery(own, &[("s1", Some(&fenced_elsewhere))], false), RecoveryStep::Open(8));
     }
 }

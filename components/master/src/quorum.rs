@@ -9,17 +9,22 @@ use crate::bindings::replog::node::peers::{Peer, Status};
 
 /// Why the master does not take writes right now: the body of its `503`.
 #[derive(Debug, Serialize)]
-pub struct Refusal {
+pub struct NoMajority {
+    /// What is wrong and what was not done, in a sentence.
     pub error: String,
+    /// The nodes that count: the master and every secondary that is not unhealthy.
     pub healthy_nodes: u64,
+    /// All nodes: the master and every secondary.
     pub nodes: u64,
+    /// How many must count for writes to be taken.
     pub majority: u64,
+    /// The secondaries that do not count, so that an operator knows which to look at.
     pub unhealthy: Vec<String>,
 }
 
 /// `Ok` when a majority of the `nodes` (master included) can take writes, given the
 /// `secondaries` as the host holds them.
-pub fn check(nodes: u64, secondaries: &[Peer]) -> Result<(), Refusal> {
+pub fn check(nodes: u64, secondaries: &[Peer]) -> Result<(), NoMajority> {
     let unhealthy: Vec<String> = secondaries
         .iter()
         .filter(|p| p.status == Status::Unhealthy)
@@ -30,7 +35,7 @@ pub fn check(nodes: u64, secondaries: &[Peer]) -> Result<(), Refusal> {
     if healthy_nodes >= majority {
         return Ok(());
     }
-    Err(Refusal {
+    Err(NoMajority {
         error: format!(
             "read-only: only {healthy_nodes} of {nodes} nodes are healthy and writes need a majority of {majority}; nothing was appended. Unhealthy: {}",
             unhealthy.join(", ")

@@ -8,21 +8,22 @@
 //! is the replication streams' to judge, once they run.
 
 use replog_guest::host::log;
-use replog_guest::wire::{Ack, Append, Entries};
+use replog_guest::wire::{Ack, Append, RecoveryBatch};
 use wasip2::http::types::Method;
 
+use crate::answers::recovery_answer;
 use crate::bindings::replog::node::sequencer::{self, Mode};
 use crate::pace::millis;
 use crate::peer_http;
-use crate::policy::{self, Heard, Own, Recovery};
-use crate::settings::Settings;
+use crate::policy::{self, OwnLog, RecoveryStep, ReplicaLog};
+use crate::settings::{FORCE_RECOVERY, MasterSettings};
 
 /// Entries asked for at a time from a replica.
 const FETCH_LIMIT: u32 = 10_000;
 
 /// One round; `None` once the master is open (or fenced), else when to run the next.
 pub fn recover() -> Option<u64> {
-    let settings = match Settings::current() {
+    let settings = match MasterSettings::current() {
         Ok(settings) => settings,
         Err(e) => {
             let why = format!("the master's settings are wrong: {e}");
@@ -34,67 +35,81 @@ pub fn recover() -> Option<u64> {
     let standing = sequencer::status();
     let Mode::Recovering(waiting_for) = standing.mode else { return None };
     let runs = log::runs();
-    let own = Own { epoch: standing.epoch, last: log::last(), runs: &runs };
+    let own = OwnLog { epoch: standing.epoch, last: log::last(), runs: &runs };
     let heard = ask_everyone(settings, standing.epoch);
     // Those that did not answer are named with why, for the reason recovery gives.
-    let labels: Vec<String> = heard
-        .iter()
-        .map(|(url, h)| match h {
-            Ok(_) => url.clone(),
-            Err(why) => format!("{url} ({why})"),
-        })
-        .collect();
-    let named: Vec<(&str, Option<&Heard>)> = labels
+    let labels: Vec<String> = heard.iter().map(label).collect();
+    let named: Vec<(&str, Option<&ReplicaLog>)> = labels
         .iter()
         .zip(&heard)
         .map(|(label, (_, h))| (label.as_str(), h.as_ref().ok()))
         .collect();
     let again = Some(millis(settings.heartbeat));
     match policy::recovery(own, &named, settings.force_recovery) {
-        Recovery::Wait(why) | Recovery::Diverged(why) => {
+        RecoveryStep::Wait(why) | RecoveryStep::Diverged(why) => {
             if why != waiting_for {
-                eprintln!("recovering: {why}");
-                sequencer::hold(&why);
+                hold(&why);
             }
             again
         }
-        Recovery::Fetch(i) => {
+        RecoveryStep::Fetch(i) => {
             let (url, _) = &heard[i];
             match fetch(settings, url, own.last.seq) {
                 Ok(0) => again,
+                // There may be more: the next round at once.
                 Ok(_) => Some(0),
                 Err(why) => {
-                    let why = format!("fetching the log from {url}: {why}");
-                    eprintln!("recovering: {why}");
-                    sequencer::hold(&why);
+                    hold(&format!("fetching the log from {url}: {why}"));
                     again
                 }
             }
         }
-        Recovery::Open(epoch) => {
-            if let Err(e) = sequencer::open(epoch) {
-                eprintln!("could not open epoch {epoch}: {e:?}");
-                return again;
-            }
-            if settings.force_recovery {
-                let missing: Vec<&str> =
-                    heard.iter().filter(|(_, h)| h.is_err()).map(|(u, _)| u.as_str()).collect();
-                if !missing.is_empty() {
-                    eprintln!(
-                        "FORCE_RECOVERY: took writes without hearing from {}; writes only they \
-                         held will be dropped from them when they return",
-                        missing.join(", ")
-                    );
-                }
-            }
-            println!("taking writes in epoch {epoch}: the log holds {} entries", log::len());
-            None
-        }
+        RecoveryStep::Open(epoch) => match open(epoch, &heard, settings.force_recovery) {
+            true => None,
+            false => again,
+        },
     }
 }
 
+/// A secondary as recovery's reason names it: with why, when it did not answer.
+fn label((url, heard): &(String, Result<ReplicaLog, String>)) -> String {
+    match heard {
+        Ok(_) => url.clone(),
+        Err(why) => format!("{url} ({why})"),
+    }
+}
+
+/// Keeps the master from taking writes, for `why`, which `/health` and writers are shown.
+fn hold(why: &str) {
+    eprintln!("recovering: {why}");
+    sequencer::hold(why);
+}
+
+/// Opens `epoch` and says so (and, when `forced`, who was not heard from); false when the
+/// host did not let it, for the next round to try again.
+fn open(epoch: u64, heard: &[(String, Result<ReplicaLog, String>)], forced: bool) -> bool {
+    if let Err(e) = sequencer::open(epoch) {
+        eprintln!("could not open epoch {epoch}: {e:?}");
+        return false;
+    }
+    let missing: Vec<&str> =
+        heard.iter().filter(|(_, h)| h.is_err()).map(|(url, _)| url.as_str()).collect();
+    if forced && !missing.is_empty() {
+        eprintln!(
+            "{FORCE_RECOVERY}: took writes without hearing from {}; writes only they held will \
+             be dropped from them when they return",
+            missing.join(", ")
+        );
+    }
+    println!("taking writes in epoch {epoch}: the log holds {} entries", log::len());
+    true
+}
+
 /// Asks every secondary at once where its log stands, or why it did not say.
-fn ask_everyone(settings: &Settings, epoch: u64) -> Vec<(String, Result<Heard, String>)> {
+fn ask_everyone(
+    settings: &MasterSettings,
+    epoch: u64,
+) -> Vec<(String, Result<ReplicaLog, String>)> {
     let probe = Append { epoch, prev: None, entries: Vec::new(), end: None };
     let body = serde_json::to_vec(&probe).expect("a probe always serializes");
     let exchanges: Vec<_> = settings
@@ -114,35 +129,23 @@ fn ask_everyone(settings: &Settings, epoch: u64) -> Vec<(String, Result<Heard, S
     exchanges
         .into_iter()
         .map(|(peer, started)| {
-            let answer =
-                started.and_then(|exchange| exchange.finish()).and_then(|(status, body)| {
-                    match status {
-                        200 => serde_json::from_slice::<Ack>(&body)
-                            .map_err(|e| format!("unreadable answer ({e})")),
-                        _ => Err(format!(
-                            "answered {status}: {}",
-                            String::from_utf8_lossy(&body).trim()
-                        )),
-                    }
-                });
+            let answer = started
+                .and_then(|exchange| exchange.finish())
+                .and_then(|(status, body)| recovery_answer::<Ack>(status, &body));
             let heard =
-                answer.map(|ack| Heard { epoch: ack.epoch, last: ack.last, runs: ack.runs });
+                answer.map(|ack| ReplicaLog { epoch: ack.epoch, last: ack.last, runs: ack.runs });
             (peer.url.clone(), heard)
         })
         .collect()
 }
 
 /// Fetches what `url` holds after `after` and appends it; returns how many entries came.
-fn fetch(settings: &Settings, url: &str, after: u64) -> Result<usize, String> {
+fn fetch(settings: &MasterSettings, url: &str, after: u64) -> Result<usize, String> {
     let peer = settings.peer(url).ok_or("not a configured secondary")?;
     let endpoint = format!("/replicate?from={}&limit={FETCH_LIMIT}", after + 1);
     let (status, body) =
         peer_http::request(peer, Method::Get, &endpoint, None, settings.peer_timeout)?;
-    if status != 200 {
-        return Err(format!("answered {status}: {}", String::from_utf8_lossy(&body).trim()));
-    }
-    let entries: Entries =
-        serde_json::from_slice(&body).map_err(|e| format!("unreadable answer ({e})"))?;
+    let entries: RecoveryBatch = recovery_answer(status, &body)?;
     let count = entries.entries.len();
     let (Some(first), Some(last)) = (entries.entries.first(), entries.entries.last()) else {
         return Ok(0);

@@ -13,28 +13,28 @@
 use std::time::Duration;
 
 use replog_guest::host::log;
-use replog_guest::wire::{Ack, AckStatus, Append, Entry, Fenced, Position};
-
-/// Bytes of messages read from the host at a time while building a batch.
-const READ_BYTES: u32 = 256 * 1024;
+use replog_guest::log::{entries, within_bytes};
+use replog_guest::wire::{Ack, AckStatus, Append, Position, WireEntry};
 use wasip2::http::types::Method;
 
+use crate::answers::{NoAck, step_answer};
 use crate::bindings::exports::replog::node::replicator::Wake;
-use crate::bindings::replog::node::peers::{self, Outcome, Peer as Known};
+use crate::bindings::replog::node::peers::{self, Outcome, Peer};
 use crate::bindings::replog::node::sequencer::{self, Mode};
 use crate::pace::{self, Next};
 use crate::peer_http;
 use crate::policy;
-use crate::settings::Settings;
-use replog_guest::peer::Peer;
+use crate::settings::MasterSettings;
+use replog_guest::peer::PeerUrl;
 
-/// A batch stops growing past about this many bytes (it always holds at least one entry).
+/// A batch stops growing past about this many bytes of JSON (it always holds at least one
+/// entry): what a secondary's body limit must take.
 const BATCH_BYTES: usize = 1024 * 1024;
-/// Entries read from the host at a time while building a batch.
-const READ_CHUNK: u32 = 1024;
 
+/// One step of the stream to the secondary at `url`: what the host calls, over and over, and
+/// when to call again.
 pub fn step(url: &str) -> Wake {
-    let settings = match Settings::current() {
+    let settings = match MasterSettings::current() {
         Ok(settings) => settings,
         Err(e) => {
             eprintln!("cannot replicate to {url}: {e}");
@@ -49,7 +49,7 @@ pub fn step(url: &str) -> Wake {
         // Recovering (the host starts streams after recovery) or fenced: nothing to send.
         return pace::later(settings.heartbeat);
     };
-    let stream = Stream { settings, peer, known, epoch };
+    let stream = StreamStep { settings, peer, known, epoch };
     let len = log::len();
     match pace::next(&stream.known, len, replog_guest::now_ms(), settings.heartbeat) {
         Next::Probe => stream.probe(len),
@@ -59,14 +59,17 @@ pub fn step(url: &str) -> Wake {
 }
 
 /// One step's view of the stream to one secondary.
-struct Stream<'a> {
-    settings: &'a Settings,
-    peer: &'a Peer,
-    known: Known,
+struct StreamStep<'a> {
+    settings: &'a MasterSettings,
+    /// Where to send.
+    peer: &'a PeerUrl,
+    /// What the host knows of the secondary, as this step began.
+    known: Peer,
+    /// The epoch this master numbers in: every request carries it.
     epoch: u64,
 }
 
-impl Stream<'_> {
+impl StreamStep<'_> {
     /// Asks the secondary where its log stands, and finds where it agrees with ours.
     fn probe(mut self, len: u64) -> Wake {
         let probe = Append { epoch: self.epoch, prev: None, entries: Vec::new(), end: None };
@@ -138,29 +141,13 @@ impl Stream<'_> {
     /// work with (a failure, or this master fenced).
     fn exchange(&self, append: &Append) -> Result<Ack, Wake> {
         let body = serde_json::to_vec(append).expect("an append always serializes");
-        let settings = self.settings;
-        let answer = peer_http::request(
-            self.peer,
-            Method::Post,
-            "/replicate",
-            Some(&body),
-            settings.peer_timeout,
-        );
-        let text = |body: &[u8]| String::from_utf8_lossy(body).trim().to_owned();
-        match answer {
-            Ok((200, body)) => serde_json::from_slice::<Ack>(&body).map_err(|e| {
-                self.failed(format!("answered 200 with an unreadable body ({e}): {}", text(&body)))
-            }),
-            Ok((409, body)) => match serde_json::from_slice::<Fenced>(&body) {
-                Ok(fenced) if fenced.fenced => Err(self.fenced(fenced.epoch)),
-                _ => Err(self.failed(format!("answered 409: {}", text(&body)))),
-            },
-            Ok((401, body)) => Err(self.failed(format!(
-                "refused this master's proof (is the cluster secret the same on every node?): {}",
-                text(&body)
-            ))),
-            Ok((status, body)) => Err(self.failed(format!("answered {status}: {}", text(&body)))),
-            Err(e) => Err(self.failed(e)),
+        let timeout = self.settings.peer_timeout;
+        let answer =
+            peer_http::request(self.peer, Method::Post, "/replicate", Some(&body), timeout);
+        match answer.map_err(NoAck::Failed).and_then(|(status, body)| step_answer(status, &body)) {
+            Ok(ack) => Ok(ack),
+            Err(NoAck::Fenced(theirs)) => Err(self.fenced(theirs)),
+            Err(NoAck::Failed(why)) => Err(self.failed(why)),
         }
     }
 
@@ -203,7 +190,7 @@ impl Stream<'_> {
             eprintln!(
                 "{} is now {} after {} failed contacts: {}",
                 self.peer.url,
-                pace::status_name(contact.status),
+                contact.status.as_str(),
                 contact.failures,
                 contact.error.as_deref().unwrap_or_default()
             );
@@ -215,26 +202,15 @@ impl Stream<'_> {
 
 /// The entry at `after` (where the secondary's log agrees with ours), and the entries after it
 /// up to `to`, cut short once their JSON passes `BATCH_BYTES` (at least one when there are
-/// any). Only what is sent is read: the host names the client requests behind what a step
-/// reads in the requests it sends (`X-Request-Id`).
-fn batch(after: u64, to: u64) -> (Position, Vec<Entry>) {
+/// any). Only the pages that hold what is sent are read (a batch cut short leaves the rest of
+/// its last page unsent): the host names the client requests behind what a step reads in the
+/// requests it sends (`X-Request-Id`).
+fn batch(after: u64, to: u64) -> (Position, Vec<WireEntry>) {
     let prev = Position { seq: after, epoch: log::epoch_at(after).unwrap_or_default() };
-    let mut entries: Vec<Entry> = Vec::new();
-    let mut bytes = 0;
-    let mut next = after + 1;
-    while next <= to && bytes < BATCH_BYTES {
-        let want = u32::try_from(to - next + 1).unwrap_or(u32::MAX).min(READ_CHUNK);
-        let chunk = log::read(next, want, READ_BYTES);
-        let Some(last) = chunk.last() else { break };
-        next = last.seq + 1;
-        for entry in chunk.into_iter().map(Entry::from) {
-            bytes += json_len(&entry) + 1;
-            entries.push(entry);
-            if bytes >= BATCH_BYTES {
-                break;
-            }
-        }
-    }
+    let lacking = entries(after + 1, to.saturating_sub(after));
+    let entries =
+        within_bytes(lacking.map(WireEntry::from), BATCH_BYTES, |entry| json_len(entry) + 1)
+            .collect();
     (prev, entries)
 }
 
@@ -255,6 +231,7 @@ fn json_len(value: &impl serde::Serialize) -> usize {
     count.0
 }
 
+/// A random number from 0 to 1, to spread retries so that streams do not fall in step.
 pub fn random_unit() -> f64 {
     (wasip2::random::random::get_random_u64() >> 11) as f64 / (1u64 << 53) as f64
 }

@@ -15,17 +15,21 @@
 //! the host never passes it, `CLUSTER_SECRET`) and names its peers (from `SECONDARIES`) as any
 //! component a replog host serves may, through `about`.
 
+#![warn(missing_docs)]
+
 mod bindings;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use replog_guest::http::{Request, Response};
+use replog_guest::settings::SECONDARIES;
 use wasip2::http::outgoing_handler;
 use wasip2::http::types::{
     Fields, IncomingRequest, Method, OutgoingRequest, ResponseOutparam, Scheme,
 };
 
+/// The runaway component: what its exports are implemented on.
 struct Runaway;
 
 /// Calls this instance has served (answered, so `/spin` and `/hog` never count).
@@ -40,7 +44,7 @@ impl bindings::exports::wasi::http::incoming_handler::Guest for Runaway {
     fn handle(request: IncomingRequest, out: ResponseOutparam) {
         let request = Request::new(request);
         let response = match request.path.as_str() {
-            "/ok" => Response::json(200, &Status { status: "ok" }),
+            "/ok" => Response::json(200, &Liveness { status: "ok" }),
             "/calls" => Response::json(200, &Calls { calls: CALLS.load(Ordering::Relaxed) + 1 }),
             "/spin" => spin(),
             "/hog" => hog(),
@@ -54,11 +58,11 @@ impl bindings::exports::wasi::http::incoming_handler::Guest for Runaway {
 }
 
 /// The settings it declares: one the host has no flag for, and one it must never pass.
-const SETTINGS: [&str; 3] = ["SECONDARIES", "RUNAWAY_NOTE", "CLUSTER_SECRET"];
+const SETTINGS: [&str; 3] = [SECONDARIES, "RUNAWAY_NOTE", "CLUSTER_SECRET"];
 
 /// Its peers, from `SECONDARIES`; no call of it legitimately waits long.
 fn needs() -> Result<replog_guest::about::Needs, replog_guest::settings::BadSetting> {
-    let peers = replog_guest::peer::list(&std::env::var("SECONDARIES").unwrap_or_default())
+    let peers = replog_guest::peer::list(&std::env::var(SECONDARIES).unwrap_or_default())
         .map_err(replog_guest::settings::BadSetting)?;
     Ok(replog_guest::about::Needs {
         longest_call: std::time::Duration::from_secs(5),
@@ -74,7 +78,7 @@ replog_guest::export_about!(
 bindings::export!(Runaway with_types_in bindings);
 
 #[derive(serde::Serialize)]
-struct Status {
+struct Liveness {
     status: &'static str,
 }
 
@@ -112,13 +116,17 @@ fn fetch(url: &str) -> Response {
         }
     });
     match result {
-        Ok(response) => Response::json(200, &Fetched { status: response.status(), error: None }),
-        Err(code) => Response::json(502, &Fetched { status: 0, error: Some(format!("{code:?}")) }),
+        Ok(response) => {
+            Response::json(200, &FetchResult { status: response.status(), error: None })
+        }
+        Err(code) => {
+            Response::json(502, &FetchResult { status: 0, error: Some(format!("{code:?}")) })
+        }
     }
 }
 
 #[derive(serde::Serialize)]
-struct Fetched {
+struct FetchResult {
     status: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,

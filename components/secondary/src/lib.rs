@@ -1,8 +1,12 @@
 //! A replog secondary: stores what the master replicates, in the master's order, and serves
 //! reads of the gap-free prefix.
 //!
-//! Keeps nothing between requests; the log lives in the host (`replog:node/replica` and `log`),
-//! settings come from the environment.
+//! The host keeps an instance for many requests, one after another; the component keeps
+//! nothing between them: the log lives in the host (`replog:node/replica` and `log`), and each
+//! request reads the settings from the environment (two variables, the same for the instance's
+//! whole life).
+
+#![warn(missing_docs)]
 
 mod bindings;
 mod plan;
@@ -15,14 +19,15 @@ use serde::Serialize;
 use wasip2::http::types::{IncomingRequest, Method, ResponseOutparam};
 
 use crate::bindings::replog::node::replica;
-use crate::settings::Settings;
+use crate::settings::SecondarySettings;
 
+/// The secondary component: what its exports are implemented on. It holds nothing: see above.
 struct Secondary;
 
 impl bindings::exports::wasi::http::incoming_handler::Guest for Secondary {
     fn handle(request: IncomingRequest, out: ResponseOutparam) {
         let request = Request::new(request);
-        let settings = match Settings::from_env() {
+        let settings = match SecondarySettings::from_env() {
             Ok(settings) => settings,
             Err(e) => return Response::error(500, &e.to_string()).send(out),
         };
@@ -50,7 +55,7 @@ impl bindings::exports::wasi::http::incoming_handler::Guest for Secondary {
 
 /// What the secondary's settings need of its host, once read and checked.
 fn needs() -> Result<about::Needs, replog_guest::settings::BadSetting> {
-    Settings::from_env().map(|settings| settings.needs())
+    SecondarySettings::from_env().map(|settings| settings.needs())
 }
 
 replog_guest::export_about!(
@@ -61,14 +66,14 @@ bindings::export!(Secondary with_types_in bindings);
 
 /// `GET /health`: liveness, the log's length, epoch and end, the configured delay, and which
 /// component version answers.
-fn health(settings: &Settings) -> Response {
+fn health(settings: &SecondarySettings) -> Response {
     #[derive(Serialize)]
-    struct Fields {
+    struct SecondaryHealth {
         /// The highest master epoch this node has recorded.
         epoch: u64,
         last: log::Position,
         delay_ms: u64,
     }
     let replica::Snapshot { epoch, last, .. } = replica::state();
-    about::health("secondary", &Fields { epoch, last, delay_ms: settings.delay_ms })
+    about::health("secondary", &SecondaryHealth { epoch, last, delay_ms: settings.delay_ms })
 }

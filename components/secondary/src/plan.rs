@@ -3,38 +3,58 @@
 //! writes.
 //!
 //! The rules are Raft's. A request from an older epoch than the one recorded is refused (its
-//! master has been replaced). Entries apply only after `prev`, which this node must hold with
+//! master has been replaced): one check, [`replaced`], for every form of request. Entries apply
+//! only after `prev`, which this node must hold with
 //! the same epoch; since a master numbers each `seq` once per epoch, agreeing there means
 //! agreeing on everything before. An entry held already is a replay; a different one at the
 //! same `seq` starts a suffix the master does not have, which is dropped and replaced.
+//!
+//! The original project's single entry (`{"seq", "msg"}`, an epoch optional) keeps its own
+//! rules: it is stored only where it continues the log, and a different message at its `seq`
+//! is refused rather than replaced (it carries no `prev` to prove which log it belongs to).
 
-use replog_guest::wire::{Append, Entry, Position};
+use replog_guest::wire::{Append, Position, WireEntry};
 
 /// What this node holds, where a decision looks.
 #[derive(Debug)]
-pub struct Local<'a> {
+pub struct LocalLog<'a> {
     /// The highest epoch recorded.
     pub epoch: u64,
+    /// Its last entry.
     pub last: Position,
-    /// The entries held from `held_from` on, as far as [`needed`] says.
+    /// Where `held` starts.
     pub held_from: u64,
-    pub held: &'a [Entry],
+    /// The entries held from `held_from` on, as far as [`needed`] (or [`single_needed`]) says:
+    /// only what a decision looks at is read from the host.
+    pub held: &'a [WireEntry],
 }
 
+impl LocalLog<'_> {
+    /// The entry held at `seq`, if it is among those read.
+    fn held_at(&self, seq: u64) -> Option<&WireEntry> {
+        let i = usize::try_from(seq.checked_sub(self.held_from)?).ok()?;
+        self.held.get(i)
+    }
+}
+
+/// What an append does to this node's log.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Decision {
     /// The sender's epoch is older than the one recorded.
     Fenced,
     /// This node does not hold `prev` as sent: the master must look for where the logs agree.
     Mismatch,
+    /// It applies: the log changes as this says (perhaps not at all, for a replay).
     Apply(Apply),
 }
 
 /// How the log changes: drop after `truncate_after`, then append `entries`.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Apply {
+    /// Where the log is cut first, when it holds a suffix the master does not have.
     pub truncate_after: Option<u64>,
-    pub entries: Vec<Entry>,
+    /// What is appended: the request's entries from the first this node lacks.
+    pub entries: Vec<WireEntry>,
     /// Entries held already.
     pub duplicates: u32,
     /// Entries dropped.
@@ -60,7 +80,7 @@ pub fn needed(append: &Append, last: Position) -> Option<(u64, u32)> {
 /// Why this node, which follows a master of epoch `ours`, does not serve a master of epoch
 /// `theirs` (none: it does). What `GET /ready` reports until a current master contacts it.
 pub fn refusal(theirs: u64, ours: u64) -> Option<String> {
-    (theirs < ours).then(|| {
+    replaced(theirs, ours).then(|| {
         format!(
             "refusing the master that contacted this node last: its epoch {theirs} is older than \
              the epoch {ours} this node follows (a newer master took over)"
@@ -68,13 +88,18 @@ pub fn refusal(theirs: u64, ours: u64) -> Option<String> {
     })
 }
 
-pub fn decide(append: &Append, local: &Local) -> Decision {
-    if append.epoch < local.epoch {
+/// Whether the master of epoch `theirs` has been replaced, for a node that has recorded epoch
+/// `ours`: the one epoch check, which every request that names an epoch goes through.
+pub fn replaced(theirs: u64, ours: u64) -> bool {
+    theirs < ours
+}
+
+/// Decides `append` on this node's log, by the rules above.
+pub fn decide(append: &Append, local: &LocalLog) -> Decision {
+    if replaced(append.epoch, local.epoch) {
         return Decision::Fenced;
     }
-    let held_at = |seq: u64| {
-        seq.checked_sub(local.held_from).and_then(|i| local.held.get(usize::try_from(i).ok()?))
-    };
+    let held_at = |seq: u64| local.held_at(seq);
     let prev = append.prev.unwrap_or_default();
     let holds_prev = prev.seq == 0
         || prev == local.last
@@ -117,12 +142,58 @@ pub fn decide(append: &Append, local: &Local) -> Decision {
     Decision::Apply(apply)
 }
 
+/// What the original project's single entry does to this node's log.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SingleDecision {
+    /// Its epoch (this) is older than the one recorded.
+    Fenced(u64),
+    /// The same message is held at its `seq`: acknowledged, not stored twice.
+    Duplicate,
+    /// Another message is held at its `seq`: refused.
+    Conflict,
+    /// It would leave a gap after the log's last entry: refused.
+    Gap,
+    /// It continues the log: append `entry`, recording `epoch` (0 records nothing new).
+    Append {
+        /// The entry to append.
+        entry: WireEntry,
+        /// The epoch to record with it.
+        epoch: u64,
+    },
+}
+
+/// Which held entry [`decide_single`] looks at for an entry at `seq` on a log ending at
+/// `last`: the one at `seq`, if the log reaches it.
+pub fn single_needed(seq: u64, last: Position) -> Option<(u64, u32)> {
+    (seq <= last.seq).then_some((seq, 1))
+}
+
+/// Decides the single entry `msg` at `seq`, of epoch `epoch` if the sender gave one (an entry
+/// without one joins the last entry's epoch: epochs never decrease along a log).
+pub fn decide_single(seq: u64, epoch: Option<u64>, msg: &str, local: &LocalLog) -> SingleDecision {
+    if let Some(theirs) = epoch.filter(|theirs| replaced(*theirs, local.epoch)) {
+        return SingleDecision::Fenced(theirs);
+    }
+    if seq <= local.last.seq {
+        return match local.held_at(seq) {
+            Some(held) if held.msg == msg => SingleDecision::Duplicate,
+            _ => SingleDecision::Conflict,
+        };
+    }
+    if seq != local.last.seq + 1 {
+        return SingleDecision::Gap;
+    }
+    let entry =
+        WireEntry { seq, epoch: epoch.unwrap_or(local.last.epoch), key: None, msg: msg.to_owned() };
+    SingleDecision::Append { entry, epoch: epoch.unwrap_or(0) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn entry(seq: u64, epoch: u64, msg: &str) -> Entry {
-        Entry { seq, epoch, key: None, msg: msg.to_owned() }
+    fn entry(seq: u64, epoch: u64, msg: &str) -> WireEntry {
+        WireEntry { seq, epoch, key: None, msg: msg.to_owned() }
     }
 
     fn pos(seq: u64, epoch: u64) -> Position {
@@ -130,18 +201,18 @@ mod tests {
     }
 
     /// A node whose log is `log` (seq 1 first) and whose recorded epoch is `epoch`.
-    fn decide_on(log: &[Entry], epoch: u64, append: &Append) -> Decision {
+    fn decide_on(log: &[WireEntry], epoch: u64, append: &Append) -> Decision {
         let last = log.last().map_or(pos(0, 0), |e| pos(e.seq, e.epoch));
         let (start, count) = needed(append, last).unwrap_or((last.seq + 1, 0));
-        let held: Vec<Entry> = log
+        let held: Vec<WireEntry> = log
             .iter()
             .filter(|e| e.seq >= start && e.seq < start + u64::from(count))
             .cloned()
             .collect();
-        decide(append, &Local { epoch, last, held_from: start, held: &held })
+        decide(append, &LocalLog { epoch, last, held_from: start, held: &held })
     }
 
-    fn append(epoch: u64, prev: Position, entries: Vec<Entry>, end: u64) -> Append {
+    fn append(epoch: u64, prev: Position, entries: Vec<WireEntry>, end: u64) -> Append {
         Append { epoch, prev: Some(prev), entries, end: Some(end) }
     }
 
@@ -235,5 +306,55 @@ mod tests {
             Some((4, 3))
         );
         assert_eq!(needed(&append(1, pos(4, 1), vec![entry(5, 1, "e")], 5), pos(4, 1)), None);
+    }
+
+    /// A single entry decided on a node whose log is `log` and whose recorded epoch is `epoch`.
+    fn single_on(
+        log: &[WireEntry],
+        epoch: u64,
+        seq: u64,
+        of: Option<u64>,
+        msg: &str,
+    ) -> SingleDecision {
+        let last = log.last().map_or(pos(0, 0), |e| pos(e.seq, e.epoch));
+        let (start, count) = single_needed(seq, last).unwrap_or((last.seq + 1, 0));
+        let held: Vec<WireEntry> = log
+            .iter()
+            .filter(|e| e.seq >= start && e.seq < start + u64::from(count))
+            .cloned()
+            .collect();
+        decide_single(seq, of, msg, &LocalLog { epoch, last, held_from: start, held: &held })
+    }
+
+    #[test]
+    fn a_single_entry_is_fenced_by_the_same_check_as_an_append_and_only_with_an_epoch() {
+        let log = [entry(1, 3, "a")];
+        for (theirs, ours) in [(2, 3), (3, 3), (4, 3)] {
+            let fenced =
+                single_on(&log, ours, 2, Some(theirs), "b") == SingleDecision::Fenced(theirs);
+            let append = append(theirs, pos(1, 3), vec![], 1);
+            assert_eq!(fenced, decide_on(&log, ours, &append) == Decision::Fenced, "{theirs}");
+            assert_eq!(fenced, refusal(theirs, ours).is_some(), "{theirs}");
+        }
+        assert!(matches!(single_on(&log, 3, 2, None, "b"), SingleDecision::Append { .. }));
+    }
+
+    #[test]
+    fn a_single_entry_continues_the_log_or_is_a_replay_and_never_replaces_or_skips() {
+        let log = [entry(1, 1, "a"), entry(2, 2, "b")];
+        assert_eq!(
+            single_on(&log, 2, 3, None, "c"),
+            SingleDecision::Append { entry: entry(3, 2, "c"), epoch: 0 },
+            "without an epoch it joins the last entry's, and records none"
+        );
+        assert_eq!(
+            single_on(&log, 2, 3, Some(4), "c"),
+            SingleDecision::Append { entry: entry(3, 4, "c"), epoch: 4 }
+        );
+        assert_eq!(single_on(&log, 2, 2, None, "b"), SingleDecision::Duplicate);
+        assert_eq!(single_on(&log, 2, 1, Some(2), "a"), SingleDecision::Duplicate);
+        assert_eq!(single_on(&log, 2, 2, None, "x"), SingleDecision::Conflict);
+        assert_eq!(single_on(&log, 2, 4, None, "d"), SingleDecision::Gap);
+        assert_eq!(single_needed(3, pos(2, 2)), None, "nothing to read past the end");
     }
 }

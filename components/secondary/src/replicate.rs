@@ -4,26 +4,28 @@
 
 use replog_guest::host::log;
 use replog_guest::http::{Request, Response};
-use replog_guest::wire::{self, Ack, AckStatus, Append, Entries, Entry, Fenced, Replicate};
+use replog_guest::log::{entries, within_bytes};
+use replog_guest::wire::{
+    self, Ack, AckStatus, Append, Fencing, RecoveryBatch, Replicate, WireEntry,
+};
 use wasip2::clocks::monotonic_clock;
 
 use crate::bindings::replog::node::replica;
 use crate::bindings::replog::node::types::LogError;
-use crate::plan::{self, Decision, Local};
-use crate::settings::Settings;
+use crate::plan::{self, Decision, LocalLog, SingleDecision};
+use crate::settings::{FAULT_RATE, SecondarySettings};
 
 /// A change decided on a log that moved meanwhile (another request wrote first) is decided
 /// again, this many times at most.
 const ATTEMPTS: usize = 3;
-/// `GET /replicate` answers stop growing past this many bytes of JSON.
-const READ_BYTES: usize = 1024 * 1024;
-/// Entries read from the host at a time...
-const READ_CHUNK: u32 = 1024;
-/// ... and at most about this many bytes of messages.
-const READ_CHUNK_BYTES: u32 = 256 * 1024;
+/// A `GET /replicate` answer stops growing past about this many bytes of JSON, whatever
+/// `limit` asks: a master recovering fetches a batch of this size per round.
+const RECOVERY_BATCH_BYTES: usize = 1024 * 1024;
+/// About what an entry's JSON adds to its message: its `seq`, `epoch` and field names.
+const ENTRY_JSON_OVERHEAD: usize = 48;
 
 /// `POST /replicate`.
-pub fn post(request: &Request, settings: &Settings) -> Response {
+pub fn post(request: &Request, settings: &SecondarySettings) -> Response {
     let body = match request.body() {
         Ok(body) => body,
         Err(refused) => return refused,
@@ -54,7 +56,7 @@ pub fn post(request: &Request, settings: &Settings) -> Response {
         return Response::error(
             500,
             &format!(
-                "injected fault (FAULT_RATE={}): the request was applied all the same",
+                "injected fault ({FAULT_RATE}={}): the request was applied all the same",
                 settings.fault_rate
             ),
         );
@@ -71,37 +73,25 @@ pub fn get(request: &Request) -> Response {
         }),
     };
     let (from, limit) = match (number("from", 1), number("limit", u64::MAX)) {
-        (Ok(from), Ok(limit)) => (from.max(1), limit),
+        (Ok(from), Ok(limit)) => (from, limit),
         (Err(bad), _) | (_, Err(bad)) => return bad,
     };
-    let mut entries: Vec<Entry> = Vec::new();
-    let mut bytes = 0;
-    let mut next = from;
-    while (entries.len() as u64) < limit && bytes < READ_BYTES {
-        let want = u32::try_from(limit - entries.len() as u64).unwrap_or(u32::MAX).min(READ_CHUNK);
-        let chunk = log::read(next, want, READ_CHUNK_BYTES);
-        let Some(last) = chunk.last() else { break };
-        next = last.seq + 1;
-        for entry in chunk.into_iter().map(Entry::from) {
-            bytes += entry.msg.len() + 48;
-            entries.push(entry);
-            if bytes >= READ_BYTES {
-                break;
-            }
-        }
-    }
+    let held = entries(from, limit).map(WireEntry::from);
+    let entries =
+        within_bytes(held, RECOVERY_BATCH_BYTES, |entry| entry.msg.len() + ENTRY_JSON_OVERHEAD)
+            .collect();
     let replica::Snapshot { epoch, last, .. } = replica::state();
-    Response::json(200, &Entries { entries, epoch, last })
+    Response::json(200, &RecoveryBatch { entries, epoch, last })
 }
 
-fn delay(settings: &Settings) {
+fn delay(settings: &SecondarySettings) {
     if settings.delay_ms > 0 {
         monotonic_clock::subscribe_duration(settings.delay_ms.saturating_mul(1_000_000)).block();
     }
 }
 
 /// Where this node's log stands (`state`), as an answer; callers add what their request did.
-fn standing(settings: &Settings, status: AckStatus, state: &replica::Snapshot) -> Ack {
+fn standing(settings: &SecondarySettings, status: AckStatus, state: &replica::Snapshot) -> Ack {
     let last = state.last;
     Ack {
         status,
@@ -120,124 +110,145 @@ fn standing(settings: &Settings, status: AckStatus, state: &replica::Snapshot) -
 
 /// The answer to a probe, and to an append that did not match: with the log's runs, so that
 /// the master finds where the two logs agree.
-fn state(settings: &Settings, status: AckStatus, state: &replica::Snapshot) -> Ack {
+fn state(settings: &SecondarySettings, status: AckStatus, state: &replica::Snapshot) -> Ack {
     Ack { runs: log::runs(), ..standing(settings, status, state) }
 }
 
-fn apply(append: &Append, settings: &Settings) -> Response {
+/// An append: decided by log matching on what this node holds where the request looks, then
+/// written as one change.
+fn apply(append: &Append, settings: &SecondarySettings) -> Response {
     for _ in 0..ATTEMPTS {
         let now = replica::state();
-        let (held_from, held) = match plan::needed(append, now.last) {
-            Some((start, count)) => (start, read_all(start, count)),
-            None => (now.last.seq + 1, Vec::new()),
-        };
-        let local = Local { epoch: now.epoch, last: now.last, held_from, held: &held };
+        let (held_from, held) = held(plan::needed(append, now.last), &now);
+        let local = LocalLog { epoch: now.epoch, last: now.last, held_from, held: &held };
         let decision = plan::decide(append, &local);
         if decision != Decision::Fenced {
             serving(append.epoch, &now);
         }
-        let change = match decision {
+        let attempt = match decision {
             Decision::Fenced => return fenced(append.epoch, &now),
-            Decision::Mismatch => {
-                // Record a newer master's epoch all the same: older ones are refused from now on.
-                let change = replica::Change {
-                    version: now.version,
-                    epoch: append.epoch,
-                    truncate_after: None,
-                    entries: Vec::new(),
-                };
-                match replica::write(&change) {
-                    Ok(after) => {
-                        return Response::json(200, &state(settings, AckStatus::Mismatch, &after));
-                    }
-                    Err(LogError::Moved(_)) => continue,
-                    Err(e) => return refused(&e),
-                }
-            }
-            Decision::Apply(apply) => apply,
+            // Record a newer master's epoch all the same: older ones are refused from now on.
+            Decision::Mismatch => attempt(&change(&now, append.epoch, None, Vec::new()), |after| {
+                Response::json(200, &state(settings, AckStatus::Mismatch, &after))
+            }),
+            Decision::Apply(apply) => store(apply, append.epoch, &now, settings),
         };
-        let dropped =
-            change.truncate_after.map(|after| (after, log::read(after + 1, 1, 0), now.last));
-        let write = replica::Change {
-            version: now.version,
-            epoch: append.epoch,
-            truncate_after: change.truncate_after,
-            entries: change.entries.into_iter().map(Into::into).collect(),
-        };
-        let added = write.entries.len() as u32;
-        let after = match replica::write(&write) {
-            Ok(after) => after,
-            Err(LogError::Moved(_)) => continue,
-            Err(e) => return refused(&e),
-        };
-        if let Some((after, first, last)) = dropped {
-            report_repair(after, first.first(), last, append.epoch);
+        if let Attempt::Answered(response) = attempt {
+            return response;
         }
-        return Response::json(
-            200,
-            &Ack {
-                matched: Some(change.matched),
-                added,
-                duplicates: change.duplicates,
-                truncated: change.truncated,
-                ..standing(settings, AckStatus::Ok, &after)
-            },
-        );
     }
     busy()
 }
 
+/// Writes what log matching decided, and says what a repair dropped.
+fn store(
+    apply: plan::Apply,
+    epoch: u64,
+    now: &replica::Snapshot,
+    settings: &SecondarySettings,
+) -> Attempt {
+    let dropped = apply.truncate_after.map(|after| (after, log::read(after + 1, 1, 0), now.last));
+    let entries: Vec<log::Entry> = apply.entries.into_iter().map(Into::into).collect();
+    let added = entries.len() as u32;
+    attempt(&change(now, epoch, apply.truncate_after, entries), |after| {
+        if let Some((after, first, last)) = dropped {
+            report_repair(after, first.first(), last, epoch);
+        }
+        let ack = Ack {
+            matched: Some(apply.matched),
+            added,
+            duplicates: apply.duplicates,
+            truncated: apply.truncated,
+            ..standing(settings, AckStatus::Ok, &after)
+        };
+        Response::json(200, &ack)
+    })
+}
+
 /// The original project's single entry: stored if it continues the log, a duplicate if held.
-fn single(seq: u64, epoch: Option<u64>, msg: String, settings: &Settings) -> Response {
+fn single(seq: u64, epoch: Option<u64>, msg: String, settings: &SecondarySettings) -> Response {
     for _ in 0..ATTEMPTS {
         let now = replica::state();
-        if let Some(epoch) = epoch.filter(|epoch| *epoch < now.epoch) {
-            return fenced(epoch, &now);
-        }
-        let (added, duplicate, after) = if seq <= now.last.seq {
-            let held = log::read(seq, 1, 0).pop();
-            if held.is_none_or(|held| held.msg != msg) {
+        let (held_from, held) = held(plan::single_needed(seq, now.last), &now);
+        let local = LocalLog { epoch: now.epoch, last: now.last, held_from, held: &held };
+        let attempt = match plan::decide_single(seq, epoch, &msg, &local) {
+            SingleDecision::Fenced(theirs) => return fenced(theirs, &now),
+            SingleDecision::Duplicate => return single_ack(settings, &now, false),
+            SingleDecision::Conflict => {
                 return Response::error(
                     409,
                     &format!("this node holds a different message at seq {seq}"),
                 );
             }
-            (0, true, now)
-        } else if seq == now.last.seq + 1 {
-            // Without an epoch it joins the last entry's (epochs never decrease along a log).
-            let epoch_of_entry = epoch.unwrap_or(now.last.epoch);
-            let entry = log::Entry { seq, epoch: epoch_of_entry, key: None, msg: msg.clone() };
-            let change = replica::Change {
-                version: now.version,
-                epoch: epoch.unwrap_or(0),
-                truncate_after: None,
-                entries: vec![entry],
-            };
-            match replica::write(&change) {
-                Ok(after) => (1, false, after),
-                Err(LogError::Moved(_)) => continue,
-                Err(e) => return refused(&e),
+            SingleDecision::Gap => {
+                let last = now.last.seq;
+                let why = format!(
+                    "seq {seq} leaves a gap: this node holds up to {last}; send from there"
+                );
+                return Response::error(409, &why);
             }
-        } else {
-            return Response::error(
-                409,
-                &format!(
-                    "seq {seq} leaves a gap: this node holds up to {}; send from there",
-                    now.last.seq
-                ),
-            );
+            SingleDecision::Append { entry, epoch } => {
+                attempt(&change(&now, epoch, None, vec![entry.into()]), |after| {
+                    single_ack(settings, &after, true)
+                })
+            }
         };
-        return Response::json(
-            200,
-            &Ack {
-                added,
-                duplicates: u32::from(duplicate),
-                duplicate: Some(duplicate),
-                ..standing(settings, AckStatus::Ok, &after)
-            },
-        );
+        if let Attempt::Answered(response) = attempt {
+            return response;
+        }
     }
     busy()
+}
+
+/// The answer to a single entry: stored now (`added`), or held already.
+fn single_ack(settings: &SecondarySettings, after: &replica::Snapshot, added: bool) -> Response {
+    let ack = Ack {
+        added: u32::from(added),
+        duplicates: u32::from(!added),
+        duplicate: Some(!added),
+        ..standing(settings, AckStatus::Ok, after)
+    };
+    Response::json(200, &ack)
+}
+
+/// What this node holds of the range a decision looks at (`needed`), read from the host: where
+/// it starts, and the entries.
+fn held(needed: Option<(u64, u32)>, now: &replica::Snapshot) -> (u64, Vec<WireEntry>) {
+    match needed {
+        Some((start, count)) => (start, read_all(start, count)),
+        None => (now.last.seq + 1, Vec::new()),
+    }
+}
+
+/// A change to the log as it stands in `now`: record `epoch`, drop after `truncate_after`,
+/// append `entries`. It applies only while the log is still at `now`'s version.
+fn change(
+    now: &replica::Snapshot,
+    epoch: u64,
+    truncate_after: Option<u64>,
+    entries: Vec<log::Entry>,
+) -> replica::Change {
+    replica::Change { version: now.version, epoch, truncate_after, entries }
+}
+
+/// What one attempt at a change came to.
+enum Attempt {
+    /// The answer to send: the change was written, or refused.
+    Answered(Response),
+    /// The log moved since the decision (another request wrote first): decide again.
+    Moved,
+}
+
+/// Writes `change`, answering with `answer(the log after it)`.
+fn attempt(
+    change: &replica::Change,
+    answer: impl FnOnce(replica::Snapshot) -> Response,
+) -> Attempt {
+    match replica::write(change) {
+        Ok(after) => Attempt::Answered(answer(after)),
+        Err(LogError::Moved(_)) => Attempt::Moved,
+        Err(e) => Attempt::Answered(refused(&e)),
+    }
 }
 
 /// Records whether this node serves a master of epoch `theirs` while it follows `now.epoch`,
@@ -258,7 +269,7 @@ fn fenced(theirs: u64, now: &replica::Snapshot) -> Response {
     let ours = now.epoch;
     Response::json(
         409,
-        &Fenced {
+        &Fencing {
             error: format!(
                 "fenced: this node follows a master of epoch {ours}; a master of epoch {theirs} \
                  has been replaced"
@@ -302,18 +313,9 @@ fn report_repair(after: u64, first: Option<&log::Entry>, last: wire::Position, e
     );
 }
 
-/// Every entry from `start`, `count` of them at most: the whole range, read in chunks.
-fn read_all(start: u64, count: u32) -> Vec<Entry> {
-    let mut entries: Vec<Entry> = Vec::new();
-    let mut next = start;
-    while (entries.len() as u64) < u64::from(count) {
-        let want = count - entries.len() as u32;
-        let chunk = log::read(next, want, READ_CHUNK_BYTES);
-        let Some(last) = chunk.last() else { break };
-        next = last.seq + 1;
-        entries.extend(chunk.into_iter().map(Entry::from));
-    }
-    entries
+/// Every entry from `start`, `count` of them at most: the whole range, read a page at a time.
+fn read_all(start: u64, count: u32) -> Vec<WireEntry> {
+    entries(start, u64::from(count)).map(WireEntry::from).collect()
 }
 
 /// True with probability `rate`.

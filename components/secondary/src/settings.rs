@@ -4,12 +4,16 @@
 use std::time::Duration;
 
 use replog_guest::about::Needs;
-use replog_guest::settings::{self, BadSetting};
+use replog_guest::settings::{self, BadSetting, DELAY_MS};
+
+/// The share of replications answered `500` after storing, for tests.
+pub const FAULT_RATE: &str = "FAULT_RATE";
 
 /// The settings it reads, by name: the host passes these through.
-pub const NAMES: &[&str] = &["DELAY_MS", "FAULT_RATE"];
+pub const NAMES: &[&str] = &[DELAY_MS, FAULT_RATE];
 
-pub struct Settings {
+/// The secondary's settings, read and checked.
+pub struct SecondarySettings {
     /// Artificial delay before storing a replication (`DELAY_MS`): slow replicas on demand.
     pub delay_ms: u64,
     /// Share of replications answered `500` after storing (`FAULT_RATE`): fault injection for
@@ -17,11 +21,13 @@ pub struct Settings {
     pub fault_rate: f64,
 }
 
-impl Settings {
+impl SecondarySettings {
+    /// The settings read from the environment now, and checked: what `about.check` answers
+    /// with, and what each request reads (an instance's environment never changes).
     pub fn from_env() -> Result<Self, BadSetting> {
         Ok(Self {
-            delay_ms: settings::number("DELAY_MS", 0)?,
-            fault_rate: settings::fraction("FAULT_RATE")?,
+            delay_ms: settings::number(DELAY_MS, 0)?,
+            fault_rate: settings::fraction(FAULT_RATE)?,
         })
     }
 
