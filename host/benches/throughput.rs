@@ -369,8 +369,8 @@ impl Cluster {
     async fn settled(&self, within: Duration) -> Vec<replog::state::Entry> {
         let deadline = Instant::now() + within;
         loop {
-            let master = self.master().state().log.read(1, u32::MAX);
-            let equal = (0..2).all(|i| self.secondary(i).state().log.read(1, u32::MAX) == master);
+            let master = self.master().state().log().read(1, u32::MAX);
+            let equal = (0..2).all(|i| self.secondary(i).state().log().read(1, u32::MAX) == master);
             if equal {
                 return master;
             }
@@ -381,7 +381,7 @@ impl Cluster {
 
     /// Fills the log to at least `messages`, restarts secondary2 empty, and times its catch-up.
     async fn catch_up(&mut self, messages: u64) -> (u64, Duration) {
-        let log = &self.master().state().log;
+        let log = self.master().state().log();
         let epoch = log.epoch();
         for i in log.len()..messages {
             log.append(format!("catch-up filler message number {i:06}"), epoch, None)

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use crate::components::BUILD_OUTPUTS;
 use crate::secret::ClusterSecret;
 
-use crate::config::Topology;
+use crate::config::{Topology, setting};
 
 pub(crate) const DEFAULT_IMAGE: &str = "replog:latest";
 /// Port every node listens on inside its container: secondaries all use 8001, so the master
@@ -84,7 +84,10 @@ services:
         let service = Service {
             name: &format!("secondary{}", i + 1),
             role: "secondary",
-            env: vec![("PORT", SECONDARY_CONTAINER_PORT.to_string()), ("DELAY_MS", delay.clone())],
+            env: vec![
+                ("PORT", SECONDARY_CONTAINER_PORT.to_string()),
+                (setting::DELAY_MS, delay.clone()),
+            ],
             ports: (topology.secondary_port(i + 1), SECONDARY_CONTAINER_PORT),
         };
         service.write(&mut out, image, components_dir);
@@ -96,8 +99,8 @@ services:
     // `replog cluster`.
     let mut env = vec![
         ("PORT", MASTER_CONTAINER_PORT.to_string()),
-        ("SECONDARIES", peers.join(",")),
-        ("SECONDARY_DELAYS", delays.join(",")),
+        (setting::SECONDARIES, peers.join(",")),
+        (setting::SECONDARY_DELAYS, delays.join(",")),
     ];
     if let Some(ms) = replication_timeout_ms {
         env.push(("REPLICATION_TIMEOUT_MS", ms.to_string()));

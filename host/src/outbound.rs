@@ -142,8 +142,8 @@ impl Outbound {
 
     /// The URL of the peer `uri` is addressed to, or the authority it is addressed to.
     fn permits(&self, uri: &http::Uri) -> Result<String, String> {
-        let host = uri.host().ok_or("the request names no host")?;
-        let authority = normalize_authority(host, uri.port_u16().unwrap_or(80));
+        let authority = uri.authority().ok_or("the request names no host")?;
+        let authority = normalize_authority(authority);
         self.peers.get(&authority).cloned().ok_or(authority)
     }
 }

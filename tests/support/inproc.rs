@@ -277,7 +277,9 @@ impl Cluster {
     pub async fn settled(&self) {
         tokio::time::timeout(Duration::from_secs(20), self.master().settled())
             .await
-            .unwrap_or_else(|_| panic!("recovery: {:?}", self.master().state().sequencer().unwrap().mode()));
+            .unwrap_or_else(|_| {
+                panic!("recovery: {:?}", self.master().state().sequencer().unwrap().mode())
+            });
     }
 
     /// Starts secondary `i` (0-based), with an empty log.

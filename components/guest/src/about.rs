@@ -1,5 +1,5 @@
 //! What every role says about itself: its identity and what its settings need of the host
-//! (`replog:node/about`, exported through [`export_about!`]), and the shape of `GET /health`.
+//! (`replog:node/about`, exported through [`crate::export_about!`]), and the shape of `GET /health`.
 
 use std::time::Duration;
 
@@ -7,21 +7,37 @@ use serde::Serialize;
 
 use crate::host::host_info;
 use crate::http::Response;
-use crate::peer::Peer;
+use crate::peer::PeerUrl;
 
-/// What a role's settings need of the host: the longest one of its calls may take, the peers
-/// it sends requests to, and the routes of the cluster's own traffic it serves.
+/// What a role's settings need of the host (`about.needs`): the host enforces these, so they
+/// are stated by the component, which alone knows its wire and its waits.
 pub struct Needs {
+    /// The longest one call may legitimately take: the host stops a call after this and a
+    /// margin.
     pub longest_call: Duration,
-    pub peers: Vec<Peer>,
+    /// The nodes it sends requests to: the only ones it may reach.
+    pub peers: Vec<PeerUrl>,
+    /// The routes of the cluster's own traffic, and which take members only.
     pub cluster_routes: Vec<crate::auth::ClusterRoute>,
+    /// The largest request body it takes (none: the clients' `MAX_BODY_BYTES`).
+    pub largest_request: Option<u64>,
 }
 
 impl Needs {
     /// A replog node's needs: `longest_call`, `peers`, and the cluster's routes every node
-    /// serves ([`crate::auth::CLUSTER_ROUTES`]).
-    pub fn node(longest_call: Duration, peers: Vec<Peer>) -> Self {
-        Self { longest_call, peers, cluster_routes: crate::auth::CLUSTER_ROUTES.to_vec() }
+    /// serves ([`crate::auth::CLUSTER_ROUTES`]); requests up to the clients' limit.
+    pub fn node(longest_call: Duration, peers: Vec<PeerUrl>) -> Self {
+        Self {
+            longest_call,
+            peers,
+            cluster_routes: crate::auth::CLUSTER_ROUTES.to_vec(),
+            largest_request: None,
+        }
+    }
+
+    /// The same, taking request bodies up to `bytes`.
+    pub fn taking_requests_up_to(self, bytes: u64) -> Self {
+        Self { largest_request: Some(bytes), ..self }
     }
 }
 
@@ -42,14 +58,14 @@ macro_rules! export_about {
             }
 
             fn check() -> Result<$bindings::exports::replog::node::about::Needs, String> {
-                let $crate::about::Needs { longest_call, peers, cluster_routes } =
+                let $crate::about::Needs { longest_call, peers, cluster_routes, largest_request } =
                     $check().map_err(|e: $crate::settings::BadSetting| e.to_string())?;
                 Ok($bindings::exports::replog::node::about::Needs {
                     longest_call_ms: u64::try_from(longest_call.as_millis()).unwrap_or(u64::MAX),
                     peers: peers
                         .into_iter()
-                        .map(|peer| $bindings::exports::replog::node::about::Peer {
-                            authority: peer.normalized_authority(),
+                        .map(|peer| $bindings::exports::replog::node::about::PeerAddress {
+                            authority: peer.authority,
                             url: peer.url,
                         })
                         .collect(),
@@ -60,6 +76,7 @@ macro_rules! export_about {
                             proven: route.proven,
                         })
                         .collect(),
+                    largest_request,
                 })
             }
         }
@@ -76,17 +93,21 @@ pub fn version() -> String {
     }
 }
 
-/// The running version as the host sees it, shaped for `GET /health`.
+/// The version serving this request, as the host sees it, shaped for `GET /health`.
 #[derive(Serialize)]
-pub struct Running {
+pub struct ServingVersion {
+    /// Hex sha256 of its `.wasm` file.
     pub sha256: String,
+    /// What it reported of itself (`describe`).
     pub version: String,
+    /// When the host started serving it, RFC 3339.
     pub loaded_at: String,
 }
 
-pub fn running() -> Running {
+/// The version serving this request, from the host.
+pub fn serving_version() -> ServingVersion {
     let host_info::LoadedComponent { sha256, version, loaded_at } = host_info::component();
-    Running { sha256, version, loaded_at }
+    ServingVersion { sha256, version, loaded_at }
 }
 
 /// `GET /health` of `role`, with the log's length, the role's own fields (`fields`, an object
@@ -101,7 +122,7 @@ pub fn health(role: &'static str, fields: &impl Serialize) -> Response {
         fields: &'a T,
         /// Whether node-to-node requests are signed (false: started `--insecure`).
         authenticated: bool,
-        component: Running,
+        component: ServingVersion,
     }
     Response::json(
         200,
@@ -111,7 +132,7 @@ pub fn health(role: &'static str, fields: &impl Serialize) -> Response {
             count: crate::host::log::len(),
             fields,
             authenticated: crate::auth::enabled(),
-            component: running(),
+            component: serving_version(),
         },
     )
 }

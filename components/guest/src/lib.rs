@@ -7,9 +7,6 @@
 
 #![warn(missing_docs)]
 
-// about.rs is being changed with the host's side of `about.needs`; its documentation comes
-// with that change.
-#[allow(missing_docs)]
 pub mod about;
 pub mod auth;
 pub mod host;
@@ -35,10 +32,10 @@ pub fn now_ms() -> u64 {
 macro_rules! role_bindings {
     ($world:literal, { $($with:tt)* }) => {
         $crate::role_bindings!(@generate $world, {
-            "replog:node/log@0.5.0": replog_guest::host::log,
-            "replog:node/auth@0.5.0": replog_guest::host::auth,
-            "replog:node/host-info@0.5.0": replog_guest::host::host_info,
-            "replog:node/types@0.5.0": generate,
+            "replog:node/log@0.6.0": replog_guest::host::log,
+            "replog:node/auth@0.6.0": replog_guest::host::auth,
+            "replog:node/host-info@0.6.0": replog_guest::host::host_info,
+            "replog:node/types@0.6.0": generate,
             $($with)*
         });
     };

@@ -10,7 +10,8 @@ use wasip2::http::types::Scheme;
 pub struct PeerUrl {
     /// The URL exactly as configured: its name in `acks`, `/health` and the host's records.
     pub url: String,
-    /// `host:port` as written, for the requests' authority.
+    /// `host:port` (or `host`) as written: the requests' authority, and what `about.check`
+    /// reports (the host brings it to the form it compares in; this crate never does).
     pub authority: String,
     /// Its path prefix, if the URL has one (`""` otherwise).
     prefix: String,
@@ -62,26 +63,11 @@ impl PeerUrl {
         Scheme::Http
     }
 
-    /// `host:port` in the form the host compares requests in: the host in lower case, the port
-    /// spelled out.
-    pub fn normalized_authority(&self) -> String {
-        match self.authority.rsplit_once(':') {
-            Some((host, port)) if port.parse::<u16>().is_ok() => {
-                format!("{}:{port}", host.to_ascii_lowercase())
-            }
-            _ => format!("{}:80", self.authority.to_ascii_lowercase()),
-        }
-    }
-
     /// The path of its endpoint `endpoint` (e.g. `/replicate`).
     pub fn path(&self, endpoint: &str) -> String {
         format!("{}{endpoint}", self.prefix)
     }
 }
-
-/// The name `about.rs` still uses for [`PeerUrl`]: it goes once `about.rs` (changed on the
-/// host's side of `about.needs`) names `PeerUrl`.
-pub type Peer = PeerUrl;
 
 /// The peers listed in `value`, comma-separated, empty items ignored.
 pub fn list(value: &str) -> Result<Vec<PeerUrl>, String> {
@@ -93,17 +79,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn peer_urls_are_checked_and_their_authority_normalized() {
+    fn peer_urls_are_checked_and_their_authority_kept_as_written() {
         let peer = PeerUrl::parse("http://Secondary1:8001").unwrap();
         assert_eq!(
             (peer.url.as_str(), peer.authority.as_str()),
             ("http://Secondary1:8001", "Secondary1:8001")
         );
-        assert_eq!(peer.normalized_authority(), "secondary1:8001");
-        assert_eq!(
-            PeerUrl::parse("http://example.com").unwrap().normalized_authority(),
-            "example.com:80"
-        );
+        assert_eq!(PeerUrl::parse("http://example.com").unwrap().authority, "example.com");
         let prefixed = PeerUrl::parse("http://gateway:80/replog/").unwrap();
         assert_eq!(prefixed.path("/replicate"), "/replog/replicate");
         for (bad, says) in [
@@ -118,10 +100,7 @@ mod tests {
             assert!(error.contains(says), "{bad}: {error:?} should say {says:?}");
         }
         assert_eq!(list(" http://a:1, ,http://b:2 ").unwrap().len(), 2);
-        assert_eq!(
-            PeerUrl::parse("http://[::1]:8001").unwrap().normalized_authority(),
-            "[::1]:8001"
-        );
-        assert_eq!(PeerUrl::parse("http://[::1]").unwrap().normalized_authority(), "[::1]:80");
+        assert_eq!(PeerUrl::parse("http://[::1]:8001").unwrap().authority, "[::1]:8001");
+        assert_eq!(PeerUrl::parse("http://[::1]/x").unwrap().authority, "[::1]");
     }
 }

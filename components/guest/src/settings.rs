@@ -16,6 +16,10 @@ pub const SECONDARIES: &str = "SECONDARIES";
 /// named by the master when a secondary's delay cannot fit its `PEER_TIMEOUT_MS`.
 pub const DELAY_MS: &str = "DELAY_MS";
 
+/// The largest message a client may send the master, in bytes: a host setting, which the
+/// host passes to every component under this name.
+pub const MAX_BODY_BYTES: &str = "MAX_BODY_BYTES";
+
 /// A setting that is present but not usable. The host validates settings before it starts a
 /// node, so seeing this means the component runs under a host that did not.
 #[derive(Debug, Clone)]

@@ -17,6 +17,23 @@ use serde::{Deserialize, Serialize};
 use crate::host::log;
 pub use crate::host::log::{Position, Run};
 
+/// A batch of entries stops growing once its JSON passes this many bytes (it always holds at
+/// least one entry).
+pub const BATCH_BYTES: usize = 1 << 20;
+
+/// A secondary takes batches of at least this many bytes, whatever the clients' limit: what
+/// it always took, room for the envelope of any batch of small messages.
+const LEAST_BATCH_LIMIT: u64 = 16 << 20;
+
+/// The largest `/replicate` body a master sends when its clients' messages are at most
+/// `max_message` bytes: a batch stops once its JSON passes `BATCH_BYTES`, and its last
+/// entry's JSON can be six times its message (a control character is escaped as `\u00XX`).
+/// What a secondary states as its largest request.
+pub fn largest_batch(max_message: u64) -> u64 {
+    let batch = max_message.saturating_mul(6).saturating_add(2 * BATCH_BYTES as u64);
+    batch.max(LEAST_BATCH_LIMIT)
+}
+
 /// An entry as it travels between nodes: its identity, its client's idempotency key if it had
 /// one (so that a retry is recognised on whichever node holds the entry), and the message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -206,6 +223,39 @@ mod tests {
 
     fn entry(seq: u64, epoch: u64, msg: &str) -> WireEntry {
         WireEntry { seq, epoch, key: None, msg: msg.to_owned() }
+    }
+
+    #[test]
+    fn the_fullest_batch_fits_the_largest_request_a_secondary_states() {
+        // Messages that fill a batch just short of its bound, then the worst last message: a
+        // client's largest, all control characters (six bytes of JSON each), with the longest
+        // key a client may give.
+        for max_message in [1 << 10, 1 << 20, 3 << 20] {
+            let filler = "m".repeat(1000);
+            let mut entries = Vec::new();
+            let mut bytes = 0;
+            while bytes + 1100 < BATCH_BYTES {
+                let entry =
+                    WireEntry { key: Some("k".repeat(128)), ..entry(u64::MAX, u64::MAX, &filler) };
+                bytes += serde_json::to_vec(&entry).unwrap().len() + 1;
+                entries.push(entry);
+            }
+            let worst = "\u{1}".repeat(max_message as usize);
+            entries.push(WireEntry {
+                key: Some("k".repeat(128)),
+                ..entry(u64::MAX, u64::MAX, &worst)
+            });
+            let append = Append {
+                epoch: u64::MAX,
+                prev: Some(Position { seq: u64::MAX, epoch: u64::MAX }),
+                entries,
+                end: Some(u64::MAX),
+            };
+            let body = serde_json::to_vec(&append).unwrap().len() as u64;
+            assert!(body <= largest_batch(max_message), "{body} > {}", largest_batch(max_message));
+        }
+        assert_eq!(largest_batch(0), LEAST_BATCH_LIMIT, "never below what a secondary took");
+        assert_eq!(largest_batch(u64::MAX), u64::MAX);
     }
 
     #[test]

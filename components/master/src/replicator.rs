@@ -26,10 +26,7 @@ use crate::peer_http;
 use crate::policy;
 use crate::settings::MasterSettings;
 use replog_guest::peer::PeerUrl;
-
-/// A batch stops growing past about this many bytes of JSON (it always holds at least one
-/// entry): what a secondary's body limit must take.
-const BATCH_BYTES: usize = 1024 * 1024;
+use replog_guest::wire::BATCH_BYTES;
 
 /// One step of the stream to the secondary at `url`: what the host calls, over and over, and
 /// when to call again.

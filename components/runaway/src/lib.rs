@@ -68,6 +68,7 @@ fn needs() -> Result<replog_guest::about::Needs, replog_guest::settings::BadSett
         longest_call: std::time::Duration::from_secs(5),
         peers,
         cluster_routes: Vec::new(),
+        largest_request: None,
     })
 }
 

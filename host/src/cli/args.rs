@@ -15,6 +15,7 @@ use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use super::node::{ComponentArgs, NodeArgs};
 use crate::components::{self, Located};
 use crate::compose;
+use crate::config::setting::{DELAY_MS, SECONDARIES, SECONDARY_DELAYS};
 use crate::config::{self, NodeConfig, Role, Topology};
 use crate::secret::ClusterSecret;
 
@@ -142,7 +143,7 @@ pub(crate) struct TopologyArgs {
     num_secondaries: i64,
     /// Comma-separated delay of each secondary in milliseconds, one per secondary
     /// [default: 0,1500, then 0 for any further secondary].
-    #[arg(long, env = "SECONDARY_DELAYS", value_name = "MS,MS,...")]
+    #[arg(long, env = SECONDARY_DELAYS, value_name = "MS,MS,...")]
     secondary_delays: Option<String>,
 }
 
@@ -203,10 +204,10 @@ pub(crate) struct ServeArgs {
     /// The master's secondaries: comma-separated base URLs, e.g.
     /// http://secondary1:8001,http://secondary2:8001. Also the only places its component may
     /// send requests to.
-    #[arg(long, env = "SECONDARIES", value_name = "URLS")]
+    #[arg(long, env = SECONDARIES, value_name = "URLS")]
     secondaries: Option<String>,
     /// A secondary's artificial delay before acknowledging a replication, in milliseconds.
-    #[arg(long, env = "DELAY_MS", value_name = "MS")]
+    #[arg(long, env = DELAY_MS, value_name = "MS")]
     delay_ms: Option<String>,
     /// The component to run [default: the role's file in --components DIR or the build output].
     #[arg(long, env = "REPLOG_COMPONENT", value_name = "PATH")]
@@ -328,16 +329,14 @@ impl ClusterArgs {
             topology.delays.iter().map(|d| d.as_millis().to_string()).collect();
         // The master knows its secondaries' delays here, and checks they fit its timeouts.
         let master = node("master".into(), Role::Master, topology.master_port, &master)?
-            .with("SECONDARIES", urls.join(","))
-            .with("SECONDARY_DELAYS", delays.join(","));
+            .with(SECONDARIES, urls.join(","))
+            .with(SECONDARY_DELAYS, delays.join(","));
         let mut nodes = vec![master];
         for (i, delay) in delays.iter().enumerate() {
             let name = format!("secondary{}", i + 1);
             let port = topology.secondary_port(i + 1);
-            let mut config = node(name, Role::Secondary, port, &secondary)?;
-            // MAX_BODY_BYTES is the clients' limit, at the master; secondaries take its batches.
-            config.max_body_bytes = self.node.max_body_bytes.map(Role::secondary_limit_for);
-            nodes.push(config.with("DELAY_MS", delay));
+            let config = node(name, Role::Secondary, port, &secondary)?;
+            nodes.push(config.with(DELAY_MS, delay));
         }
         Ok(nodes)
     }
@@ -368,7 +367,7 @@ impl ServeArgs {
             ..self.node.node(name, role, listen, &component)?
         };
         config = self.settings.apply(config);
-        for (name, value) in [("SECONDARIES", &self.secondaries), ("DELAY_MS", &self.delay_ms)] {
+        for (name, value) in [(SECONDARIES, &self.secondaries), (DELAY_MS, &self.delay_ms)] {
             if let Some(value) = value {
                 config = config.with(name, value);
             }

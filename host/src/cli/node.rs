@@ -16,7 +16,7 @@ use crate::runtime::RuntimeConfig;
 pub(crate) struct NodeArgs {
     /// Largest request body a node accepts [default: 1 MiB on the master, 16 MiB on a
     /// secondary, whose batches carry many messages].
-    #[arg(long, env = "MAX_BODY_BYTES", value_name = "BYTES")]
+    #[arg(long, env = crate::config::setting::MAX_BODY_BYTES, value_name = "BYTES")]
     pub(super) max_body_bytes: Option<u64>,
     /// CPU time the component may use for one request before the request is stopped.
     #[arg(long, env = "CPU_BUDGET_MS", value_name = "MS",

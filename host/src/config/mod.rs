@@ -9,6 +9,7 @@
 
 mod limits;
 mod role;
+pub(crate) mod setting;
 mod topology;
 
 use std::collections::BTreeMap;
@@ -24,6 +25,15 @@ use crate::secret::ClusterSecret;
 /// The host's own secrets: never passed to a component, whatever it declares.
 pub const HOST_SECRETS: [&str; 2] = ["CLUSTER_SECRET", "CLUSTER_SECRET_FILE"];
 
+/// The largest message a client may send unless `MAX_BODY_BYTES` says otherwise.
+pub(crate) const DEFAULT_MAX_BODY_BYTES: u64 = 1 << 20;
+
+/// Whether the host writes setting `name` itself: a component setting of that name is not
+/// passed (the host's value is the one its limits enforce).
+fn env_owned_by_host(name: &str) -> bool {
+    [setting::REPLOG_NODE, setting::REPLOG_ROLE, setting::MAX_BODY_BYTES].contains(&name)
+}
+
 /// Extra time a call may take beyond the longest its component says it needs (to write a long
 /// answer, say) before the host gives up on it.
 pub(crate) const CALL_TIMEOUT_MARGIN: Duration = Duration::from_secs(30);
@@ -35,10 +45,12 @@ pub enum ConfigError {
     Invalid(String),
 }
 
-/// `host:port` in the form the outbound allow-list compares requests in: the host in lower
-/// case, the port spelled out (the form components report their peers in).
-pub(crate) fn normalize_authority(host: &str, port: u16) -> String {
-    format!("{}:{port}", host.to_ascii_lowercase())
+/// `host:port` in the one form the outbound allow-list compares in: the host in lower case,
+/// the port spelled out (80, HTTP's, when none is given). Both what a component reports of its
+/// peers and each request it sends are brought to this form, here only.
+pub(crate) fn normalize_authority(authority: &http::uri::Authority) -> String {
+    let port = authority.port_u16().unwrap_or(80);
+    format!("{}:{port}", authority.host().to_ascii_lowercase())
 }
 
 /// Everything one node needs to run.
@@ -61,7 +73,9 @@ pub struct NodeConfig {
     /// The role's settings, as the component reads them: `SECONDARIES`, `HEARTBEAT_MS`,
     /// `DELAY_MS`, ... (the component defines, defaults and checks them).
     pub settings: BTreeMap<String, String>,
-    /// Largest request body the node takes; the role's default when `None`.
+    /// The largest message a client may send (`MAX_BODY_BYTES`); `DEFAULT_MAX_BODY_BYTES`
+    /// when `None`. It is the node's body limit unless its component states a larger request
+    /// it takes (a secondary: its master's largest batch).
     pub max_body_bytes: Option<u64>,
     /// What a client connection may hold: deadlines and the connection cap.
     pub edge: Edge,
@@ -112,34 +126,38 @@ impl NodeConfig {
         self
     }
 
-    /// The component's environment: who it is, and its settings.
+    /// The component's environment: who it is, the clients' body limit, and its settings.
     pub(crate) fn component_env(&self) -> Vec<(String, String)> {
         let mut env = vec![
-            ("REPLOG_NODE".to_owned(), self.name.clone()),
-            ("REPLOG_ROLE".to_owned(), self.role.to_string()),
+            (setting::REPLOG_NODE.to_owned(), self.name.clone()),
+            (setting::REPLOG_ROLE.to_owned(), self.role.to_string()),
+            (setting::MAX_BODY_BYTES.to_owned(), self.max_message_bytes().to_string()),
         ];
-        env.extend(self.settings.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let own = |name: &String| env_owned_by_host(name);
+        env.extend(
+            self.settings.iter().filter(|(k, _)| !own(k)).map(|(k, v)| (k.clone(), v.clone())),
+        );
         env
     }
 
-    /// Largest request body the node takes.
-    pub(crate) fn body_limit(&self) -> u64 {
-        self.max_body_bytes.unwrap_or(self.role.default_max_body_bytes())
+    /// The largest message a client may send.
+    pub(crate) fn max_message_bytes(&self) -> u64 {
+        self.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES)
     }
 
-    /// Bytes of request bodies the node holds at once: `BODY_BUDGET_BYTES`, or by default
-    /// `Edge::MIN_DEFAULT_BODY_BUDGET` or twice the body limit, whichever is more. Twice, because
-    /// the body limit's worth is reserved for the cluster's own traffic and clients must still
-    /// be able to send their largest body.
-    pub(crate) fn body_budget(&self) -> u64 {
-        self.edge.body_budget_bytes.unwrap_or_else(|| {
-            self.body_limit().saturating_mul(2).max(Edge::MIN_DEFAULT_BODY_BUDGET)
-        })
+    /// Bytes of request bodies the node holds at once, for a node whose largest request is
+    /// `body_limit`: `BODY_BUDGET_BYTES`, or by default `Edge::MIN_DEFAULT_BODY_BUDGET` or twice
+    /// the body limit, whichever is more. Twice, because the body limit's worth is reserved for
+    /// the cluster's own traffic and clients must still be able to send their largest body.
+    pub(crate) fn body_budget(&self, body_limit: u64) -> u64 {
+        self.edge
+            .body_budget_bytes
+            .unwrap_or_else(|| body_limit.saturating_mul(2).max(Edge::MIN_DEFAULT_BODY_BUDGET))
     }
 
-    /// Checks what the host enforces holds together.
-    pub(crate) fn check(&self) -> Result<(), ConfigError> {
-        let (budget, limit) = (self.body_budget(), self.body_limit());
+    /// Checks the body budget holds twice `body_limit`, the largest request the node takes.
+    pub(crate) fn check_budget(&self, body_limit: u64) -> Result<(), ConfigError> {
+        let (budget, limit) = (self.body_budget(body_limit), body_limit);
         if budget < limit.saturating_mul(2) {
             return Err(ConfigError::Invalid(format!(
                 "{}: BODY_BUDGET_BYTES={budget} must be at least twice the largest body this \
@@ -153,7 +171,7 @@ impl NodeConfig {
     /// Whether the node talks to other nodes: every secondary, and a master with secondaries.
     pub(crate) fn in_a_cluster(&self) -> bool {
         self.role == Role::Secondary
-            || self.settings.get("SECONDARIES").is_some_and(|s| !s.trim().is_empty())
+            || self.settings.get(setting::SECONDARIES).is_some_and(|s| !s.trim().is_empty())
     }
 }
 
@@ -174,7 +192,12 @@ mod tests {
         let env = master.component_env();
         assert!(env.contains(&("SECONDARIES".into(), "http://a:1,http://b:2".into())));
         assert!(env.contains(&("REPLICATION_TIMEOUT_MS".into(), "3000".into())));
-        assert!(!env.iter().any(|(name, _)| name == "MAX_BODY_BYTES"), "the host owns it");
+        let limits: Vec<_> = env.iter().filter(|(name, _)| name == "MAX_BODY_BYTES").collect();
+        assert_eq!(limits, [&("MAX_BODY_BYTES".into(), "1048576".into())], "the host's, once");
+        let told = master.clone().with("MAX_BODY_BYTES", 5);
+        let limits: Vec<_> =
+            told.component_env().into_iter().filter(|(name, _)| name == "MAX_BODY_BYTES").collect();
+        assert_eq!(limits, [("MAX_BODY_BYTES".into(), "1048576".into())], "never a setting's");
         assert!(master.in_a_cluster());
         let alone = NodeConfig::new("m", Role::Master, "127.0.0.1:1".parse().unwrap(), "".into());
         assert!(!alone.with("SECONDARIES", " ").in_a_cluster());

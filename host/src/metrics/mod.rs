@@ -254,10 +254,7 @@ mod tests {
             secondaries: vec![SecondaryReading {
                 url: "http://127.0.0.1:8001".into(),
                 acked: 7,
-                status: StateSet {
-                    all: &["healthy", "suspected", "unhealthy"],
-                    now: "suspected",
-                },
+                status: StateSet { all: &["healthy", "suspected", "unhealthy"], now: "suspected" },
                 failures: 1,
             }],
             instances_idle: 2,

@@ -30,9 +30,9 @@ use std::time::Instant;
 use bytes::Bytes;
 use http_body_util::Full;
 
-pub use self::call::{NextStep, Recovery};
 use self::base::NodeBase;
 use self::call::NodeCore;
+pub use self::call::{NextStep, Recovery};
 pub use self::component::{CompiledComponent, LoadError, read, sha256};
 pub(crate) use self::failure::whole;
 pub use self::failure::{Failure, Response, json_error};
@@ -52,10 +52,12 @@ pub struct Node {
     replication: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Drops the instances kept idle too long (see `reuse`).
     sweeper: tokio::task::JoinHandle<()>,
+    /// The largest request body the node was set up for (its first version's): what its body
+    /// budget keeps for the cluster's own traffic, and the most a swapped-in version may take.
+    body_reserve: u64,
 }
 
-/// Why a node could not be set up.
-/// Why a node could not be set up: its component, or its state.
+/// Why a node could not be set up: its component, its state, or settings that do not fit.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
     #[error(transparent)]
@@ -75,7 +77,6 @@ impl Node {
         config: NodeConfig,
         component: CompiledComponent,
     ) -> Result<Self, NodeError> {
-        config.check()?;
         let name: Arc<str> = config.name.as_str().into();
         let kind = config.role.state_kind();
         let state =
@@ -97,6 +98,8 @@ impl Node {
             config,
         };
         let loaded = Version::load(&base, component).await?;
+        let body_reserve = loaded.body_limit(&base.config);
+        base.config.check_budget(body_reserve)?;
         let peers = &loaded.needs.peers;
         base.outbound = Outbound::new(
             &base.name,
@@ -109,7 +112,7 @@ impl Node {
         }
         let core = Arc::new(NodeCore { base, current: RwLock::new(Arc::new(loaded)) });
         let sweeper = tokio::spawn(sweep(Arc::downgrade(&core)));
-        Ok(Self { core, replication: Mutex::new(None), sweeper })
+        Ok(Self { core, replication: Mutex::new(None), sweeper, body_reserve })
     }
 
     /// Starts a master's replication: recovery rounds until its component has opened an epoch,
@@ -162,14 +165,27 @@ impl Node {
 
     /// Makes `component` the version new requests run on, once it has linked for this node's
     /// role, described itself and accepted its settings; until then, and if that fails, the
-    /// current version serves on. A version that names other peers is refused: the node's
-    /// allow-list and streams are set when it starts. Returns the version it replaced.
+    /// current version serves on. A version that names other peers, or takes larger requests
+    /// than the node was set up for, is refused: the node's allow-list, streams and body
+    /// budget are set when it starts. Returns the version it replaced.
     pub(crate) async fn swap(
         &self,
         component: CompiledComponent,
     ) -> Result<Arc<Version>, LoadError> {
         let loaded = Arc::new(Version::load(&self.core.base, component).await?);
-        let urls = |l: &Version| l.needs.peers.iter().map(|p| p.url.clone()).collect::<HashSet<_>>();
+        let urls =
+            |l: &Version| l.needs.peers.iter().map(|p| p.url.clone()).collect::<HashSet<_>>();
+        let limit = loaded.body_limit(self.config());
+        if limit > self.body_reserve {
+            return Err(LoadError::Settings {
+                path: loaded.info.path.clone(),
+                message: format!(
+                    "it takes requests of up to {limit} bytes, more than the {} this node's body \
+                     budget was set up for; restart the node to take them",
+                    self.body_reserve
+                ),
+            });
+        }
         let mut current =
             self.core.current.write().unwrap_or_else(|poisoned| poisoned.into_inner());
         if urls(&loaded) != urls(&current) {
@@ -199,6 +215,17 @@ impl Node {
     /// What it keeps between requests: the log, and its role's state.
     pub fn state(&self) -> &Arc<NodeState> {
         &self.core.base.state
+    }
+
+    /// The largest request body the node takes now, as its current version states.
+    pub(crate) fn body_limit(&self) -> u64 {
+        self.current().body_limit(self.config())
+    }
+
+    /// Bytes of request bodies the node holds at once, and how many of them are kept for the
+    /// cluster's own traffic.
+    pub(crate) fn body_budget(&self) -> (u64, u64) {
+        (self.config().body_budget(self.body_reserve), self.body_reserve)
     }
 
     /// The places client requests take among the process's instances.

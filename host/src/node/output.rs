@@ -67,8 +67,12 @@ impl LineLogger {
         let served = self.output.served.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let request_id = served.as_deref();
         match self.output.stream {
-            OutputStream::Stdout => tracing::info!(target: "replog::guest", node, request_id, "{line}"),
-            OutputStream::Stderr => tracing::warn!(target: "replog::guest", node, request_id, "{line}"),
+            OutputStream::Stdout => {
+                tracing::info!(target: "replog::guest", node, request_id, "{line}")
+            }
+            OutputStream::Stderr => {
+                tracing::warn!(target: "replog::guest", node, request_id, "{line}")
+            }
         }
     }
 }

@@ -16,7 +16,7 @@ use super::ctx::RequestCtx;
 use super::failure::Failure;
 use super::info::ComponentInfo;
 use super::reuse::IdleList;
-use crate::config::HOST_SECRETS;
+use crate::config::{HOST_SECRETS, NodeConfig, normalize_authority};
 
 /// How long the questions asked of a version at load (`describe`, `check`) may take.
 const LOAD_TIMEOUT: Duration = Duration::from_secs(10);
@@ -26,7 +26,7 @@ const LOAD_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct PeerAddress {
     /// The base URL as configured: its name.
     pub(crate) url: String,
-    /// `host:port` in the allow-list's form.
+    /// `host:port` in the allow-list's form (`config::normalize_authority`).
     pub(crate) authority: String,
 }
 
@@ -39,6 +39,8 @@ pub struct Needs {
     pub(crate) peers: Vec<PeerAddress>,
     /// The paths of the cluster's own traffic, and which of them take proven requests only.
     pub(crate) cluster_routes: Vec<(String, Traffic)>,
+    /// The largest request body it takes (none: the clients' `MAX_BODY_BYTES`).
+    pub(crate) largest_request: Option<u64>,
 }
 
 /// Whose traffic a request is, by its path, as the serving version declared its routes.
@@ -61,17 +63,30 @@ impl Needs {
             longest_call: Duration::from_secs(60),
             peers: Vec::new(),
             cluster_routes: Vec::new(),
+            largest_request: None,
         }
     }
 
-    pub(crate) fn from_check(needs: about::Needs) -> Self {
-        Self {
+    /// What a version answered `about.check` with; an authority the host cannot read is
+    /// refused (the text says which).
+    pub(crate) fn from_check(needs: about::Needs) -> Result<Self, String> {
+        let peers = needs
+            .peers
+            .into_iter()
+            .map(|peer| {
+                let authority =
+                    http::uri::Authority::try_from(peer.authority.as_str()).map_err(|_| {
+                        format!(
+                            "peer {} has an authority the host cannot read: {:?}",
+                            peer.url, peer.authority
+                        )
+                    })?;
+                Ok(PeerAddress { url: peer.url, authority: normalize_authority(&authority) })
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(Self {
             longest_call: Duration::from_millis(needs.longest_call_ms),
-            peers: needs
-                .peers
-                .into_iter()
-                .map(|p| PeerAddress { url: p.url, authority: p.authority })
-                .collect(),
+            peers,
             cluster_routes: needs
                 .cluster_routes
                 .into_iter()
@@ -80,7 +95,8 @@ impl Needs {
                     (route.path, traffic)
                 })
                 .collect(),
-        }
+            largest_request: needs.largest_request,
+        })
     }
 
     /// Whose traffic a request to `path` is.
@@ -138,12 +154,12 @@ impl Version {
         let mut env = base.env.clone();
         if let Some(described) = &linked.described {
             let asked = ask(base, described, Arc::new(info.clone())).await;
-            let (description, declared_env, checked) = asked.map_err(|reason| {
-                LoadError::Describe { path: component.path.clone(), reason }
-            })?;
+            let (description, declared_env, checked) = asked
+                .map_err(|reason| LoadError::Describe { path: component.path.clone(), reason })?;
             info.version = description.version;
             env = declared_env;
-            needs = Needs::from_check(checked.map_err(|why| refused(&component, why))?);
+            let checked = checked.and_then(Needs::from_check);
+            needs = checked.map_err(|why| refused(&component, why))?;
         }
         info.loaded_at = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
         Ok(Self {
@@ -158,6 +174,12 @@ impl Version {
 
     pub(crate) fn component(&self) -> &CompiledComponent {
         &self.component
+    }
+
+    /// The largest request body it takes on a node set up as `config`: what it states, else
+    /// the clients' `MAX_BODY_BYTES`.
+    pub(crate) fn body_limit(&self, config: &NodeConfig) -> u64 {
+        self.needs.largest_request.unwrap_or_else(|| config.max_message_bytes())
     }
 
     /// Instances it keeps idle now.

@@ -73,7 +73,7 @@ pub(crate) async fn serve(
     let edge = node.config().edge;
     let connections = Arc::new(Semaphore::new(edge.max_connections));
     let http = &node.state().metrics.http;
-    let (budget, limit) = (node.config().body_budget(), node.config().body_limit());
+    let (budget, limit) = node.body_budget();
     http.body_budget_bytes.set(i64::try_from(budget).unwrap_or(i64::MAX));
     let budget = Arc::new(BodyBudget::new(budget, limit, http.body_bytes_held.clone()));
     loop {
@@ -150,7 +150,7 @@ async fn answer(
         Guarded::answer(json_error(404, &error))
     } else {
         let bounds = Bounds {
-            max_body_bytes: node.config().body_limit(),
+            max_body_bytes: node.body_limit(),
             body_timeout: node.config().edge.body_timeout,
         };
         match admit::admit(request, node, bounds, budget, node.client_places()).await {

@@ -16,14 +16,18 @@ async fn a_replica_becomes_a_sequencer_and_back_over_one_log() {
     let _ = std::fs::remove_dir_all(&dir);
     let (ledger, _) = Ledger::open_dir(&dir, "test", 16).unwrap();
     let replica = Replica::new(Arc::new(ledger));
-    let change = Change { version: 0, epoch: 1, truncate_after: None, entries: vec![entry(1, 1, "a")] };
+    let change =
+        Change { version: 0, epoch: 1, truncate_after: None, entries: vec![entry(1, 1, "a")] };
     replica.write(change).await.unwrap();
     replica.refuse(Some("an old master".into()));
 
     // Elected: the same log numbers writes, once an epoch above the ones it holds is open.
     let sequencer = replica.into_sequencer();
     assert!(matches!(sequencer.mode(), Mode::Recovering(_)), "it recovers first");
-    assert!(matches!(sequencer.append("too soon".into(), None, None).await, Err(LogError::Closed(_))));
+    assert!(matches!(
+        sequencer.append("too soon".into(), None, None).await,
+        Err(LogError::Closed(_))
+    ));
     assert!(matches!(sequencer.open(1).await, Err(LogError::Invalid(_))), "epoch 1 was recorded");
     sequencer.open(2).await.unwrap();
     sequencer.append("b".into(), None, None).await.unwrap();

@@ -16,12 +16,12 @@ use crate::state;
 wasmtime::component::bindgen!({
     path: "wit",
     interfaces: "
-        import replog:node/log@0.5.0;
-        import replog:node/sequencer@0.5.0;
-        import replog:node/replica@0.5.0;
-        import replog:node/peers@0.5.0;
-        import replog:node/auth@0.5.0;
-        import replog:node/host-info@0.5.0;
+        import replog:node/log@0.6.0;
+        import replog:node/sequencer@0.6.0;
+        import replog:node/replica@0.6.0;
+        import replog:node/peers@0.6.0;
+        import replog:node/auth@0.6.0;
+        import replog:node/host-info@0.6.0;
     ",
     // Writes wait for the disk (group commit) without holding up the thread. Every call logs
     // at TRACE (`RUST_LOG=replog::node::bindings=trace`), as wasmtime's WASI imports do: the
@@ -47,7 +47,7 @@ pub(crate) mod replicating {
         inline: "
             package replog:host;
             world replicating {
-                export replog:node/replicator@0.5.0;
+                export replog:node/replicator@0.6.0;
             }
         ",
         world: "replog:host/replicating",
@@ -62,7 +62,7 @@ pub(crate) mod described {
         inline: "
             package replog:host;
             world described {
-                export replog:node/about@0.5.0;
+                export replog:node/about@0.6.0;
             }
         ",
         world: "replog:host/described",

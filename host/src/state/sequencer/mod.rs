@@ -22,8 +22,8 @@ mod peers;
 
 use std::sync::Arc;
 
-pub use self::gate::Mode;
 use self::gate::Gate;
+pub use self::gate::Mode;
 pub use self::peers::{Contact, PeerRecord, PeerStatus, Peers};
 use super::replica::Replica;
 use super::{Appended, Change, Entry, Ledger, Log, LogError};
