@@ -141,7 +141,6 @@ async fn containers_replicate_fail_over_catch_up_and_swap_components() {
         dir,
         image: format!("replog-test-{id}:latest"),
     };
-    let secret = project.dir.join("cluster-secret");
     // The containers mount a components folder of the test's own, so that installing a new
     // version there touches no one else's build. It holds a folder where `cargo component
     // build` would write, empty at first.
@@ -157,18 +156,13 @@ async fn containers_replicate_fail_over_catch_up_and_swap_components() {
         .args(["--replication-timeout-ms", "15000"])
         .arg("--components-dir")
         .arg(&components)
-        .arg("--secret-file")
-        .arg(&secret)
         .arg("-o")
         .arg(&project.file)
         .output()
         .unwrap();
     assert!(generated.status.success(), "{}", String::from_utf8_lossy(&generated.stderr));
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        let mode = std::fs::metadata(&secret).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o600, "the cluster secret is its owner's only");
-    }
+    // As on a fresh clone: no secret made beforehand, nothing but `up`.
+    assert_eq!(std::fs::read_dir(&project.dir).unwrap().count(), 1, "the Compose file alone");
     project.run(&["up", "--build", "-d"]);
 
     let size: u64 = String::from_utf8(
@@ -319,6 +313,18 @@ async fn containers_replicate_fail_over_catch_up_and_swap_components() {
         post_json(&client, &format!("{master}/messages"), r#"{"msg":"after the kill"}"#).await;
     assert_eq!((status, json["seq"].as_u64()), (201, Some(now.len() as u64 + 1)), "{json}");
     let _ = std::fs::remove_dir_all(&components);
+
+    // The secret was made once, on the first start; the master's restart kept it (and the
+    // write above replicated with it).
+    let logs = project.run(&["logs", "--no-color", "cluster-secret"]);
+    let logs = String::from_utf8_lossy(&logs.stdout);
+    assert_eq!(logs.matches("made a new cluster secret").count(), 1, "{logs}");
+    assert!(logs.contains("kept the cluster secret"), "{logs}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while messages(&client, &urls[1]).await.last().map(String::as_str) != Some("after the kill") {
+        assert!(Instant::now() < deadline, "the restarted master's write never replicated");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     let logs = project.run(&["logs", "--no-color", "master"]);
     let logs = String::from_utf8_lossy(&logs.stdout);

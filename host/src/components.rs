@@ -31,14 +31,14 @@ pub(crate) enum LocateError {
 /// Where a node's component comes from: the file it starts with, and every file a newer
 /// version may appear in (that one included).
 #[derive(Debug, Clone)]
-pub(crate) struct Located {
+pub(crate) struct ComponentFiles {
     pub(crate) path: PathBuf,
     pub(crate) candidates: Vec<PathBuf>,
 }
 
 /// The component file for `role`: the newest of those in `dirs` when given, else in the build
 /// folders under the current directory and where this binary's own build put the components.
-pub(crate) fn locate(role: Role, dirs: Option<&[PathBuf]>) -> Result<Located, LocateError> {
+pub(crate) fn locate(role: Role, dirs: Option<&[PathBuf]>) -> Result<ComponentFiles, LocateError> {
     let file = role.component_file();
     let dirs = dirs.map_or_else(search_dirs, <[PathBuf]>::to_vec);
     let candidates: Vec<PathBuf> = dirs.iter().map(|dir| dir.join(file)).collect();
@@ -46,7 +46,7 @@ pub(crate) fn locate(role: Role, dirs: Option<&[PathBuf]>) -> Result<Located, Lo
         file,
         searched: dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", "),
     })?;
-    Ok(Located { path, candidates })
+    Ok(ComponentFiles { path, candidates })
 }
 
 /// The most recently modified of `paths` that exists (the first of equals).

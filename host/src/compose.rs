@@ -4,19 +4,17 @@
 //! byte (the committed `docker-compose.yml` must equal the default output) and reads like a
 //! file a person would write.
 //!
-//! The nodes share a cluster secret, wired as a Compose secret from a file beside the Compose
-//! file that `replog compose` creates once (mode 0600, never overwritten; `.gitignore` keeps
-//! it out of the repository). Compose mounts it with the file's owner and mode, so the
-//! containers start as root, read it, and switch to an unprivileged user (`RUN_AS`).
+//! The nodes share a cluster secret that nobody has to make: a one-shot service of the same
+//! image (`replog make-secret`) writes a random one into a volume of its own the first time the
+//! cluster starts, and keeps it after; the nodes start once it has, mount that volume
+//! read-only, read the secret as root (it is root's, mode 0600), and switch to an unprivileged
+//! user (`RUN_AS`). `docker compose down -v` drops it with the logs.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::components::BUILD_OUTPUTS;
-use crate::secret::ClusterSecret;
-
 use crate::config::{Topology, setting};
 
 pub(crate) const DEFAULT_IMAGE: &str = "replog:latest";
@@ -31,10 +29,12 @@ pub(crate) const DATA_MOUNT: &str = "/data";
 /// The folder mounted at `COMPONENTS_MOUNT`, relative to the Compose file: it holds the
 /// outputs of both `cargo build` and `cargo component build` (`components::BUILD_OUTPUTS`).
 pub(crate) const DEFAULT_COMPONENTS_DIR: &str = "./target/components";
-/// The cluster secret's file, beside the Compose file.
-pub(crate) const DEFAULT_SECRET_FILE: &str = "./.cluster-secret";
-/// Its name as a Compose secret, and so its file in the containers, under /run/secrets.
-const SECRET_NAME: &str = "cluster-secret";
+/// The one-shot service that makes the cluster secret, and the volume it keeps it in.
+const SECRET_SERVICE: &str = "cluster-secret";
+/// Where that volume is mounted (read-only in the nodes).
+const SECRET_MOUNT: &str = "/secrets";
+/// The secret's file in it.
+const SECRET_FILE: &str = "/secrets/cluster-secret";
 /// The unprivileged user and group the containers serve as, once they have read the secret.
 const RUN_AS: &str = "65534:65534";
 
@@ -44,15 +44,13 @@ pub(crate) struct Options<'a> {
     pub(crate) image: &'a str,
     /// The components folder, relative to the Compose file or absolute.
     pub(crate) components_dir: &'a str,
-    /// The cluster secret's file, relative to the Compose file or absolute.
-    pub(crate) secret_file: &'a str,
     /// The master's `REPLICATION_TIMEOUT_MS`, when not the default.
     pub(crate) replication_timeout_ms: Option<u64>,
 }
 
 /// The Compose file for `topology`.
 pub(crate) fn render(topology: &Topology, options: &Options) -> String {
-    let Options { image, components_dir, secret_file, replication_timeout_ms } = *options;
+    let Options { image, components_dir, replication_timeout_ms } = *options;
     let n = topology.delays.len();
     let delays: Vec<String> = topology.delays.iter().map(|d| d.as_millis().to_string()).collect();
     let mut out = String::new();
@@ -65,17 +63,23 @@ pub(crate) fn render(topology: &Topology, options: &Options) -> String {
 # The image holds only the static replog binary. Each container runs the components mounted
 # read-only from {components_dir}
 # (the newest of `cargo build` and `cargo component build` outputs): a new component build
-# needs no new image, and running containers swap it in. Build both first, make the cluster
-# secret (`replog compose` writes {secret_file} once), then start:
+# needs no new image, and running containers swap it in. The cluster secret is made on the
+# first start, by the one-shot `{SECRET_SERVICE}` service. Build the host (which builds the
+# components), then start:
 #   cargo build --release --target x86_64-unknown-linux-musl
-#   ./target/x86_64-unknown-linux-musl/release/replog compose
 #   docker compose up --build -d
 
-secrets:
-  {SECRET_NAME}:
-    file: {secret_file}
-
 services:
+  {SECRET_SERVICE}:
+    # Makes a random cluster secret in its volume once, then exits; later starts keep it.
+    build: .
+    image: {image}
+    command: [\"make-secret\", \"{SECRET_FILE}\"]
+    user: \"0:0\"
+    cap_drop: [ALL]
+    volumes:
+      - {SECRET_SERVICE}:{SECRET_MOUNT}
+
 ",
         delays = delays.join(","),
         port = topology.master_port,
@@ -112,12 +116,13 @@ services:
         ports: (topology.master_port, MASTER_CONTAINER_PORT),
     };
     master.write(&mut out, image, components_dir);
-    out.push_str("    depends_on:\n");
     for i in 1..=n {
         let _ = writeln!(out, "      secondary{i}:\n        condition: service_healthy");
     }
-    // Each node's log outlives its container: `docker compose down` keeps it, `down -v` drops it.
+    // Each node's log, and the secret, outlive their containers: `docker compose down` keeps
+    // them, `down -v` drops them.
     out.push_str("\nvolumes:\n");
+    let _ = writeln!(out, "  {SECRET_SERVICE}:");
     for i in 1..=n {
         let _ = writeln!(out, "  secondary{i}-data:");
     }
@@ -164,20 +169,22 @@ impl Service<'_> {
             out,
             "      REPLOG_COMPONENTS: \"{components}\"
       DATA_DIR: \"{DATA_MOUNT}\"
-      CLUSTER_SECRET_FILE: \"/run/secrets/{SECRET_NAME}\"
+      CLUSTER_SECRET_FILE: \"{SECRET_FILE}\"
       RUN_AS: \"{RUN_AS}\"
-    secrets:
-      - {SECRET_NAME}
     ports:
       - \"{host_port}:{port}\"
     volumes:
       - {components_dir}:{COMPONENTS_MOUNT}:ro
+      - {SECRET_SERVICE}:{SECRET_MOUNT}:ro
       - {name}-data:{DATA_MOUNT}
     healthcheck:
       test: [\"CMD\", \"/replog\", \"probe\", \"http://127.0.0.1:{port}/ready\"]
       interval: 2s
       timeout: 3s
       retries: 15
+    depends_on:
+      {SECRET_SERVICE}:
+        condition: service_completed_successfully
 "
         );
     }
@@ -201,34 +208,6 @@ pub(crate) fn write(path: &Path, text: &str) -> std::io::Result<()> {
     }
 }
 
-/// Where the cluster secret named `secret_file` in a Compose file written to `output` is:
-/// relative paths start from the Compose file's folder, as Compose reads them.
-pub(crate) fn secret_path(output: &Path, secret_file: &str) -> PathBuf {
-    let dir = match output.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    dir.join(secret_file)
-}
-
-/// Makes a new random cluster secret at `path`, readable by its owner only, unless a file is
-/// there already: an existing secret is never replaced (nodes already use it). Returns whether
-/// it made one.
-pub(crate) fn ensure_secret(path: &Path) -> std::io::Result<bool> {
-    let file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path);
-    let mut file = match file {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
-        Err(e) => return Err(e),
-    };
-    let written = writeln!(file, "{}", ClusterSecret::random_text()).and_then(|()| file.sync_all());
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(path);
-        return Err(e);
-    }
-    Ok(true)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,7 +218,6 @@ mod tests {
         let options = Options {
             image: "replog:test",
             components_dir: "/srv/components",
-            secret_file: "/srv/secret",
             replication_timeout_ms: Some(15_000),
         };
         let text = render(&topology, &options);
@@ -256,33 +234,16 @@ mod tests {
             "\nvolumes:\n  secondary1-data:\n  secondary2-data:\n  secondary3-data:\n  master-data:\n",
             "      SECONDARY_DELAYS: \"0,500,2000\"\n",
             "      REPLICATION_TIMEOUT_MS: \"15000\"\n",
-            "secrets:\n  cluster-secret:\n    file: /srv/secret\n",
-            "      CLUSTER_SECRET_FILE: \"/run/secrets/cluster-secret\"\n      RUN_AS: \"65534:65534\"\n    secrets:\n      - cluster-secret\n",
+            "  cluster-secret:\n    # Makes a random cluster secret in its volume once, then exits; later starts keep it.\n    build: .\n    image: replog:test\n    command: [\"make-secret\", \"/secrets/cluster-secret\"]\n",
+            "      CLUSTER_SECRET_FILE: \"/secrets/cluster-secret\"\n      RUN_AS: \"65534:65534\"\n",
             "    cap_drop: [ALL]\n    cap_add: [SETUID, SETGID, DAC_READ_SEARCH]\n",
         ] {
             assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
         }
-        assert_eq!(text.matches("- cluster-secret\n").count(), 4, "every node has the secret");
-    }
-
-    #[test]
-    fn the_secret_is_made_once_owner_only_and_never_replaced() {
-        use std::os::unix::fs::PermissionsExt as _;
-        let dir = std::env::temp_dir().join(format!("replog-compose-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = secret_path(&dir.join("docker-compose.yml"), DEFAULT_SECRET_FILE);
-        assert_eq!(path, dir.join(".cluster-secret"));
-        assert_eq!(
-            secret_path(Path::new("docker-compose.yml"), DEFAULT_SECRET_FILE),
-            Path::new("./.cluster-secret")
-        );
-        assert_eq!(secret_path(&dir.join("c.yml"), "/run/x"), Path::new("/run/x"));
-        assert!(ensure_secret(&path).unwrap());
-        let first = std::fs::read_to_string(&path).unwrap();
-        assert!(ClusterSecret::new(&first).is_ok());
-        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
-        assert!(!ensure_secret(&path).unwrap());
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), first, "never overwritten");
-        std::fs::remove_dir_all(dir).unwrap();
+        let read_only = "      - cluster-secret:/secrets:ro\n";
+        assert_eq!(text.matches(read_only).count(), 4, "every node has the secret, read-only");
+        let after_it = "      cluster-secret:\n        condition: service_completed_successfully\n";
+        assert_eq!(text.matches(after_it).count(), 4, "every node starts once it is made");
+        assert_eq!(text.matches("      - cluster-secret:/secrets\n").count(), 1, "one writer");
     }
 }

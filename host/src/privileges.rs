@@ -23,7 +23,7 @@ pub(crate) struct RunAs {
 
 /// What the process may still do after the switch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kept {
+pub(crate) enum PrivilegesLeft {
     /// Read any file (`CAP_DAC_READ_SEARCH`).
     ReadAnyFile,
     /// Nothing: the container did not grant that capability.
@@ -63,11 +63,11 @@ impl RunAs {
     /// keeping only the capability to read any file if the process has it. Already running as
     /// `self` is fine. Call it before any thread starts: the switch and capabilities must
     /// apply to the whole process.
-    pub(crate) fn switch(self) -> Result<Kept, PrivilegeError> {
+    pub(crate) fn switch(self) -> Result<PrivilegesLeft, PrivilegeError> {
         // SAFETY: plain system calls without pointers (setgroups gets an empty list).
         let (uid, euid, gid) = unsafe { (libc::getuid(), libc::geteuid(), libc::getgid()) };
         if uid == self.uid && euid == self.uid && gid == self.gid {
-            return Ok(Kept::Nothing);
+            return Ok(PrivilegesLeft::Nothing);
         }
         if euid != 0 {
             return Err(PrivilegeError::NotRoot(self, euid));
@@ -89,10 +89,10 @@ impl RunAs {
             check("prctl(PR_SET_KEEPCAPS)", libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0))?;
         }
         if set_capabilities(1 << CAP_DAC_READ_SEARCH).is_ok() {
-            return Ok(Kept::ReadAnyFile);
+            return Ok(PrivilegesLeft::ReadAnyFile);
         }
         set_capabilities(0).map_err(|e| PrivilegeError::Switch(self, "capset", e))?;
-        Ok(Kept::Nothing)
+        Ok(PrivilegesLeft::Nothing)
     }
 }
 

@@ -70,6 +70,26 @@ impl ClusterSecret {
         hex(&bytes)
     }
 
+    /// Makes a new random secret at `path`, readable by its owner only, unless a file is there
+    /// already: an existing secret is never replaced (nodes already use it). Returns whether
+    /// it made one. Written whole or not at all: a failed write leaves no file.
+    pub(crate) fn make_file_once(path: &Path) -> std::io::Result<bool> {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path);
+        let mut file = match file {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        let written = writeln!(file, "{}", Self::random_text()).and_then(|()| file.sync_all());
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(path);
+            return Err(e);
+        }
+        Ok(true)
+    }
+
     /// A new random secret, for a cluster that lives as long as this process.
     pub fn random() -> Self {
         Self::new(&Self::random_text()).expect("64 hex digits are long enough")
@@ -117,6 +137,24 @@ fn unhex(text: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secret_file_is_made_once_owner_only_and_never_replaced() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = std::env::temp_dir().join(format!("replog-secret-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("cluster-secret");
+        let _ = std::fs::remove_file(&path);
+        assert!(ClusterSecret::make_file_once(&path).unwrap());
+        let first = std::fs::read_to_string(&path).unwrap();
+        assert!(ClusterSecret::from_file(&path).is_ok(), "a secret nodes take: {first:?}");
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert!(!ClusterSecret::make_file_once(&path).unwrap());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), first, "never overwritten");
+        let nowhere = dir.join("missing").join("cluster-secret");
+        assert!(ClusterSecret::make_file_once(&nowhere).is_err());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 
     #[test]
     fn a_signature_checks_only_with_the_same_key_and_the_same_bytes() {

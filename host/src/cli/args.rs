@@ -13,7 +13,7 @@ use clap::builder::BoolishValueParser;
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
 use super::node::{ComponentArgs, NodeArgs};
-use crate::components::{self, Located};
+use crate::components::{self, ComponentFiles};
 use crate::compose;
 use crate::config::setting::{DELAY_MS, SECONDARIES, SECONDARY_DELAYS};
 use crate::config::{self, NodeConfig, Role, Topology};
@@ -61,6 +61,9 @@ pub(crate) enum Command {
     /// GET a URL and exit 0 if it answers 200: the containers' health check, since the image
     /// holds nothing but this binary.
     Probe(ProbeArgs),
+    /// Make a random cluster secret at FILE (mode 0600), unless a file is there: an existing
+    /// secret is never replaced. The Compose file's one-shot `cluster-secret` service.
+    MakeSecret(MakeSecretArgs),
     /// Print the cluster as its master sees it, a line per node (role, count, lag, status,
     /// epoch, component version). Exits 0 when the cluster takes writes, 1 when it does not,
     /// 2 when the master cannot be reached.
@@ -157,9 +160,9 @@ impl TopologyArgs {
 pub(crate) struct ComposeArgs {
     #[command(flatten)]
     pub(crate) topology: TopologyArgs,
-    /// Where to write the Compose file (`-` for standard output). The cluster secret it refers
-    /// to is made once (--secret-file, mode 0600) and never replaced. Nothing is written when
-    /// a setting is wrong.
+    /// Where to write the Compose file (`-` for standard output). Nothing is written when a
+    /// setting is wrong. (Its cluster secret is made by its one-shot `cluster-secret`
+    /// service, into a volume only the nodes mount: nothing to make beforehand.)
     #[arg(long, short, default_value = "docker-compose.yml", value_name = "FILE")]
     pub(crate) output: PathBuf,
     /// Image the services run.
@@ -171,14 +174,16 @@ pub(crate) struct ComposeArgs {
     /// newest is run, and a newer one is swapped in by the running containers.
     #[arg(long, default_value = compose::DEFAULT_COMPONENTS_DIR, value_name = "DIR")]
     pub(crate) components_dir: String,
-    /// The cluster secret's file, made once if it is not there (relative to the Compose file,
-    /// or absolute).
-    #[arg(long, default_value = compose::DEFAULT_SECRET_FILE, value_name = "FILE")]
-    pub(crate) secret_file: String,
     /// The master's REPLICATION_TIMEOUT_MS (how long a write waits for its write concern), if
     /// not its component's default.
     #[arg(long, value_name = "MS")]
     pub(crate) replication_timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct MakeSecretArgs {
+    /// Where the secret goes, e.g. /secrets/cluster-secret.
+    pub(crate) file: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -314,14 +319,15 @@ impl ClusterArgs {
             None => ClusterSecret::random(),
         };
         let data_dir = self.storage.data_dir(|| PathBuf::from(DATA))?;
-        let node = |name: String, role, port: u16, component: &Located| -> anyhow::Result<_> {
-            let config = NodeConfig {
-                data_dir: data_dir.as_ref().map(|dir| dir.join(&name)),
-                secret: Some(secret.clone()),
-                ..self.node.node(name, role, SocketAddr::new(self.bind, port), component)?
+        let node =
+            |name: String, role, port: u16, component: &ComponentFiles| -> anyhow::Result<_> {
+                let config = NodeConfig {
+                    data_dir: data_dir.as_ref().map(|dir| dir.join(&name)),
+                    secret: Some(secret.clone()),
+                    ..self.node.node(name, role, SocketAddr::new(self.bind, port), component)?
+                };
+                Ok(self.settings.apply(config))
             };
-            Ok(self.settings.apply(config))
-        };
         let urls: Vec<String> = (1..=topology.delays.len())
             .map(|i| format!("http://{}", SocketAddr::new(peer_host, topology.secondary_port(i))))
             .collect();
@@ -346,7 +352,7 @@ impl ServeArgs {
     pub(crate) fn node(&self) -> anyhow::Result<NodeConfig> {
         let role = Role::from(self.role);
         let component = match &self.component {
-            Some(path) => Located { path: path.clone(), candidates: Vec::new() },
+            Some(path) => ComponentFiles { path: path.clone(), candidates: Vec::new() },
             None => components::locate(role, self.components.as_deref())?,
         };
         let port = self.port.unwrap_or(match role {

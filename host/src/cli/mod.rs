@@ -13,13 +13,16 @@ use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
-use self::args::{Cli, Command, ComposeArgs, LogFormat, ProbeArgs, RunArgs, StatusArgs};
+use self::args::{
+    Cli, Command, ComposeArgs, LogFormat, MakeSecretArgs, ProbeArgs, RunArgs, StatusArgs,
+};
 use crate::cluster;
 use crate::compose;
 use crate::config::NodeConfig;
-use crate::privileges::{Kept, RunAs};
+use crate::privileges::{PrivilegesLeft, RunAs};
 use crate::reload::Reloader;
 use crate::runtime::{Runtime, RuntimeConfig};
+use crate::secret::ClusterSecret;
 
 /// Parses the command line, runs the command, and turns errors into a message and exit code.
 pub fn main() -> ExitCode {
@@ -58,6 +61,7 @@ enum Task {
     Run(RunArgs),
     Compose(ComposeArgs),
     Probe(ProbeArgs),
+    MakeSecret(MakeSecretArgs),
     Status(StatusArgs),
 }
 
@@ -85,12 +89,12 @@ impl Task {
                 if let Some(spec) = &args.run_as {
                     let run_as: RunAs = spec.parse()?;
                     match run_as.switch()? {
-                        Kept::ReadAnyFile => tracing::info!(
+                        PrivilegesLeft::ReadAnyFile => tracing::info!(
                             %run_as,
                             "switched user, keeping only the capability to read any file (for \
                              component builds only their owner may read)"
                         ),
-                        Kept::Nothing => tracing::info!(%run_as, "switched user"),
+                        PrivilegesLeft::Nothing => tracing::info!(%run_as, "switched user"),
                     }
                 }
                 Ok(Task::Serve { nodes: vec![node], runtime })
@@ -98,6 +102,7 @@ impl Task {
             Command::Run(args) => Ok(Task::Run(args)),
             Command::Compose(args) => Ok(Task::Compose(args)),
             Command::Probe(args) => Ok(Task::Probe(args)),
+            Command::MakeSecret(args) => Ok(Task::MakeSecret(args)),
             Command::Status(args) => Ok(Task::Status(args)),
         }
     }
@@ -115,7 +120,6 @@ impl Task {
                 let options = compose::Options {
                     image: &args.image,
                     components_dir: &args.components_dir,
-                    secret_file: &args.secret_file,
                     replication_timeout_ms: args.replication_timeout_ms,
                 };
                 let text = compose::render(&args.topology.topology()?, &options);
@@ -125,9 +129,16 @@ impl Task {
                 }
                 compose::write(&args.output, &text)?;
                 eprintln!("wrote {}", args.output.display());
-                let secret = compose::secret_path(&args.output, &args.secret_file);
-                if compose::ensure_secret(&secret)? {
-                    eprintln!("wrote a new cluster secret to {} (mode 0600)", secret.display());
+                Ok(ExitCode::SUCCESS)
+            }
+            Task::MakeSecret(args) => {
+                let file = args.file.display();
+                if ClusterSecret::make_file_once(&args.file)
+                    .with_context(|| format!("cannot make the cluster secret {file}"))?
+                {
+                    eprintln!("made a new cluster secret at {file} (mode 0600)");
+                } else {
+                    eprintln!("kept the cluster secret at {file}: one is there already");
                 }
                 Ok(ExitCode::SUCCESS)
             }

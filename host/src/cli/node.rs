@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::Args;
 
-use crate::components::Located;
+use crate::components::ComponentFiles;
 use crate::config::{Edge, Limits, NodeConfig, Role};
 use crate::runtime::RuntimeConfig;
 
@@ -199,7 +199,7 @@ impl NodeArgs {
         name: String,
         role: Role,
         listen: SocketAddr,
-        component: &Located,
+        component: &ComponentFiles,
     ) -> anyhow::Result<NodeConfig> {
         Ok(NodeConfig {
             max_body_bytes: self.max_body_bytes,

@@ -1,12 +1,14 @@
 //! A node: one component serving HTTP requests over a state that outlives them.
 //!
+//! - `base`: everything of a node but its component version, and the stores its calls run in;
 //! - `component`: a component file compiled and linked for a role;
 //! - `version`: a version loaded, with what it says of itself and of its settings' needs
-//!   (`info`: what identifies it);
-//! - `call`: one call into the current version (a request, a step, a recovery round), which a
-//!   request drives itself (`detach`: until it outlives the request);
+//!   (`info`: what identifies it), and the instances it keeps between calls (`reuse`);
+//! - `call`: the one way a call into the current version runs (a request, a step, a recovery
+//!   round), which a request drives itself (`detach`: until it outlives the request);
 //! - `streams`: a master's recovery and replication streams;
-//! - `bindings`, `ctx`, `output`: the host side of the contract and of one call's store;
+//! - `bindings`, `ctx`, `output`: the host side of the contract (translating to `state`, where
+//!   the rules are) and of one call's store;
 //! - `failure`: what the host answers when a call gets no answer.
 
 mod base;

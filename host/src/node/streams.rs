@@ -1,8 +1,9 @@
 //! A master's replication, as the host runs it: recovery rounds until the component has opened
 //! an epoch, then one stream per secondary calling the component's `replicator.step` for it
 //! again and again. What to send, what to fetch and how to react is the component's business;
-//! when to call it again is what each call answers. Each call is one short-lived instance of the
-//! current component version, so a swapped-in version takes over recovery and streams too.
+//! when to call it again is what each call answers. Each call runs on the version current when
+//! it starts (on an instance that version kept, or a new one: see `call`), so a swapped-in
+//! version takes over recovery and streams from their next call.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -9,11 +9,11 @@ use std::sync::Mutex;
 #[derive(Debug)]
 pub(crate) struct FunctionCache {
     capacity: usize,
-    inner: Mutex<Entries>,
+    inner: Mutex<CachedFunctions>,
 }
 
 #[derive(Debug, Default)]
-struct Entries {
+struct CachedFunctions {
     map: HashMap<Vec<u8>, Vec<u8>>,
     order: VecDeque<Vec<u8>>,
     bytes: usize,
@@ -24,8 +24,8 @@ impl FunctionCache {
         Self { capacity, inner: Mutex::default() }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
-        // Entries stay consistent across a panic (each update completes before the next).
+    fn lock(&self) -> std::sync::MutexGuard<'_, CachedFunctions> {
+        // CachedFunctions stay consistent across a panic (each update completes before the next).
         self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }

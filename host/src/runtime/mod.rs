@@ -64,10 +64,10 @@ pub struct RuntimeError(String);
 /// The shared engine and outbound HTTP client. Cheap to clone.
 #[derive(Clone)]
 pub struct Runtime {
-    inner: Arc<Inner>,
+    resources: Arc<Resources>,
 }
 
-struct Inner {
+struct Resources {
     engine: Engine,
     client: Client,
     /// The instances client requests may use (all but the reserve).
@@ -112,21 +112,21 @@ impl Runtime {
         spawn_epoch_ticker(&engine);
         let places = config.max_instances.saturating_sub(config.reserved_instances).max(1);
         let client_places = Arc::new(tokio::sync::Semaphore::new(places as usize));
-        Ok(Self { inner: Arc::new(Inner { engine, client: Client::new(), client_places }) })
+        Ok(Self { resources: Arc::new(Resources { engine, client: Client::new(), client_places }) })
     }
 
     /// The engine components are compiled for.
     pub fn engine(&self) -> &Engine {
-        &self.inner.engine
+        &self.resources.engine
     }
 
     pub(crate) fn client(&self) -> &Client {
-        &self.inner.client
+        &self.resources.client
     }
 
     /// The places client requests take among the instances.
     pub(crate) fn client_places(&self) -> &Arc<tokio::sync::Semaphore> {
-        &self.inner.client_places
+        &self.resources.client_places
     }
 }
 

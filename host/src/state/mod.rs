@@ -30,7 +30,7 @@ pub(crate) use self::lock::DirLock;
 pub(crate) use self::log::TextPage;
 pub use self::log::{Appended, Change, Log, LogError, Position, Run, Snapshot};
 pub use self::replica::{Replica, ReplicaStanding};
-pub use self::segments::{Replayed, StorageError};
+pub use self::segments::{Replay, StorageError};
 pub use self::sequencer::{Contact, Mode, PeerRecord, PeerStatus, Peers, Sequencer};
 
 use std::path::{Path, PathBuf};
@@ -60,7 +60,7 @@ impl Ledger {
         dir: &Path,
         node: &str,
         key_window: usize,
-    ) -> Result<(Self, Replayed), StorageError> {
+    ) -> Result<(Self, Replay), StorageError> {
         let lock = DirLock::acquire(dir)?;
         let (log, replayed) = Log::open(&dir.join("log"), node, key_window)?;
         Ok((Self { log, _lock: Some(lock) }, replayed))

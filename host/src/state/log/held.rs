@@ -10,15 +10,17 @@ use crate::state::entry::Entry;
 use crate::state::keys::{Keys, Seen};
 use crate::state::segments::Record;
 
-pub(super) struct Held {
+/// An entry as the log holds it in memory: its place is its index (`seq` is index + 1).
+pub(super) struct StoredEntry {
     pub(super) epoch: u64,
     pub(super) key: Option<Box<str>>,
     pub(super) msg: String,
 }
 
-pub(super) struct Inner {
+/// The log in memory: its entries, runs, epoch and version, and what is on its way to disk.
+pub(super) struct LogTable {
     /// The visible log: `entries[i]` has `seq` `i + 1`.
-    pub(super) entries: Vec<Held>,
+    pub(super) entries: Vec<StoredEntry>,
     pub(super) runs: Vec<Run>,
     /// The highest epoch recorded.
     pub(super) epoch: u64,
@@ -38,7 +40,7 @@ pub(super) struct Inner {
     pub(super) bytes: u64,
 }
 
-impl Inner {
+impl LogTable {
     pub(super) fn new(key_window: usize) -> Self {
         Self {
             entries: Vec::new(),
@@ -83,7 +85,7 @@ impl Inner {
             self.keys.insert(key, seq, &msg);
         }
         self.bytes += msg.len() as u64;
-        self.entries.push(Held { epoch, key: key.map(String::into_boxed_str), msg });
+        self.entries.push(StoredEntry { epoch, key: key.map(String::into_boxed_str), msg });
     }
 
     pub(super) fn truncate(&mut self, after: u64) {
@@ -170,7 +172,7 @@ pub(super) fn planned_after(
 
 /// Rebuilds the log from its records; returns it with the number of entries left past a gap
 /// (only logs of the format before epochs can hold those).
-pub(super) fn replay(records: Vec<Record>, node: &str, mut inner: Inner) -> (Inner, usize) {
+pub(super) fn replay(records: Vec<Record>, node: &str, mut inner: LogTable) -> (LogTable, usize) {
     let mut ahead: BTreeMap<u64, Entry> = BTreeMap::new();
     for record in records {
         match record {

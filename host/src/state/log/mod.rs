@@ -21,13 +21,13 @@ use tokio::sync::watch;
 use crate::metrics::LogMetrics;
 
 pub use self::change::{Appended, Change, LogError, Position, Run, Snapshot};
-use self::held::{Inner, planned_after, replay};
+use self::held::{LogTable, planned_after, replay};
 pub(crate) use self::read::TextPage;
 use super::disk::{Disk, Os};
 use super::durable::{Durable, Sink};
 use super::entry::Entry;
 use super::keys::Seen;
-use super::segments::{Record, Replayed, Segments, StorageError};
+use super::segments::{Record, Replay, Segments, StorageError};
 use super::traces::Traces;
 
 mod change;
@@ -51,7 +51,7 @@ pub struct Log {
 }
 
 struct Shared {
-    inner: RwLock<Inner>,
+    inner: RwLock<LogTable>,
     /// The log's length after every visible change, for whoever waits for it to grow
     /// (replication streams).
     grown: watch::Sender<u64>,
@@ -77,7 +77,7 @@ impl Log {
     /// A log kept in memory only, remembering the last `key_window` idempotency keys: lost when
     /// the process ends. For tests and demos.
     pub(crate) fn in_memory(key_window: usize) -> Self {
-        Self::new(Shared::new(Inner::new(key_window)), None, LogMetrics::default())
+        Self::new(Shared::new(LogTable::new(key_window)), None, LogMetrics::default())
     }
 
     fn new(shared: Arc<Shared>, durable: Option<Durable>, metrics: LogMetrics) -> Self {
@@ -103,11 +103,7 @@ impl Log {
     /// The log kept in `dir`, remembering the last `key_window` idempotency keys: what is there
     /// is read back (a torn tail cut off), and every change from now on is on disk before it is
     /// acknowledged.
-    pub fn open(
-        dir: &Path,
-        node: &str,
-        key_window: usize,
-    ) -> Result<(Self, Replayed), StorageError> {
+    pub fn open(dir: &Path, node: &str, key_window: usize) -> Result<(Self, Replay), StorageError> {
         Self::open_on(Arc::new(Os), dir, node, key_window)
     }
 
@@ -117,10 +113,10 @@ impl Log {
         dir: &Path,
         node: &str,
         key_window: usize,
-    ) -> Result<(Self, Replayed), StorageError> {
+    ) -> Result<(Self, Replay), StorageError> {
         let (mut segments, mut replayed) = Segments::open(disk, dir)?;
         let (inner, past_a_gap) =
-            replay(std::mem::take(&mut replayed.records), node, Inner::new(key_window));
+            replay(std::mem::take(&mut replayed.records), node, LogTable::new(key_window));
         if past_a_gap > 0 {
             // Only logs written before epochs could hold entries past a gap (a secondary kept
             // what arrived early). They were never visible nor acknowledged; dropping them on
@@ -222,17 +218,17 @@ impl Log {
         trace: Option<Arc<str>>,
     ) -> Result<Appended, LogError> {
         /// What happened under the lock, to be waited for after it.
-        enum Taken {
+        enum Placement {
             Duplicate(u64),
             Visible(u64),
             OnItsWay(u64, u64),
         }
-        let taken = {
+        let placement = {
             let mut inner = self.shared.write();
             let seen = key.as_deref().map_or(Seen::New, |key| inner.keys.check(key, &msg));
             match seen {
                 Seen::Other(seq) => return Err(LogError::KeyReused(seq)),
-                Seen::Same(seq) => Taken::Duplicate(seq),
+                Seen::Same(seq) => Placement::Duplicate(seq),
                 Seen::New => {
                     let after = inner.planned.epoch;
                     if epoch < after || epoch > inner.epoch {
@@ -255,29 +251,29 @@ impl Log {
                         None => {
                             inner.push(entry);
                             self.shared.changed(&mut inner);
-                            Taken::Visible(seq)
+                            Placement::Visible(seq)
                         }
                         Some(durable) => {
                             inner.pending += 1;
                             inner.ticket += 1;
                             durable.submit(inner.ticket, vec![Record::Entry(entry)]);
-                            Taken::OnItsWay(seq, inner.ticket)
+                            Placement::OnItsWay(seq, inner.ticket)
                         }
                     }
                 }
             }
         };
-        match taken {
-            Taken::Duplicate(seq) => {
+        match placement {
+            Placement::Duplicate(seq) => {
                 self.metrics.replayed();
                 self.visible(seq).await;
                 Ok(Appended { seq, duplicate: true })
             }
-            Taken::Visible(seq) => {
+            Placement::Visible(seq) => {
                 self.metrics.appended(1);
                 Ok(Appended { seq, duplicate: false })
             }
-            Taken::OnItsWay(seq, ticket) => {
+            Placement::OnItsWay(seq, ticket) => {
                 // Counted when handed over: the writer makes it durable whether or not this
                 // request waits for it.
                 self.metrics.appended(1);
@@ -339,22 +335,22 @@ impl Log {
 }
 
 impl Shared {
-    fn new(inner: Inner) -> Arc<Self> {
+    fn new(inner: LogTable) -> Arc<Self> {
         let len = inner.len();
         Arc::new(Self { inner: RwLock::new(inner), grown: watch::channel(len).0 })
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, LogTable> {
         // Every update is complete before the lock is released, so a poisoned lock is usable.
         self.inner.read().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, LogTable> {
         self.inner.write().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// After a visible change: a new version, and a word to whoever follows the log.
-    fn changed(&self, inner: &mut Inner) {
+    fn changed(&self, inner: &mut LogTable) {
         inner.version += 1;
         if inner.pending == 0 {
             inner.planned = inner.last();

@@ -2,7 +2,7 @@
 //! step sends) or as their messages alone (what `GET /messages` answers).
 
 use super::Log;
-use super::held::{Held, Inner};
+use super::held::{LogTable, StoredEntry};
 use crate::state::entry::Entry;
 
 /// The messages of a page, one after another, and where each one ends in `text`.
@@ -52,11 +52,11 @@ impl Log {
 /// stopping before the one that would take their messages past `max_bytes` (the first always
 /// comes).
 fn page(
-    inner: &Inner,
+    inner: &LogTable,
     start: u64,
     limit: u32,
     max_bytes: usize,
-) -> impl Iterator<Item = (u64, &Held)> {
+) -> impl Iterator<Item = (u64, &StoredEntry)> {
     let first = start.max(1);
     let skip = usize::try_from(first - 1).unwrap_or(usize::MAX);
     let mut bytes = 0usize;

@@ -94,7 +94,7 @@ const KIND_EPOCH: u8 = 3;
 
 /// What was found on disk at start.
 #[derive(Debug, Default)]
-pub struct Replayed {
+pub struct Replay {
     pub(crate) records: Vec<Record>,
     /// A torn tail that was cut off: the file, where, and how many bytes went.
     pub(crate) truncated: Option<(PathBuf, u64, u64)>,
@@ -115,7 +115,7 @@ pub(crate) struct Segments {
 impl Segments {
     /// Reads every record in `dir` on `disk` (creating it if needed), cuts off a torn tail,
     /// and opens the last segment for appending.
-    pub(crate) fn open(disk: Arc<dyn Disk>, dir: &Path) -> Result<(Self, Replayed), StorageError> {
+    pub(crate) fn open(disk: Arc<dyn Disk>, dir: &Path) -> Result<(Self, Replay), StorageError> {
         let dir_error = |error| StorageError::Dir { dir: dir.to_owned(), error };
         disk.create_dir_all(dir).map_err(dir_error)?;
         let mut numbers = Vec::new();
@@ -125,7 +125,7 @@ impl Segments {
             }
         }
         numbers.sort_unstable();
-        let mut replayed = Replayed::default();
+        let mut replayed = Replay::default();
         for (i, number) in numbers.iter().enumerate() {
             let last = i + 1 == numbers.len();
             read_segment(&*disk, &segment_path(dir, *number), last, &mut replayed)?;
@@ -262,7 +262,7 @@ fn read_segment(
     disk: &dyn Disk,
     path: &Path,
     last: bool,
-    replayed: &mut Replayed,
+    replayed: &mut Replay,
 ) -> Result<(), StorageError> {
     let io_error = |error| StorageError::Io { file: path.to_owned(), error };
     let bytes = disk.read(path).map_err(io_error)?;
@@ -320,7 +320,7 @@ fn truncate(
     path: &Path,
     at: u64,
     cut: u64,
-    replayed: &mut Replayed,
+    replayed: &mut Replay,
 ) -> Result<(), StorageError> {
     let io_error = |error| StorageError::Io { file: path.to_owned(), error };
     disk.truncate(path, at).map_err(io_error)?;
