@@ -82,6 +82,17 @@ fn odd_requests_get_json_errors_and_query_values_are_decoded() {
     );
     let (answer, _) = exchange(port, chunked.as_bytes(), within);
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer:?}");
+    // A secondary takes what its component states: the largest batch a master whose clients
+    // send at most 64 bytes may send (16 MiB at least), not the clients' 64 bytes.
+    let secondary: u16 = cluster.secondaries[0].rsplit(':').next().unwrap().parse().unwrap();
+    let announced = |bytes: u64| {
+        format!(
+            "POST /messages HTTP/1.1\r\nHost: x\r\nContent-Length: {bytes}\r\nConnection: close\r\n\r\n"
+        )
+    };
+    let (answer, _) = exchange(secondary, announced((16 << 20) + 1).as_bytes(), within);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer:?}");
+    assert!(body_of(&answer)["error"].as_str().unwrap().contains("larger than 16777216 bytes"));
 
     for i in 1..=3 {
         let url = format!("{}/messages?log=false", cluster.master);

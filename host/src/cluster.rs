@@ -17,10 +17,13 @@ use crate::server::{self, BindError, Port};
 /// Why nodes could not be started.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// A component file could not be read, compiled or linked.
     #[error(transparent)]
     Load(#[from] LoadError),
+    /// A node could not be set up: its component, its state or its settings.
     #[error(transparent)]
     Node(#[from] crate::node::NodeError),
+    /// A node's port could not be bound.
     #[error(transparent)]
     Bind(#[from] BindError),
 }

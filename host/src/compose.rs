@@ -70,20 +70,11 @@ pub(crate) fn render(topology: &Topology, options: &Options) -> String {
 #   docker compose up --build -d
 
 services:
-  {SECRET_SERVICE}:
-    # Makes a random cluster secret in its volume once, then exits; later starts keep it.
-    build: .
-    image: {image}
-    command: [\"make-secret\", \"{SECRET_FILE}\"]
-    user: \"0:0\"
-    cap_drop: [ALL]
-    volumes:
-      - {SECRET_SERVICE}:{SECRET_MOUNT}
-
 ",
         delays = delays.join(","),
         port = topology.master_port,
     );
+    write_secret_service(&mut out, image);
     for (i, delay) in delays.iter().enumerate() {
         let service = Service {
             name: &format!("secondary{}", i + 1),
@@ -128,6 +119,24 @@ services:
     }
     out.push_str("  master-data:\n");
     out
+}
+
+/// The one-shot service that makes the cluster secret.
+fn write_secret_service(out: &mut String, image: &str) {
+    let _ = write!(
+        out,
+        "  {SECRET_SERVICE}:
+    # Makes a random cluster secret in its volume once, then exits; later starts keep it.
+    build: .
+    image: {image}
+    command: [\"make-secret\", \"{SECRET_FILE}\"]
+    user: \"0:0\"
+    cap_drop: [ALL]
+    volumes:
+      - {SECRET_SERVICE}:{SECRET_MOUNT}
+
+"
+    );
 }
 
 /// One node's container.
@@ -230,8 +239,8 @@ mod tests {
             "SECONDARIES: \"http://secondary1:8001,http://secondary2:8001,http://secondary3:8001\"",
             "      secondary3:\n        condition: service_healthy\n",
             "image: replog:test",
-            "      - /srv/components:/components:ro\n      - secondary3-data:/data\n",
-            "\nvolumes:\n  secondary1-data:\n  secondary2-data:\n  secondary3-data:\n  master-data:\n",
+            "      - /srv/components:/components:ro\n      - cluster-secret:/secrets:ro\n      - secondary3-data:/data\n",
+            "\nvolumes:\n  cluster-secret:\n  secondary1-data:\n  secondary2-data:\n  secondary3-data:\n  master-data:\n",
             "      SECONDARY_DELAYS: \"0,500,2000\"\n",
             "      REPLICATION_TIMEOUT_MS: \"15000\"\n",
             "  cluster-secret:\n    # Makes a random cluster secret in its volume once, then exits; later starts keep it.\n    build: .\n    image: replog:test\n    command: [\"make-secret\", \"/secrets/cluster-secret\"]\n",

@@ -18,6 +18,8 @@
 //! - `status`: `replog status`, the cluster as a table.
 //! - [`cli`]: the `replog` command line.
 
+#![warn(missing_docs)]
+
 pub mod cli;
 pub mod cluster;
 pub mod command;

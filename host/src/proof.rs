@@ -33,19 +33,26 @@ const SIGNATURE_HEX: usize = 64;
 /// Why a request was not taken as a member's: the text of the `401`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
+    /// The request has no `Authorization` header.
     #[error(
         "node-to-node request without proof: this route takes requests from the cluster's \
          members only (an Authorization: {SCHEME} header signed with the cluster secret)"
     )]
     Missing,
+    /// The header is not of this scheme, or not in its form.
     #[error("malformed Authorization header: expected {SCHEME} t=<ms>,sig=<64 hex digits>")]
     Malformed,
+    /// The request's time is more than [`WINDOW`] from the receiver's clock.
     #[error(
         "the request was signed {skew_ms} ms away from this node's clock, outside the {} ms \
          window: a replay, or clocks too far apart",
         WINDOW.as_millis()
     )]
-    OutOfWindow { skew_ms: u64 },
+    OutOfWindow {
+        /// How far apart the two were, either way.
+        skew_ms: u64,
+    },
+    /// The signature is not the cluster secret's over this request and its body.
     #[error(
         "the signature does not check: the request was altered, or the sender has another \
          cluster secret"

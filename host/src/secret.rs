@@ -25,14 +25,21 @@ pub struct ClusterSecret {
 /// Why a cluster secret cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
+    /// The secret, trimmed, is shorter than the 16 bytes required: its length.
     #[error(
         "the cluster secret is {0} bytes long; it must be at least {min} (e.g. 32 random bytes \
          in hex: `openssl rand -hex 32`)",
         min = ClusterSecret::MIN_LEN
     )]
     TooShort(usize),
+    /// The secret's file could not be read.
     #[error("cannot read the cluster secret from {path}: {error}")]
-    Read { path: PathBuf, error: std::io::Error },
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What reading it failed with.
+        error: std::io::Error,
+    },
 }
 
 impl fmt::Debug for ClusterSecret {

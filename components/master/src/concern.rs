@@ -34,7 +34,7 @@ pub enum Wait {
 /// A secondary as a write's answer names it: whether it holds the write, and if not, how it
 /// stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Replica<'a> {
+pub struct SecondaryView<'a> {
     /// Its URL, as configured.
     pub url: &'a str,
     /// Through which `seq` it holds the master's log.
@@ -154,13 +154,13 @@ pub const KEPT: &str = "the message stays in the master's log and will still be 
 pub fn judge(
     write: &Write,
     wait: Wait,
-    secondaries: &[Replica],
+    secondaries: &[SecondaryView],
     duration_ms: u64,
     timeout: Duration,
 ) -> Judgement {
     let &Write { seq, w, nodes, duplicate } = write;
     let all = write.held_by_all(wait, secondaries.len());
-    let (holding, lacking): (Vec<&Replica>, Vec<&Replica>) =
+    let (holding, lacking): (Vec<&SecondaryView>, Vec<&SecondaryView>) =
         secondaries.iter().partition(|replica| all || replica.acked >= seq);
     let acks: Vec<AckFrom> =
         holding.iter().map(|replica| AckFrom { secondary: replica.url.to_owned() }).collect();
@@ -200,8 +200,8 @@ mod tests {
 
     const TIMEOUT: Duration = Duration::from_secs(2);
 
-    fn replica(url: &'static str, acked: u64) -> Replica<'static> {
-        Replica { url, acked, status: "healthy", last_error: None }
+    fn replica(url: &'static str, acked: u64) -> SecondaryView<'static> {
+        SecondaryView { url, acked, status: "healthy", last_error: None }
     }
 
     fn write(seq: u64, w: u64, duplicate: bool) -> Write {
@@ -252,7 +252,7 @@ mod tests {
     fn a_timeout_with_too_few_acks_is_a_502_that_names_who_lacks_the_write_and_why() {
         let all = write(12, 3, true);
         assert!(all.reread(Wait::TimedOut, 2));
-        let slow = Replica {
+        let slow = SecondaryView {
             status: "suspected",
             last_error: Some("no answer"),
             ..replica("http://b", 11)

@@ -13,7 +13,7 @@ use wasip2::io::poll;
 use crate::bindings::replog::node::peers::{self, Peer};
 use crate::bindings::replog::node::sequencer::{self, Mode};
 use crate::bindings::replog::node::types::LogError;
-use crate::concern::{self, Judgement, Replica, Wait, Write};
+use crate::concern::{self, Judgement, SecondaryView, Wait, Write};
 use crate::new_message::{self, NewMessage};
 use crate::quorum;
 use crate::settings::MasterSettings;
@@ -91,10 +91,10 @@ fn wait_for(write: &Write, settings: &MasterSettings) -> Wait {
 }
 
 /// The secondaries as a write's answer names them.
-fn replicas(secondaries: &[Peer]) -> Vec<Replica<'_>> {
+fn replicas(secondaries: &[Peer]) -> Vec<SecondaryView<'_>> {
     secondaries
         .iter()
-        .map(|peer| Replica {
+        .map(|peer| SecondaryView {
             url: &peer.url,
             acked: peer.acked,
             status: peer.status.as_str(),

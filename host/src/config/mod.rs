@@ -41,6 +41,7 @@ pub(crate) const CALL_TIMEOUT_MARGIN: Duration = Duration::from_secs(30);
 /// Why a node's configuration cannot be used: the text says which setting, and why.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// A setting is malformed, out of range, or does not fit with another.
     #[error("{0}")]
     Invalid(String),
 }

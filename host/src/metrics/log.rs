@@ -69,15 +69,18 @@ impl LogMetrics {
         }
     }
 
+    /// `entries` added to the log.
     pub fn appended(&self, entries: u64) {
         self.appended.inc_by(entries);
     }
 
+    /// One repair that dropped `entries` from the end of the log.
     pub fn truncated(&self, entries: u64) {
         self.truncations.inc();
         self.truncated.inc_by(entries);
     }
 
+    /// One write recognised by its idempotency key: answered, nothing appended.
     pub fn replayed(&self) {
         self.replays.inc();
     }

@@ -28,9 +28,13 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// One node's metrics and the registry Prometheus reads them from.
 pub struct NodeMetrics {
     registry: Registry,
+    /// Requests at the node's HTTP edge.
     pub http: HttpMetrics,
+    /// The log's entries added, dropped and replayed, and its group commits.
     pub log: LogMetrics,
+    /// A master's contacts with its secondaries and its writers' waits.
     pub replication: ReplicationMetrics,
+    /// The component's versions, instances and stopped calls.
     pub runtime: RuntimeMetrics,
     levels: Levels,
 }
@@ -46,7 +50,9 @@ impl std::fmt::Debug for NodeMetrics {
 pub struct Reading {
     /// `master` or `secondary`.
     pub role: &'static str,
+    /// The node's name: `master`, `secondary1`, ...
     pub node: String,
+    /// Entries in the log (its last seq).
     pub log_entries: u64,
     /// Bytes of messages held.
     pub log_bytes: u64,
@@ -54,17 +60,22 @@ pub struct Reading {
     pub epoch: u64,
     /// A master's state (none on a secondary).
     pub master_state: Option<StateSet>,
+    /// Each secondary, as the master sees it (none on a secondary).
     pub secondaries: Vec<SecondaryReading>,
     /// Component instances kept idle for the next calls.
     pub instances_idle: u64,
+    /// Hex sha256 of the component version serving new requests.
     pub component_sha256: String,
+    /// That version as it describes itself, `unknown` if it does not.
     pub component_version: String,
 }
 
 /// One secondary as its master sees it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SecondaryReading {
+    /// Its base URL, as configured.
     pub url: String,
+    /// The seq through which its log was checked to agree with the master's.
     pub acked: u64,
     /// Whether it answers, as the master judged it.
     pub status: StateSet,

@@ -15,6 +15,7 @@ pub enum ContactOutcome {
     Repairing(u64),
     /// It follows a newer master: this one was fenced.
     Fenced,
+    /// It did not answer, or not as it should.
     Failed,
 }
 
@@ -29,6 +30,8 @@ impl ContactOutcome {
     }
 }
 
+/// A master's contacts with each secondary and its writers' waits for a write concern. Cheap
+/// to clone: every clone counts into the same series.
 #[derive(Clone)]
 pub struct ReplicationMetrics {
     contacts: IntCounterVec,
@@ -124,6 +127,7 @@ pub struct AckWaitTimer {
 }
 
 impl AckWaitTimer {
+    /// The write concern was met: counted as met now, and not again when dropped.
     pub fn met(&mut self) {
         if !self.done {
             self.done = true;

@@ -13,11 +13,16 @@ const COMPILE_SECONDS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.
 /// Why the host stopped a call into the component.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stopped {
+    /// It used more than its CPU budget.
     Cpu,
+    /// It tried to grow its memory past the limit.
     Memory,
+    /// It took longer than its call timeout.
     WallClock,
 }
 
+/// The component's versions swapped in or refused, compile times, instances in use and calls
+/// stopped. Cheap to clone: every clone counts into the same series.
 #[derive(Clone)]
 pub struct RuntimeMetrics {
     in_use: IntGauge,
@@ -89,6 +94,7 @@ impl RuntimeMetrics {
         InUse(self.in_use.clone())
     }
 
+    /// One call the host stopped, for `why`.
     pub fn stopped(&self, why: Stopped) {
         let limit = match why {
             Stopped::Cpu => "cpu",

@@ -18,18 +18,53 @@ use crate::config::Role;
 /// refusing its settings.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
+    /// The component file could not be read.
     #[error("cannot read component {path}: {error}")]
-    Read { path: PathBuf, error: std::io::Error },
+    Read {
+        /// The component file.
+        path: PathBuf,
+        /// What reading it failed with.
+        error: std::io::Error,
+    },
+    /// The file's bytes did not compile as a WebAssembly component.
     #[error("{path} is not a valid WebAssembly component: {reason}")]
-    Compile { path: PathBuf, reason: String },
+    Compile {
+        /// The component file.
+        path: PathBuf,
+        /// What the compiler said, on one line.
+        reason: String,
+    },
+    /// The component imports what the role does not offer, or does not export
+    /// `wasi:http/incoming-handler`.
     #[error("{path} does not fit the {role} role: {reason}")]
-    WrongWorld { path: PathBuf, role: Role, reason: String },
+    WrongWorld {
+        /// The component file.
+        path: PathBuf,
+        /// The role it was linked for.
+        role: Role,
+        /// What linking or instantiating it reported.
+        reason: String,
+    },
+    /// The host's own interfaces could not be added to the linker.
     #[error("could not set up the host interfaces: {0}")]
     Linker(String),
+    /// Its `about.describe` failed, or its answer could not be used.
     #[error("{path} failed to describe itself: {reason}")]
-    Describe { path: PathBuf, reason: String },
+    Describe {
+        /// The component file.
+        path: PathBuf,
+        /// Why its description could not be had.
+        reason: String,
+    },
+    /// The version refused the settings it was given, or needs ones the running node cannot
+    /// give it without a restart.
     #[error("{path} refuses its settings: {message}")]
-    Settings { path: PathBuf, message: String },
+    Settings {
+        /// The component file.
+        path: PathBuf,
+        /// Which settings, and why.
+        message: String,
+    },
 }
 
 /// A component compiled for this process's engine, with what identifies it in logs.

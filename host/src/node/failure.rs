@@ -17,18 +17,25 @@ pub type Response = hyper::Response<HyperOutgoingBody>;
 /// Why a call into the component (a request, a replication step) got no answer.
 #[derive(Debug, thiserror::Error)]
 pub enum Failure {
+    /// The call passed its CPU budget or its memory limit, and was stopped.
     #[error("{0}; the request was stopped")]
     Limit(LimitExceeded),
+    /// The call took longer than its timeout, and was stopped.
     #[error("the request took longer than {} ms and was stopped", .0.as_millis())]
     Timeout(Duration),
+    /// No instance could be had: the pool is at its limit.
     #[error("the node is at capacity: {0}")]
     Busy(String),
+    /// The component trapped (panicked, or failed in the runtime); the text names the trap.
     #[error("the component failed: {0}")]
     Trap(String),
+    /// The component set its response to a `wasi:http` error code instead of a response.
     #[error("the component answered with an error: {0:?}")]
     ErrorCode(ErrorCode),
+    /// The call ended without the component setting its response.
     #[error("the component finished without answering")]
     NoResponse,
+    /// The host failed to set up or pass the call.
     #[error("host error: {0}")]
     Host(String),
 }

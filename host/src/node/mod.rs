@@ -62,10 +62,13 @@ pub struct Node {
 /// Why a node could not be set up: its component, its state, or settings that do not fit.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
+    /// The component cannot serve this node.
     #[error(transparent)]
     Load(#[from] LoadError),
+    /// The node's log on disk cannot be opened.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// The node's settings cannot be used.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
 }
@@ -193,8 +196,8 @@ impl Node {
         if urls(&loaded) != urls(&current) {
             return Err(LoadError::Settings {
                 path: loaded.info.path.clone(),
-                message: "it reads other peers from the same settings than the version serving; \
-                          restart the node to change its peers"
+                message: "it names other peers than the version serving; restart the node to \
+                          change its peers"
                     .to_owned(),
             });
         }

@@ -38,9 +38,21 @@ const KEEP_COMPILED: usize = 8;
 #[derive(Debug, Clone)]
 pub enum Outcome {
     /// The node now serves `to` to new requests.
-    Swapped { from: Arc<ComponentInfo>, to: Arc<ComponentInfo>, compile_time: Duration },
+    Swapped {
+        /// The version it served before.
+        from: Arc<ComponentInfo>,
+        /// The version it serves now.
+        to: Arc<ComponentInfo>,
+        /// How long compiling the file took (zero for a version kept compiled).
+        compile_time: Duration,
+    },
     /// The file was not taken; the node serves on with `serving`.
-    Rejected { reason: String, serving: Arc<ComponentInfo> },
+    Rejected {
+        /// Why the file was not taken.
+        reason: String,
+        /// The version the node serves on.
+        serving: Arc<ComponentInfo>,
+    },
     /// The file holds the version the node already serves.
     Unchanged,
 }
@@ -60,13 +72,14 @@ pub struct Report {
 
 /// Watches the component files of a set of nodes and swaps changes in. Dropping it stops.
 pub struct Reloader {
-    requests: mpsc::UnboundedSender<Request>,
+    requests: mpsc::UnboundedSender<ReloadAsk>,
     reports: broadcast::Sender<Report>,
     _watcher: Box<dyn Watcher + Send>,
     task: tokio::task::JoinHandle<()>,
 }
 
-enum Request {
+/// What the reload task is asked to look at again: one file (changed at that instant), or all.
+enum ReloadAsk {
     File(PathBuf, Instant),
     All(Instant),
 }
@@ -91,7 +104,7 @@ impl Reloader {
 
     /// Looks at every file again (what SIGHUP does): changed ones are swapped in.
     pub fn reload_all(&self) {
-        let _ = self.requests.send(Request::All(Instant::now()));
+        let _ = self.requests.send(ReloadAsk::All(Instant::now()));
     }
 
     /// Reports of what each reload did, from now on.
@@ -110,7 +123,7 @@ impl Drop for Reloader {
 async fn run(
     runtime: Runtime,
     files: HashMap<PathBuf, Vec<Arc<Node>>>,
-    mut incoming: mpsc::UnboundedReceiver<Request>,
+    mut incoming: mpsc::UnboundedReceiver<ReloadAsk>,
     reports: broadcast::Sender<Report>,
 ) {
     // The versions running now are the first ones a swap may come back to.
@@ -120,11 +133,11 @@ async fn run(
     }
     while let Some(first) = incoming.recv().await {
         let mut pending: HashMap<PathBuf, Instant> = HashMap::new();
-        let mut add = |request: Request| match request {
-            Request::File(path, at) => {
+        let mut add = |request: ReloadAsk| match request {
+            ReloadAsk::File(path, at) => {
                 pending.insert(path, at);
             }
-            Request::All(at) => pending.extend(files.keys().map(|path| (path.clone(), at))),
+            ReloadAsk::All(at) => pending.extend(files.keys().map(|path| (path.clone(), at))),
         };
         add(first);
         loop {

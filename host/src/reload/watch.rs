@@ -10,7 +10,7 @@ use notify::event::{AccessKind, AccessMode, EventKind};
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
-use super::Request;
+use super::ReloadAsk;
 use crate::node::Node;
 
 /// How often a directory is polled where the kernel cannot notify about it.
@@ -19,8 +19,14 @@ pub(crate) const POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// Why component files cannot be watched.
 #[derive(Debug, thiserror::Error)]
 pub enum WatchError {
+    /// A directory could not be watched, or no watcher could be set up.
     #[error("cannot watch {dir}: {reason}")]
-    Watch { dir: PathBuf, reason: String },
+    Watch {
+        /// The directory (empty when the watcher itself could not be made).
+        dir: PathBuf,
+        /// What the watcher reported.
+        reason: String,
+    },
 }
 
 /// The files `node`'s versions may come from, as events name them: the one it started with
@@ -49,7 +55,7 @@ fn watched_path(path: &Path) -> PathBuf {
 /// those are not available, and turns events on the files into reload requests.
 pub(super) fn watch(
     files: &HashSet<PathBuf>,
-    requests: mpsc::UnboundedSender<Request>,
+    requests: mpsc::UnboundedSender<ReloadAsk>,
 ) -> Result<Box<dyn Watcher + Send>, WatchError> {
     let interesting = files.clone();
     let handler = move |event: notify::Result<notify::Event>| {
@@ -63,7 +69,7 @@ pub(super) fn watch(
             return;
         }
         for path in event.paths.iter().filter(|p| interesting.contains(*p)) {
-            let _ = requests.send(Request::File(path.clone(), Instant::now()));
+            let _ = requests.send(ReloadAsk::File(path.clone(), Instant::now()));
         }
     };
     // A folder that does not exist yet (a build that never ran) is looked at on SIGHUP only.

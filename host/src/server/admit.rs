@@ -119,7 +119,8 @@ fn too_large(bounds: Bounds) -> Response {
     json_error(
         413,
         &format!(
-            "body is larger than {} bytes (the MAX_BODY_BYTES setting)",
+            "body is larger than {} bytes, the most this node takes (MAX_BODY_BYTES for a \
+             client's message, the largest batch on a secondary)",
             bounds.max_body_bytes
         ),
     )

@@ -37,10 +37,24 @@ pub(crate) const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Why a node cannot listen.
 #[derive(Debug, thiserror::Error)]
 pub enum BindError {
+    /// Another socket is bound to the address.
     #[error("{node} cannot listen on {addr}: the port is in use (pick another port)")]
-    InUse { node: String, addr: SocketAddr },
+    InUse {
+        /// The node's name.
+        node: String,
+        /// The address it was to listen on.
+        addr: SocketAddr,
+    },
+    /// Binding failed for any other reason.
     #[error("{node} cannot listen on {addr}: {error}")]
-    Other { node: String, addr: SocketAddr, error: std::io::Error },
+    Other {
+        /// The node's name.
+        node: String,
+        /// The address it was to listen on.
+        addr: SocketAddr,
+        /// What binding failed with.
+        error: std::io::Error,
+    },
 }
 
 /// Binds `addr` for `node`, with an error that names both.

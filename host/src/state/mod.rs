@@ -17,89 +17,30 @@ mod disk;
 mod durable;
 mod entry;
 mod keys;
+mod ledger;
 mod lock;
 mod log;
 mod replica;
+mod role;
 mod segments;
 mod sequencer;
 mod traces;
 
 pub use self::entry::Entry;
 pub use self::keys::DEFAULT_KEY_WINDOW;
-pub(crate) use self::lock::DirLock;
+pub use self::ledger::Ledger;
 pub(crate) use self::log::TextPage;
 pub use self::log::{Appended, Change, Log, LogError, Position, Run, Snapshot};
 pub use self::replica::{Replica, ReplicaStanding};
+pub use self::role::{RoleKind, RoleState};
 pub use self::segments::{Replay, StorageError};
 pub use self::sequencer::{Contact, Mode, PeerRecord, PeerStatus, Peers, Sequencer};
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
 use crate::metrics::NodeMetrics;
-
-/// The log a node keeps whatever its role, with the claim on the directory it lives in: what
-/// passes from one role's state to the other's when a node changes role.
-#[derive(Debug)]
-pub struct Ledger {
-    log: Log,
-    /// The claim on the data directory, held while the node runs.
-    _lock: Option<DirLock>,
-}
-
-impl Ledger {
-    /// A log in memory only, remembering the last `key_window` idempotency keys.
-    pub(crate) fn in_memory(key_window: usize) -> Self {
-        Self { log: Log::in_memory(key_window), _lock: None }
-    }
-
-    /// The log kept in `dir`, which it locks first (one process per directory), under
-    /// `dir/log`. Reads back what is there.
-    pub(crate) fn open_dir(
-        dir: &Path,
-        node: &str,
-        key_window: usize,
-    ) -> Result<(Self, Replay), StorageError> {
-        let lock = DirLock::acquire(dir)?;
-        let (log, replayed) = Log::open(&dir.join("log"), node, key_window)?;
-        Ok((Self { log, _lock: Some(lock) }, replayed))
-    }
-}
-
-/// Which rules a node's state enforces: a master's or a secondary's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RoleKind {
-    /// Numbers writes (`Sequencer`).
-    Sequencer,
-    /// Follows a master (`Replica`).
-    Replica,
-}
-
-/// A node's state in its role.
-#[derive(Debug)]
-pub enum RoleState {
-    /// A master's.
-    Sequencer(Sequencer),
-    /// A secondary's.
-    Replica(Replica),
-}
-
-impl RoleState {
-    fn new(kind: RoleKind, ledger: Arc<Ledger>) -> Self {
-        match kind {
-            RoleKind::Sequencer => Self::Sequencer(Sequencer::new(ledger)),
-            RoleKind::Replica => Self::Replica(Replica::new(ledger)),
-        }
-    }
-
-    fn log(&self) -> &Log {
-        match self {
-            Self::Sequencer(sequencer) => sequencer.log(),
-            Self::Replica(replica) => replica.log(),
-        }
-    }
-}
 
 /// The state of one node: its role's, and what it counts.
 #[derive(Debug)]

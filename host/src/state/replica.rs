@@ -12,8 +12,8 @@
 
 use std::sync::{Arc, Mutex};
 
-use super::sequencer::Sequencer;
-use super::{Change, Ledger, Log, LogError, Snapshot};
+use super::ledger::Ledger;
+use super::log::{Change, Log, LogError, Snapshot};
 
 /// A node's state while it follows a master.
 #[derive(Debug)]
@@ -66,10 +66,9 @@ impl Replica {
         *self.refusal.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = reason;
     }
 
-    /// The same log as a sequencer's, recovering: it numbers nothing until its component has
-    /// checked the log against the replicas and opened an epoch above every one recorded.
-    pub fn into_sequencer(self) -> Sequencer {
-        Sequencer::new(self.ledger)
+    /// Its ledger, for the state of another role (`role`).
+    pub(super) fn into_ledger(self) -> Arc<Ledger> {
+        self.ledger
     }
 }
 

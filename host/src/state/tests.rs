@@ -1,6 +1,7 @@
 //! A node's log, lock and directory pass from one role's state to the other's.
 
 use super::*;
+use crate::state::lock::DirLock;
 
 fn entry(seq: u64, epoch: u64, msg: &str) -> Entry {
     Entry { seq, epoch, key: None, msg: msg.to_owned() }

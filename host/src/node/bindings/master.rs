@@ -29,12 +29,12 @@ impl sequencer::Host for NodeView<'_> {
     ) -> wasmtime::Result<Result<sequencer::Appended, types::LogError>> {
         let trace = self.request_id.cloned();
         let appended = self.sequencer()?.append(msg, key, trace).await;
-        let state::Appended { seq, duplicate } = match appended {
+        let (state::Appended { seq, duplicate }, epoch) = match appended {
             Ok(appended) => appended,
             Err(error) => return Ok(Err(error.into())),
         };
         let request_id = self.request_id.map(|id| &**id);
-        tracing::debug!(node = self.node, seq, duplicate, request_id, "appended");
+        tracing::debug!(node = self.node, seq, epoch, duplicate, request_id, "appended");
         Ok(Ok(sequencer::Appended { seq, duplicate }))
     }
 

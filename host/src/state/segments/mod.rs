@@ -44,25 +44,62 @@ const MAX_RECORD_LEN: usize = 64 << 20;
 /// Why a log on disk cannot be opened or written.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
+    /// The data directory could not be created or listed.
     #[error("cannot use data directory {dir}: {error}")]
-    Dir { dir: PathBuf, error: io::Error },
+    Dir {
+        /// The data directory.
+        dir: PathBuf,
+        /// What it failed with.
+        error: io::Error,
+    },
+    /// Another process holds the data directory's lock.
     #[error("data directory {dir} is in use by {}", match pid {
         Some(pid) => format!("pid {pid}"),
         None => "another process".to_owned(),
     })]
-    InUse { dir: PathBuf, pid: Option<u32> },
+    InUse {
+        /// The data directory.
+        dir: PathBuf,
+        /// The process that holds it, as its lock file says, if it does.
+        pid: Option<u32>,
+    },
+    /// A file in the data directory could not be read or written.
     #[error("{file}: {error}")]
-    Io { file: PathBuf, error: io::Error },
+    Io {
+        /// The file.
+        file: PathBuf,
+        /// What it failed with.
+        error: io::Error,
+    },
+    /// A segment file does not start with the segment header.
     #[error("{file} is not a replog log segment (bad header)")]
-    NotASegment { file: PathBuf },
+    NotASegment {
+        /// The file.
+        file: PathBuf,
+    },
+    /// A segment is in a format version this replog does not read.
     #[error("{file} has format version {found}; this replog reads versions 1 and {FORMAT_VERSION}")]
-    Version { file: PathBuf, found: u32 },
+    Version {
+        /// The segment file.
+        file: PathBuf,
+        /// The version its header gives.
+        found: u32,
+    },
+    /// A record that does not decode is followed by valid ones (or is not in the last
+    /// segment): the data was damaged, not cut off by a crash.
     #[error(
         "{file} is damaged at byte {offset} ({why}) and valid records follow: refusing to start \
          rather than drop them. Restore the data directory from a replica or a backup, or move \
          it aside to start empty"
     )]
-    Corrupt { file: PathBuf, offset: u64, why: String },
+    Corrupt {
+        /// The segment file.
+        file: PathBuf,
+        /// Where the bad record starts, in bytes from the file's start.
+        offset: u64,
+        /// What is wrong with it.
+        why: String,
+    },
 }
 
 /// One record: what the log does, in order.

@@ -25,8 +25,9 @@ use std::sync::Arc;
 use self::gate::Gate;
 pub use self::gate::Mode;
 pub use self::peers::{Contact, PeerRecord, PeerStatus, Peers};
-use super::replica::Replica;
-use super::{Appended, Change, Entry, Ledger, Log, LogError};
+use crate::state::entry::Entry;
+use crate::state::ledger::Ledger;
+use crate::state::log::{Appended, Change, Log, LogError};
 
 /// A node's state while it numbers writes: the log, its mode, its view of the secondaries.
 #[derive(Debug)]
@@ -58,13 +59,13 @@ impl Sequencer {
     }
 
     /// Appends `msg` (with its client's `key`, appended by client request `trace`) in the open
-    /// epoch. Refused unless open.
+    /// epoch. Refused unless open. Returns where it is, and the epoch it was numbered in.
     pub(crate) async fn append(
         &self,
         msg: String,
         key: Option<String>,
         trace: Option<Arc<str>>,
-    ) -> Result<Appended, LogError> {
+    ) -> Result<(Appended, u64), LogError> {
         let epoch = match self.gate.mode() {
             Mode::Open(epoch) => epoch,
             Mode::Recovering(why) => return Err(LogError::Closed(format!("recovering: {why}"))),
@@ -74,7 +75,7 @@ impl Sequencer {
                 )));
             }
         };
-        self.log().append_traced(msg, epoch, key, trace).await
+        Ok((self.log().append_traced(msg, epoch, key, trace).await?, epoch))
     }
 
     /// Appends what a replica holds past this log's end, while recovering: their epochs become
@@ -123,10 +124,9 @@ impl Sequencer {
         self.gate.settled().await;
     }
 
-    /// The same log as a replica's: writes stop being numbered here. Its mode and its view of
-    /// the secondaries are dropped; a sequencer made from the replica again starts recovering.
-    pub fn into_replica(self) -> Replica {
-        Replica::new(self.ledger)
+    /// Its ledger, for the state of another role (`role`).
+    pub(super) fn into_ledger(self) -> Arc<Ledger> {
+        self.ledger
     }
 
     fn recovering(&self) -> Result<(), LogError> {
@@ -165,7 +165,7 @@ mod tests {
         sequencer.open(3).await.unwrap();
         assert_eq!(sequencer.mode(), Mode::Open(3));
         let appended = sequencer.append("m".into(), None, None).await.unwrap();
-        assert_eq!(appended, Appended { seq: 1, duplicate: false });
+        assert_eq!(appended, (Appended { seq: 1, duplicate: false }, 3));
         assert_eq!(sequencer.log().read(1, 1)[0].epoch, 3);
     }
 

@@ -1,0 +1,35 @@
+//! The log a node keeps whatever its role, with the claim on its data directory.
+
+use std::path::Path;
+
+use super::lock::DirLock;
+use super::log::Log;
+use super::segments::{Replay, StorageError};
+
+/// The log a node keeps whatever its role, with the claim on the directory it lives in: what
+/// passes from one role's state to the other's when a node changes role.
+#[derive(Debug)]
+pub struct Ledger {
+    pub(super) log: Log,
+    /// The claim on the data directory, held while the node runs.
+    _lock: Option<DirLock>,
+}
+
+impl Ledger {
+    /// A log in memory only, remembering the last `key_window` idempotency keys.
+    pub(crate) fn in_memory(key_window: usize) -> Self {
+        Self { log: Log::in_memory(key_window), _lock: None }
+    }
+
+    /// The log kept in `dir`, which it locks first (one process per directory), under
+    /// `dir/log`. Reads back what is there.
+    pub(crate) fn open_dir(
+        dir: &Path,
+        node: &str,
+        key_window: usize,
+    ) -> Result<(Self, Replay), StorageError> {
+        let lock = DirLock::acquire(dir)?;
+        let (log, replayed) = Log::open(&dir.join("log"), node, key_window)?;
+        Ok((Self { log, _lock: Some(lock) }, replayed))
+    }
+}
