@@ -12,6 +12,8 @@
 //! - [`privileges`]: giving up root once the secret is read (containers).
 //! - [`server`], [`cluster`]: listening, and running several nodes in one process.
 //! - [`reload`]: swapping in new component versions while nodes serve.
+//! - [`election`]: who is master, decided by etcd (a leader key under a lease; its create
+//!   revision is the master's epoch).
 //! - [`components`]: where the built `.wasm` files are found.
 //! - [`command`]: running plain WASI command components (`replog run`).
 //! - [`compose`], [`probe`]: the Compose file generator and the containers' health check.
@@ -26,6 +28,7 @@ pub mod command;
 pub mod components;
 pub mod compose;
 pub mod config;
+pub mod election;
 pub mod metrics;
 pub mod node;
 pub mod outbound;

@@ -29,7 +29,8 @@ pub fn messages_blocking(base: &str) -> Vec<String> {
 }
 
 /// One request on a connection of its own, answered with a length or in chunks.
-fn blocking(method: &str, url: &str, body: &str) -> Option<(u16, String)> {
+/// `method` without an async runtime; none when nothing answers.
+pub fn blocking(method: &str, url: &str, body: &str) -> Option<(u16, String)> {
     use std::io::{Read, Write};
     let rest = url.strip_prefix("http://")?;
     let (authority, path) = rest.split_once('/').map(|(a, p)| (a, format!("/{p}")))?;
