@@ -12,6 +12,7 @@ use tokio::task::JoinSet;
 use crate::config::NodeConfig;
 use crate::node::{CompiledComponent, LoadError, Node};
 use crate::runtime::Runtime;
+use crate::seat::Seat;
 use crate::server::{self, BindError, Port};
 
 /// Why nodes could not be started.
@@ -85,6 +86,7 @@ pub async fn serve_nodes(nodes: Vec<Node>) -> Result<Running, StartError> {
             compile_ms = compile_time.as_millis() as u64,
             "listening on http://{addr}"
         );
+        let seat = Arc::new(Seat::new(node.clone()));
         let stop_with = |mut stopped: watch::Receiver<bool>| async move {
             let _ = stopped.wait_for(|stop| *stop).await;
         };
@@ -93,10 +95,10 @@ pub async fn serve_nodes(nodes: Vec<Node>) -> Result<Running, StartError> {
                 tracing::info!(node = node.name(), "metrics on http://{addr}/metrics");
             }
             let stop = stop_with(stopped.clone());
-            servers.spawn(server::serve(node.clone(), metrics, Port::Metrics, stop));
+            servers.spawn(server::serve(seat.clone(), metrics, Port::Metrics, stop));
         }
         let stop = stop_with(stopped.clone());
-        servers.spawn(server::serve(node.clone(), listener, Port::Clients, stop));
+        servers.spawn(server::serve(seat, listener, Port::Clients, stop));
         running.push((node, addr));
     }
     // Every node listens by now, so the masters' first contacts find their secondaries up.

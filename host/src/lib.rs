@@ -13,7 +13,9 @@
 //! - [`server`], [`cluster`]: listening, and running several nodes in one process.
 //! - [`reload`]: swapping in new component versions while nodes serve.
 //! - [`election`]: who is master, decided by etcd (a leader key under a lease; its create
-//!   revision is the master's epoch).
+//!   revision is the master's epoch); [`elected`]: a node that follows that election and
+//!   changes role in the running process; [`seat`]: the node a port serves (and, for an
+//!   elected one, where writes are forwarded).
 //! - [`components`]: where the built `.wasm` files are found.
 //! - [`command`]: running plain WASI command components (`replog run`).
 //! - [`compose`], [`probe`]: the Compose file generator and the containers' health check.
@@ -28,6 +30,7 @@ pub mod command;
 pub mod components;
 pub mod compose;
 pub mod config;
+pub mod elected;
 pub mod election;
 pub mod metrics;
 pub mod node;
@@ -37,6 +40,7 @@ pub mod probe;
 pub mod proof;
 pub mod reload;
 pub mod runtime;
+pub mod seat;
 pub mod secret;
 pub mod server;
 pub mod state;

@@ -146,9 +146,34 @@ pub fn recovery(own: OwnLog, heard: &[(&str, Option<&ReplicaLog>)], force: bool)
     RecoveryStep::Open(own.epoch.max(own.last.epoch).max(seen) + 1)
 }
 
+/// The epoch to open, once recovery allows one at `lowest` or above: `lowest` for a master by
+/// configuration; for an elected one, the epoch its election gave it (etcd's, unique in the
+/// cluster), which may be no lower. Otherwise the text says why it cannot open.
+pub fn epoch_to_open(lowest: u64, elected: Option<u64>) -> Result<u64, String> {
+    match elected {
+        None => Ok(lowest),
+        Some(epoch) if epoch >= lowest => Ok(epoch),
+        Some(epoch) => Err(format!(
+            "this master was elected for epoch {epoch}, but epoch {} is recorded already (a \
+             cluster once run with fixed roles, or an etcd that lost its data): it cannot take \
+             writes in a unique epoch",
+            lowest - 1
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_elected_master_opens_the_epoch_it_was_elected_for_and_never_a_lower_one() {
+        assert_eq!(epoch_to_open(4, None), Ok(4), "by configuration: the next one");
+        assert_eq!(epoch_to_open(4, Some(31)), Ok(31), "elected: etcd's");
+        assert_eq!(epoch_to_open(4, Some(4)), Ok(4));
+        let refused = epoch_to_open(32, Some(31)).unwrap_err();
+        assert!(refused.contains("elected for epoch 31") && refused.contains("epoch 31 is recorded"));
+    }
 
     fn run(epoch: u64, first: u64) -> Run {
         Run { epoch, first }

@@ -64,9 +64,15 @@ pub fn recover() -> Option<u64> {
                 }
             }
         }
-        RecoveryStep::Open(epoch) => match open(epoch, &heard, settings.force_recovery) {
-            true => None,
-            false => again,
+        RecoveryStep::Open(lowest) => match policy::epoch_to_open(lowest, settings.elected_epoch) {
+            Ok(epoch) if open(epoch, &heard, settings.force_recovery) => None,
+            Ok(_) => again,
+            Err(why) => {
+                if why != waiting_for {
+                    hold(&why);
+                }
+                again
+            }
         },
     }
 }

@@ -23,6 +23,8 @@ pub const PEER_TIMEOUT_MS: &str = "PEER_TIMEOUT_MS";
 pub const FORCE_RECOVERY: &str = "FORCE_RECOVERY";
 /// The secondaries' `DELAY_MS`, in their order, where the host knows them.
 pub const SECONDARY_DELAYS: &str = "SECONDARY_DELAYS";
+/// The epoch an election gave this master (set by the host on an elected master only).
+pub const ELECTED_EPOCH: &str = "ELECTED_EPOCH";
 
 /// The settings it reads, by name: the host passes these through.
 pub const NAMES: &[&str] = &[
@@ -34,6 +36,7 @@ pub const NAMES: &[&str] = &[
     PEER_TIMEOUT_MS,
     FORCE_RECOVERY,
     SECONDARY_DELAYS,
+    ELECTED_EPOCH,
 ];
 
 /// What a secondary needs of `PEER_TIMEOUT_MS` beyond its `DELAY_MS` to store and answer (the
@@ -58,6 +61,8 @@ pub struct MasterSettings {
     /// Whether a master that lost its log may take writes without hearing from every
     /// secondary.
     pub force_recovery: bool,
+    /// The epoch its election gave it; none for a master by configuration.
+    pub elected_epoch: Option<u64>,
 }
 
 impl MasterSettings {
@@ -87,6 +92,10 @@ impl MasterSettings {
             unhealthy_after: count(UNHEALTHY_AFTER, 3)?,
             peer_timeout: settings::millis(PEER_TIMEOUT_MS, 5_000)?,
             force_recovery: settings::flag(FORCE_RECOVERY)?,
+            elected_epoch: match settings::number(ELECTED_EPOCH, 0)? {
+                0 => None,
+                epoch => Some(epoch),
+            },
         };
         settings.checked()
     }
@@ -169,6 +178,7 @@ mod tests {
             unhealthy_after: 3,
             peer_timeout: Duration::from_secs(5),
             force_recovery: false,
+            elected_epoch: None,
         }
     }
 

@@ -7,6 +7,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::builder::BoolishValueParser;
@@ -15,8 +16,12 @@ use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use super::node::{ComponentArgs, NodeArgs};
 use crate::components::{self, ComponentFiles};
 use crate::compose;
-use crate::config::setting::{DELAY_MS, SECONDARIES, SECONDARY_DELAYS};
+use crate::config::setting::{
+    CLUSTER_NAME, DELAY_MS, ETCD_ENDPOINTS, MEMBERS, SECONDARIES, SECONDARY_DELAYS,
+};
 use crate::config::{self, NodeConfig, Role, Topology};
+use crate::elected::{Member, Members};
+use crate::election::Timings;
 use crate::secret::ClusterSecret;
 
 #[derive(Debug, Parser)]
@@ -49,9 +54,9 @@ pub(crate) enum LogFormat {
 pub(crate) enum Command {
     /// Run a master and N secondaries in this one process (master on --master-port,
     /// secondaries on the ports after it).
-    Cluster(ClusterArgs),
+    Cluster(Box<ClusterArgs>),
     /// Run one node: the entry point of a container, or of separate processes on one machine.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Run a WASI command component, such as the echo server and client of iteration 0:
     /// `replog run echo-server.wasm -- 9009`.
     Run(RunArgs),
@@ -197,10 +202,35 @@ pub(crate) struct ProbeArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
-    /// Which node this is.
-    #[arg(long, value_enum)]
+    /// Which node this is: master or secondary by configuration, or auto: elected through
+    /// etcd (needs --members, --etcd-endpoints and --name).
+    #[arg(long, env = "ROLE", value_enum)]
     role: RoleArg,
-    /// Port to listen on [default: 8000 for the master, 8001 for a secondary].
+    /// auto: every member of the cluster, NAME=URL separated by commas, the same on every
+    /// node (a majority is counted over them), e.g. n1=http://n1:8000,n2=http://n2:8000,...
+    #[arg(long, env = MEMBERS, value_name = "NAME=URL,...")]
+    members: Option<String>,
+    /// auto: etcd's client URLs, separated by commas (etcd 3.4 or later).
+    #[arg(long, env = ETCD_ENDPOINTS, value_name = "URLS")]
+    etcd_endpoints: Option<String>,
+    /// auto: the cluster's prefix in etcd; clusters sharing an etcd need different names.
+    #[arg(long, env = CLUSTER_NAME, default_value = crate::election::DEFAULT_CLUSTER_NAME)]
+    cluster_name: String,
+    /// auto: how long the leader key outlives its master's last renewal, in whole seconds.
+    #[arg(long, env = "LEASE_TTL_S", value_name = "S",
+        default_value_t = Timings::default().ttl.as_secs())]
+    lease_ttl_s: u64,
+    /// auto: how often the master renews its lease.
+    #[arg(long, env = "RENEW_EVERY_MS", value_name = "MS",
+        default_value_t = Timings::default().renew_every.as_millis() as u64)]
+    renew_every_ms: u64,
+    /// auto: how long after its last confirmed renewal a master stops acknowledging writes;
+    /// below the TTL, so that it has stopped before another can be elected.
+    #[arg(long, env = "RENEW_DEADLINE_MS", value_name = "MS",
+        default_value_t = Timings::default().renew_deadline.as_millis() as u64)]
+    renew_deadline_ms: u64,
+    /// Port to listen on [default: 8000 for the master, 8001 for a secondary, the port of its
+    /// own URL in --members for auto].
     #[arg(long, env = "PORT")]
     port: Option<u16>,
     /// Address to listen on.
@@ -289,19 +319,24 @@ impl StorageArgs {
     }
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum RoleArg {
     Master,
     Secondary,
+    Auto,
 }
 
-impl From<RoleArg> for Role {
-    fn from(role: RoleArg) -> Self {
-        match role {
-            RoleArg::Master => Role::Master,
-            RoleArg::Secondary => Role::Secondary,
-        }
-    }
+/// What an elected node (`--role auto`) is set up with, before its components are compiled.
+pub(crate) struct ElectedPlan {
+    pub(crate) me: Member,
+    pub(crate) members: Members,
+    pub(crate) etcd_endpoints: Vec<String>,
+    pub(crate) cluster_name: String,
+    pub(crate) timings: Timings,
+    /// The node as master: its secondaries are the other members.
+    pub(crate) master: NodeConfig,
+    /// The node as secondary, as it starts.
+    pub(crate) secondary: NodeConfig,
 }
 
 impl ClusterArgs {
@@ -349,8 +384,88 @@ impl ClusterArgs {
 }
 
 impl ServeArgs {
+    /// Whether the node is elected (`--role auto`).
+    pub(crate) fn elected(&self) -> bool {
+        self.role == RoleArg::Auto
+    }
+
+    /// An elected node's plan: both roles' configurations over one data directory.
+    pub(crate) fn elected_plan(&self) -> anyhow::Result<ElectedPlan> {
+        let Some(members) = &self.members else {
+            bail!("--role auto needs {MEMBERS}: every member, NAME=URL separated by commas")
+        };
+        let members = Members::parse(members)?;
+        let Some(name) = &self.name else {
+            bail!("--role auto needs --name: which of {MEMBERS} this node is")
+        };
+        let Some(me) = members.get(name).cloned() else {
+            bail!("--name {name} is not one of {MEMBERS}")
+        };
+        let Some(endpoints) = &self.etcd_endpoints else {
+            bail!(
+                "--role auto needs {ETCD_ENDPOINTS}: where etcd answers, e.g. http://127.0.0.1:2379"
+            )
+        };
+        let etcd_endpoints: Vec<String> = endpoints
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .map(String::from)
+            .collect();
+        if etcd_endpoints.is_empty() || etcd_endpoints.iter().any(|e| !e.starts_with("http://")) {
+            bail!("{ETCD_ENDPOINTS}={endpoints}: give http:// URLs separated by commas");
+        }
+        if self.cluster_name.is_empty() || self.cluster_name.contains('/') {
+            bail!("{CLUSTER_NAME} must be a non-empty name without '/'");
+        }
+        let timings = Timings {
+            ttl: Duration::from_secs(self.lease_ttl_s),
+            renew_every: Duration::from_millis(self.renew_every_ms),
+            renew_deadline: Duration::from_millis(self.renew_deadline_ms),
+        };
+        timings.check().map_err(|why| anyhow::anyhow!("the election's timings: {why}"))?;
+        let own_port = me.url.rsplit(':').next().and_then(|port| port.parse().ok());
+        let port = self.port.or(own_port).context("no port in this node's member URL")?;
+        let data_dir = self.storage.data_dir(|| PathBuf::from(DATA).join(name))?;
+        let listen = SocketAddr::new(self.bind, port);
+        let secret = self.secret.secret()?;
+        if secret.is_none() && !self.insecure {
+            bail!(
+                "no cluster secret: set CLUSTER_SECRET or CLUSTER_SECRET_FILE (the same on every \
+                 node). --insecure runs without one, for a network no one else can reach"
+            );
+        }
+        let config = |role: Role| -> anyhow::Result<NodeConfig> {
+            let component = match (&self.component, role) {
+                (Some(_), _) => {
+                    bail!("--role auto runs both roles' components: give --components DIR")
+                }
+                (None, role) => components::locate(role, self.components.as_deref())?,
+            };
+            let config = NodeConfig {
+                data_dir: data_dir.clone(),
+                metrics_listen: self.metrics_addr,
+                secret: secret.clone(),
+                ..self.node.node(name.clone(), role, listen, &component)?
+            };
+            Ok(self.settings.apply(config))
+        };
+        let others: Vec<&str> = members.others(name).map(|m| m.url.as_str()).collect();
+        let master = config(Role::Master)?.with(SECONDARIES, others.join(","));
+        let mut secondary = config(Role::Secondary)?;
+        if let Some(delay) = &self.delay_ms {
+            secondary = secondary.with(DELAY_MS, delay);
+        }
+        let cluster_name = self.cluster_name.clone();
+        Ok(ElectedPlan { me, members, etcd_endpoints, cluster_name, timings, master, secondary })
+    }
+
     pub(crate) fn node(&self) -> anyhow::Result<NodeConfig> {
-        let role = Role::from(self.role);
+        let role = match self.role {
+            RoleArg::Master => Role::Master,
+            RoleArg::Secondary => Role::Secondary,
+            RoleArg::Auto => bail!("an elected node has no fixed role (see elected_plan)"),
+        };
         let component = match &self.component {
             Some(path) => ComponentFiles { path: path.clone(), candidates: Vec::new() },
             None => components::locate(role, self.components.as_deref())?,

@@ -13,16 +13,26 @@ use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
 use self::args::{
-    Cli, Command, ComposeArgs, LogFormat, MakeSecretArgs, ProbeArgs, RunArgs, StatusArgs,
+    Cli, Command, ComposeArgs, ElectedPlan, LogFormat, MakeSecretArgs, ProbeArgs, RunArgs,
+    StatusArgs,
 };
 use crate::cluster;
 use crate::compose;
 use crate::config::NodeConfig;
+use crate::elected::{self, Elected, RolePlan};
+use crate::election::{Candidate, Election};
+use crate::node::{CompiledComponent, Node};
 use crate::privileges::{PrivilegesLeft, RunAs};
 use crate::reload::Reloader;
 use crate::runtime::{Runtime, RuntimeConfig};
+use crate::seat::Seat;
 use crate::secret::ClusterSecret;
+use crate::server::{self, Port};
 
 /// Parses the command line, runs the command, and turns errors into a message and exit code.
 pub fn main() -> ExitCode {
@@ -58,6 +68,7 @@ pub fn main() -> ExitCode {
 /// A command with its configuration read and checked, ready to run.
 enum Task {
     Serve { nodes: Vec<NodeConfig>, runtime: RuntimeConfig },
+    Elected { plan: Box<ElectedPlan>, runtime: RuntimeConfig },
     Run(RunArgs),
     Compose(ComposeArgs),
     Probe(ProbeArgs),
@@ -82,6 +93,16 @@ impl Task {
                     }
                 );
                 Ok(Task::Serve { nodes, runtime })
+            }
+            Command::Serve(args) if args.elected() => {
+                let plan = args.elected_plan()?;
+                let runtime = args.node.runtime(plan.secondary.limits)?;
+                if let Some(spec) = &args.run_as {
+                    let run_as: RunAs = spec.parse()?;
+                    run_as.switch()?;
+                    tracing::info!(%run_as, "switched user");
+                }
+                Ok(Task::Elected { plan: Box::new(plan), runtime })
             }
             Command::Serve(args) => {
                 let node = args.node()?;
@@ -112,6 +133,7 @@ impl Task {
             Task::Serve { nodes, runtime } => {
                 serve_until_stopped(Runtime::new(runtime)?, nodes).await
             }
+            Task::Elected { plan, runtime } => serve_elected(Runtime::new(runtime)?, *plan).await,
             Task::Run(args) => {
                 let code = crate::command::run(&args.component, &args.args).await?;
                 Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
@@ -185,6 +207,70 @@ async fn serve_until_stopped(runtime: Runtime, nodes: Vec<NodeConfig>) -> anyhow
     tracing::info!("shutting down: finishing requests in flight");
     drop(reloader);
     running.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Serves an elected node (`--role auto`) until SIGINT or SIGTERM: it starts as a secondary,
+/// and follows the election; on stopping, a master resigns first, so that another node takes
+/// over at once.
+async fn serve_elected(runtime: Runtime, plan: ElectedPlan) -> anyhow::Result<ExitCode> {
+    let compile = |config: &NodeConfig| {
+        CompiledComponent::load(runtime.engine(), &config.component)
+            .with_context(|| format!("loading {}", config.component.display()))
+    };
+    let master = RolePlan { component: compile(&plan.master)?, config: plan.master };
+    let secondary = RolePlan { component: compile(&plan.secondary)?, config: plan.secondary };
+    let node = Node::new(&runtime, secondary.config.clone(), secondary.component.clone()).await?;
+    let name = node.name().to_owned();
+    let listener = server::bind(&name, node.config().listen).await?;
+    let metrics = match node.config().metrics_listen {
+        Some(addr) => Some(server::bind(&name, addr).await?),
+        None => None,
+    };
+    let addr = listener.local_addr().context("reading the bound address")?;
+    let seat = Arc::new(Seat::elected(Arc::new(node)));
+    let (stop, stopped) = watch::channel(false);
+    let stop_with = |mut stopped: watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    };
+    let mut servers = tokio::task::JoinSet::new();
+    servers.spawn(server::serve(seat.clone(), listener, Port::Clients, stop_with(stopped.clone())));
+    if let Some(metrics) = metrics {
+        servers.spawn(server::serve(
+            seat.clone(),
+            metrics,
+            Port::Metrics,
+            stop_with(stopped.clone()),
+        ));
+    }
+    let etcd = crate::election::Etcd::new(plan.etcd_endpoints.clone());
+    let election = Election::new(etcd, &plan.cluster_name, plan.timings);
+    tracing::info!(
+        node = %name,
+        members = plan.members.len(),
+        etcd = %plan.etcd_endpoints.join(","),
+        key = election.key(),
+        "listening on http://{addr}, elected through etcd: a secondary until elected"
+    );
+    let elected = Elected {
+        me: Candidate { name: plan.me.name.clone(), url: plan.me.url.clone() },
+        members: plan.members,
+        election,
+        timings: plan.timings,
+        master,
+        secondary,
+    };
+    let following = tokio::spawn(elected::follow(elected, seat.clone(), stopped.clone()));
+    let mut terminate = signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+    tracing::info!("shutting down: resigning if master, finishing requests in flight");
+    let _ = stop.send(true);
+    let _ = following.await;
+    while servers.join_next().await.is_some() {}
+    seat.node().stop_replication().await;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -30,8 +30,9 @@ pub(crate) const DEFAULT_MAX_BODY_BYTES: u64 = 1 << 20;
 
 /// Whether the host writes setting `name` itself: a component setting of that name is not
 /// passed (the host's value is the one its limits enforce).
-fn env_owned_by_host(name: &str) -> bool {
-    [setting::REPLOG_NODE, setting::REPLOG_ROLE, setting::MAX_BODY_BYTES].contains(&name)
+pub(crate) fn env_owned_by_host(name: &str) -> bool {
+    [setting::REPLOG_NODE, setting::REPLOG_ROLE, setting::MAX_BODY_BYTES, setting::ELECTED_EPOCH]
+        .contains(&name)
 }
 
 /// Extra time a call may take beyond the longest its component says it needs (to write a long
@@ -88,6 +89,9 @@ pub struct NodeConfig {
     pub limits: Limits,
     /// The key the cluster's nodes prove themselves with; `None` runs insecure.
     pub secret: Option<ClusterSecret>,
+    /// The epoch an election gave this node, when it is an elected master: its component
+    /// opens that one (`ELECTED_EPOCH`), and its state opens no other.
+    pub elected_epoch: Option<u64>,
     /// Where the node runs: the settings a component version declares are taken from here
     /// when they are not in `settings`, except `HOST_SECRETS` (the process environment for the
     /// `replog` command; empty unless set for nodes built through the library).
@@ -117,6 +121,7 @@ impl NodeConfig {
             data_dir: None,
             limits: Limits::default(),
             secret: None,
+            elected_epoch: None,
             environment: BTreeMap::new(),
         }
     }
@@ -134,6 +139,9 @@ impl NodeConfig {
             (setting::REPLOG_ROLE.to_owned(), self.role.to_string()),
             (setting::MAX_BODY_BYTES.to_owned(), self.max_message_bytes().to_string()),
         ];
+        if let Some(epoch) = self.elected_epoch {
+            env.push((setting::ELECTED_EPOCH.to_owned(), epoch.to_string()));
+        }
         let own = |name: &String| env_owned_by_host(name);
         env.extend(
             self.settings.iter().filter(|(k, _)| !own(k)).map(|(k, v)| (k.clone(), v.clone())),

@@ -16,3 +16,12 @@ pub(crate) const SECONDARIES: &str = "SECONDARIES";
 pub(crate) const SECONDARY_DELAYS: &str = "SECONDARY_DELAYS";
 /// A secondary's artificial delay before it stores a replication.
 pub(crate) const DELAY_MS: &str = "DELAY_MS";
+/// The epoch an election gave a master: it opens that one or none. Written by the host on an
+/// elected master only; never taken from a node's settings or environment.
+pub(crate) const ELECTED_EPOCH: &str = "ELECTED_EPOCH";
+/// The members of an elected cluster, `name=url,...`, the same on every node.
+pub(crate) const MEMBERS: &str = "MEMBERS";
+/// Where etcd answers, `http://host:port,...`.
+pub(crate) const ETCD_ENDPOINTS: &str = "ETCD_ENDPOINTS";
+/// The prefix of an elected cluster's keys in etcd.
+pub(crate) const CLUSTER_NAME: &str = "CLUSTER_NAME";

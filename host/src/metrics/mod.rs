@@ -197,6 +197,12 @@ impl Levels {
             for &state in all {
                 self.master_state.with_label_values(&[state]).set(i64::from(state == now));
             }
+        } else {
+            // A node that was master and is a secondary now shows no master's series.
+            for family in [&self.master_state, &self.acked, &self.lag, &self.failures, &self.status]
+            {
+                family.reset();
+            }
         }
         for s in &r.secondaries {
             let url = s.url.as_str();

@@ -29,6 +29,7 @@ pub struct RuntimeMetrics {
     stopped: IntCounterVec,
     swaps: IntCounter,
     swap_failures: IntCounter,
+    role_changes: IntCounter,
     compile: Histogram,
 }
 
@@ -65,6 +66,10 @@ impl RuntimeMetrics {
             "replog_component_swap_failures_total",
             "Component files not swapped in (unreadable, not compiling, not fitting the role, or refusing the node's settings): the running version served on.",
         );
+        let role_changes = counter(
+            "replog_role_changes_total",
+            "Times the node changed role while it ran (elected master, or deposed), its log kept.",
+        );
         let compile = register(
             registry,
             Histogram::with_opts(
@@ -75,7 +80,7 @@ impl RuntimeMetrics {
                 .buckets(COMPILE_SECONDS.to_vec()),
             ),
         );
-        Self { in_use, stopped, swaps, swap_failures, compile }
+        Self { in_use, stopped, swaps, swap_failures, role_changes, compile }
     }
 
     /// A version compiled in `took` (a version compiled before and swapped back to is not).
@@ -86,6 +91,11 @@ impl RuntimeMetrics {
     /// A new version swapped in (`true`), or a file that was not (`false`).
     pub fn swapped(&self, done: bool) {
         if done { self.swaps.inc() } else { self.swap_failures.inc() }
+    }
+
+    /// The node changed role.
+    pub fn role_changed(&self) {
+        self.role_changes.inc();
     }
 
     /// Counts an instance serving a call until the returned guard is dropped.

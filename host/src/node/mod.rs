@@ -74,18 +74,61 @@ pub enum NodeError {
 }
 
 impl Node {
-    /// Sets up a node around an already compiled component: opens its state, then checks that
-    /// the component fits the role, asks it what it is and what its settings need, and allows
-    /// its outbound requests to the peers it names, only.
+    /// Sets up a node around an already compiled component: opens its state, then sets the
+    /// component up over it (see `over`).
     pub async fn new(
         runtime: &Runtime,
         config: NodeConfig,
         component: CompiledComponent,
     ) -> Result<Self, NodeError> {
-        let name: Arc<str> = config.name.as_str().into();
         let kind = config.role.state_kind();
         let state =
-            Arc::new(state::open(kind, config.data_dir.clone(), &name, config.key_window).await?);
+            state::open(kind, config.data_dir.clone(), &config.name, config.key_window).await?;
+        Self::over(runtime, config, component, state).await
+    }
+
+    /// The same node in another role, without a restart: `config` (its new role and that
+    /// role's settings; a master's `elected_epoch`, when an election made it) and `component`
+    /// over this node's log, lock and metrics. From here on this node changes the log no more:
+    /// a master is fenced (by `fenced_by`, the master that took over, or else the epoch after
+    /// its own) and its replication stopped; a secondary takes no more changes. A new master
+    /// starts recovering. Calls already running on this node finish on it; whoever serves it
+    /// serves the new node from here on (see `Seat`).
+    pub async fn succeed(
+        &self,
+        config: NodeConfig,
+        component: CompiledComponent,
+        fenced_by: Option<u64>,
+    ) -> Result<Self, NodeError> {
+        let kind = config.role.state_kind();
+        let epoch = match kind {
+            state::RoleKind::Sequencer => config.elected_epoch,
+            state::RoleKind::Replica => fenced_by,
+        };
+        let state = self.state().hand_over(kind, epoch);
+        self.stop_replication().await;
+        tracing::info!(
+            node = self.name(),
+            from = %self.role(),
+            to = %config.role,
+            epoch,
+            "changing role: the log stays, the component changes"
+        );
+        state.metrics.runtime.role_changed();
+        Self::over(&self.core.base.runtime, config, component, state).await
+    }
+
+    /// Sets up a node around `state`: checks that the component fits the role, asks it what it
+    /// is and what its settings need, and allows its outbound requests to the peers it names,
+    /// only.
+    async fn over(
+        runtime: &Runtime,
+        config: NodeConfig,
+        component: CompiledComponent,
+        state: NodeState,
+    ) -> Result<Self, NodeError> {
+        let name: Arc<str> = config.name.as_str().into();
+        let state = Arc::new(state);
         state.metrics.runtime.compiled(component.compile_time);
         let replication_metrics = state.metrics.replication.clone();
         let mut base = NodeBase {
@@ -297,10 +340,24 @@ impl Node {
                 failure.into_response()
             }
         };
+        if self.lease_lapsed(&method, &response) {
+            tracing::warn!(node = name, role, request_id, %method, %uri, "not acknowledged: this master's lease may have run out");
+            response = lease_lapsed();
+        }
         if let Ok(value) = http::HeaderValue::try_from(&*id) {
             response.headers_mut().insert(crate::outbound::REQUEST_ID, value);
         }
         response
+    }
+
+    /// Whether `response`, a success to a request that may change the log, must not leave: this
+    /// node is an elected master whose lease may have run out (checked now, when the answer is
+    /// ready, so that a master paused past its lease acknowledges nothing when it wakes).
+    fn lease_lapsed(&self, method: &http::Method, response: &Response) -> bool {
+        let changes = !matches!(*method, http::Method::GET | http::Method::HEAD);
+        changes
+            && response.status().is_success()
+            && self.state().sequencer().is_some_and(|s| !s.may_act_at(Instant::now()))
     }
 
     /// Its metrics in Prometheus' text format, with the levels read from its state now.
@@ -359,6 +416,19 @@ pub(crate) fn unauthorized(refusal: &proof::Refusal) -> Response {
     response
         .headers_mut()
         .insert(http::header::WWW_AUTHENTICATE, http::HeaderValue::from_static(proof::SCHEME));
+    response
+}
+
+/// `503` for a write a master may not acknowledge: its lease may have run out, so another
+/// master may have been elected. It may have been numbered already: a retry with the same
+/// idempotency key is answered once for it, wherever it lands.
+fn lease_lapsed() -> Response {
+    let mut response = json_error(
+        503,
+        "not acknowledged: this master's lease may have run out and another master may have \
+         been elected; retry (with the same id) on the current master",
+    );
+    response.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("1"));
     response
 }
 

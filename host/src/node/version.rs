@@ -16,7 +16,7 @@ use super::ctx::RequestCtx;
 use super::failure::Failure;
 use super::info::ComponentInfo;
 use super::reuse::IdleList;
-use crate::config::{HOST_SECRETS, NodeConfig, normalize_authority};
+use crate::config::{HOST_SECRETS, NodeConfig, env_owned_by_host, normalize_authority};
 
 /// How long the questions asked of a version at load (`describe`, `check`) may take.
 const LOAD_TIMEOUT: Duration = Duration::from_secs(10);
@@ -237,11 +237,12 @@ async fn ask(
 }
 
 /// The node's environment plus each of `declared` that is set where the node runs and was
-/// not given explicitly; never the host's secrets.
+/// not given explicitly; never the host's secrets, nor a setting the host writes itself.
 fn env_with(base: &NodeBase, declared: &[String]) -> Vec<(String, String)> {
     let mut env = base.env.clone();
     for name in declared {
         if !HOST_SECRETS.contains(&name.as_str())
+            && !env_owned_by_host(name)
             && env.iter().all(|(given, _)| given != name)
             && let Some(value) = base.config.environment.get(name)
         {

@@ -30,6 +30,7 @@ use self::admit::{Admitted, Bounds};
 use self::budget::{BodyBudget, READ_BUFFER_BYTES, Room};
 use self::deadline::{Activity, Serving, Watched};
 use crate::node::{Node, Response, json_error};
+use crate::seat::Seat;
 
 /// How long requests in flight may take to finish once shutdown starts.
 pub(crate) const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -74,14 +75,17 @@ pub(crate) enum Port {
     Metrics,
 }
 
-/// Accepts connections for `node` until `shutdown` resolves, then lets requests in flight
-/// finish for up to `DRAIN_TIMEOUT`.
+/// Accepts connections for the node in `seat` until `shutdown` resolves, then lets requests in
+/// flight finish for up to `DRAIN_TIMEOUT`. Each request is served by the node seated when it
+/// arrives; the edge (its limits, its body budget) is the first node's, which every successor
+/// keeps.
 pub(crate) async fn serve(
-    node: Arc<Node>,
+    seat: Arc<Seat>,
     listener: TcpListener,
     port: Port,
     shutdown: impl Future<Output = ()>,
 ) {
+    let node = seat.node();
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     let edge = node.config().edge;
@@ -110,12 +114,12 @@ pub(crate) async fn serve(
         };
         let activity = Arc::new(Activity::default());
         let service = service_fn({
-            let (node, activity, budget) = (node.clone(), activity.clone(), budget.clone());
+            let (seat, activity, budget) = (seat.clone(), activity.clone(), budget.clone());
             move |request| {
                 let serving = activity.begin();
-                let (node, budget) = (node.clone(), budget.clone());
+                let (seat, node, budget) = (seat.clone(), seat.node(), budget.clone());
                 async move {
-                    let answer = answer(&node, request, port, &budget).await;
+                    let answer = answer(&seat, &node, request, port, &budget).await;
                     Ok::<_, Infallible>(answer.into_response(serving))
                 }
             }
@@ -143,8 +147,10 @@ pub(crate) async fn serve(
 }
 
 /// One request, counted: `GET /metrics` answered by the host, the rest admitted whole, then
-/// served by the node's component.
+/// served by the node's component (or, a write to an elected node that is not master,
+/// forwarded to the master: see `Seat`).
 async fn answer(
+    seat: &Seat,
     node: &Node,
     request: hyper::Request<hyper::body::Incoming>,
     port: Port,
@@ -169,7 +175,13 @@ async fn answer(
         };
         match admit::admit(request, node, bounds, budget, node.client_places()).await {
             Ok(Admitted { request, place, room }) => {
-                Guarded { response: node.handle(request).await, place, room }
+                let (parts, body) = request.into_parts();
+                let response = if seat.forwards(node, &parts) {
+                    seat.forward(http::Request::from_parts(parts, body)).await
+                } else {
+                    node.handle(http::Request::from_parts(parts, body)).await
+                };
+                Guarded { response, place, room }
             }
             Err(refused) => {
                 let status = refused.status().as_u16();

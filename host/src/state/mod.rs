@@ -10,8 +10,8 @@
 //! Components keep nothing between calls that a later call needs (an instance may serve many
 //! calls, but holds no state of the node's by design): this is the memory that lets a node
 //! serve request after request, and a new component version take over without losing the log.
-//! A ledger passes from one role's state to the other's (`into_sequencer`, `into_replica`), so
-//! a node can change role without a restart.
+//! A ledger passes from one role's state to the other's (`hand_over`), so a node can change
+//! role without a restart.
 
 mod disk;
 mod durable;
@@ -46,14 +46,21 @@ use crate::metrics::NodeMetrics;
 #[derive(Debug)]
 pub struct NodeState {
     role: RoleState,
-    /// What the node counts, for `GET /metrics`.
-    pub metrics: NodeMetrics,
+    /// What the node counts, for `GET /metrics`: kept across role changes.
+    pub metrics: Arc<NodeMetrics>,
 }
 
 impl NodeState {
     fn new(kind: RoleKind, ledger: Ledger) -> Self {
-        let metrics = NodeMetrics::new(ledger.log.metrics().clone());
+        let metrics = Arc::new(NodeMetrics::new(ledger.log.metrics().clone()));
         Self { role: RoleState::new(kind, Arc::new(ledger)), metrics }
+    }
+
+    /// The same node's state in the role of `kind`, over the same log and counting on; this
+    /// state's role changes the log no more (see `RoleState::hand_over`). `epoch`: the term a
+    /// new sequencer was elected for, or the epoch that fences an old one.
+    pub fn hand_over(&self, kind: RoleKind, epoch: Option<u64>) -> Self {
+        Self { role: self.role.hand_over(kind, epoch), metrics: self.metrics.clone() }
     }
 
     /// A node's state in memory only, remembering the last `key_window` idempotency keys.

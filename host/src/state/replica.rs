@@ -9,7 +9,10 @@
 //! - **The log's invariants hold** after every change (no gaps, epochs that never decrease,
 //!   no entry above the recorded epoch): see `log`.
 //! - **Nothing is numbered here**: a replica has no `append`.
+//! - **A retired replica takes nothing**: once its node has become master, a change still on
+//!   its way from the old master is refused.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::ledger::Ledger;
@@ -22,6 +25,8 @@ pub struct Replica {
     /// Why it refused the last master that contacted it, as its component recorded (none: it
     /// serves its master). Not kept across restarts: the next contact tells again.
     refusal: Mutex<Option<String>>,
+    /// Set when its node changed role: the log has another role's rules now.
+    retired: AtomicBool,
 }
 
 /// A replica's log epoch, end and version, with why it refuses its master now.
@@ -36,7 +41,7 @@ pub struct ReplicaStanding {
 impl Replica {
     /// A replica over `ledger`, refusing no one yet.
     pub(crate) fn new(ledger: Arc<Ledger>) -> Self {
-        Self { ledger, refusal: Mutex::default() }
+        Self { ledger, refusal: Mutex::default(), retired: AtomicBool::new(false) }
     }
 
     /// The log it holds.
@@ -47,6 +52,9 @@ impl Replica {
     /// Applies `change` whole, if the log is still at the version it names. Returns where the
     /// log stands then.
     pub(crate) async fn write(&self, change: Change) -> Result<ReplicaStanding, LogError> {
+        if self.retired.load(Ordering::Acquire) {
+            return Err(LogError::Closed("this node is no longer a secondary".to_owned()));
+        }
         self.log().write(change).await?;
         Ok(self.standing())
     }
@@ -66,9 +74,14 @@ impl Replica {
         *self.refusal.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = reason;
     }
 
+    /// Takes no change from now on: its node has another role.
+    pub(super) fn retire(&self) {
+        self.retired.store(true, Ordering::Release);
+    }
+
     /// Its ledger, for the state of another role (`role`).
-    pub(super) fn into_ledger(self) -> Arc<Ledger> {
-        self.ledger
+    pub(super) fn ledger(&self) -> &Arc<Ledger> {
+        &self.ledger
     }
 }
 

@@ -22,8 +22,12 @@ async fn a_replica_becomes_a_sequencer_and_back_over_one_log() {
     replica.write(change).await.unwrap();
     replica.refuse(Some("an old master".into()));
 
-    // Elected: the same log numbers writes, once an epoch above the ones it holds is open.
-    let sequencer = replica.into_sequencer();
+    // Elected: the same log numbers writes, once an epoch above the ones it holds is open; the
+    // replica it was takes nothing more (a change from the old master still on its way).
+    let sequencer = replica.hand_over(None);
+    let late = Change { version: replica.log().version(), ..Change::default() };
+    assert!(matches!(replica.write(late).await, Err(LogError::Closed(_))));
+    drop(replica);
     assert!(matches!(sequencer.mode(), Mode::Recovering(_)), "it recovers first");
     assert!(matches!(
         sequencer.append("too soon".into(), None, None).await,
@@ -34,8 +38,12 @@ async fn a_replica_becomes_a_sequencer_and_back_over_one_log() {
     sequencer.append("b".into(), None, None).await.unwrap();
     assert!(DirLock::acquire(&dir).is_err(), "the directory stays claimed across the change");
 
-    // Deposed: the same log takes its new master's changes, with nothing of the old role left.
-    let replica = sequencer.into_replica();
+    // Deposed: the same log takes its new master's changes, with nothing of the old role left;
+    // the sequencer it was is fenced by the new master's epoch.
+    let replica = sequencer.hand_over(3);
+    assert_eq!(sequencer.mode(), Mode::Fenced(3));
+    assert!(matches!(sequencer.append("late".into(), None, None).await, Err(LogError::Closed(_))));
+    drop(sequencer);
     assert_eq!(replica.refusal(), None, "a refusal belongs to the role it was made in");
     let standing = replica.standing();
     assert_eq!((standing.log.epoch, standing.log.last), (2, Position { seq: 2, epoch: 2 }));
@@ -47,10 +55,13 @@ async fn a_replica_becomes_a_sequencer_and_back_over_one_log() {
     };
     replica.write(change).await.unwrap();
 
-    // Elected again: recovery starts over, and the next epoch is above all of them.
-    let sequencer = replica.into_sequencer();
+    // Elected again, for term 4: recovery starts over, and it opens that epoch only.
+    let sequencer = replica.hand_over(Some(4));
+    drop(replica);
     assert!(matches!(sequencer.open(3).await, Err(LogError::Invalid(_))));
+    assert!(matches!(sequencer.open(5).await, Err(LogError::Invalid(_))), "not its term");
     sequencer.open(4).await.unwrap();
+    sequencer.hold_lease_until(std::time::Instant::now() + std::time::Duration::from_secs(60));
     sequencer.append("d".into(), None, None).await.unwrap();
     assert_eq!(messages(sequencer.log()), ["a", "b", "c", "d"]);
     let epochs: Vec<u64> = sequencer.log().read(1, u32::MAX).iter().map(|e| e.epoch).collect();

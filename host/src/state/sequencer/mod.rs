@@ -14,13 +14,20 @@
 //! - **A fence is for good**: a newer master's epoch closes writes, and a lower epoch never
 //!   lifts a higher fence.
 //!
+//! - **An elected master opens its term's epoch only** (`with_term`: etcd's leader key's create
+//!   revision), so that epochs are unique across the cluster whoever computes them.
+//! - **No write past the lease**: an elected master takes and acknowledges writes only until the
+//!   deadline its election last confirmed (`hold_lease_until`), checked when it acts, so that a
+//!   process that was paused looks at the clock before it acknowledges anything.
+//!
 //! What it keeps besides the log (`gate`: the mode; `peers`: each secondary's progress) lives
 //! in memory: after a restart the component checks the log against the replicas again.
 
 mod gate;
 mod peers;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use self::gate::Gate;
 pub use self::gate::Mode;
@@ -35,12 +42,54 @@ pub struct Sequencer {
     ledger: Arc<Ledger>,
     gate: Gate,
     peers: Peers,
+    /// The epoch an election gave this master (none: a master by configuration, which picks
+    /// its own above every one it has seen).
+    term: Option<u64>,
+    /// Until when an elected master may act on its lease (none: for as long as it runs).
+    lease: Mutex<Option<Instant>>,
 }
 
 impl Sequencer {
     /// A sequencer over `ledger`, recovering, with no secondaries yet (see `peers`).
     pub(crate) fn new(ledger: Arc<Ledger>) -> Self {
-        Self { ledger, gate: Gate::default(), peers: Peers::default() }
+        Self {
+            ledger,
+            gate: Gate::default(),
+            peers: Peers::default(),
+            term: None,
+            lease: Mutex::new(None),
+        }
+    }
+
+    /// The same, elected for `term`: it opens that epoch or none, and acts only within a lease
+    /// (none until `hold_lease_until` first says until when).
+    pub(crate) fn with_term(mut self, term: u64) -> Self {
+        self.term = Some(term);
+        *self.lease.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner()) =
+            Some(Instant::now());
+        self
+    }
+
+    /// The epoch an election gave it, if it was elected.
+    pub fn term(&self) -> Option<u64> {
+        self.term
+    }
+
+    /// Lets an elected master act until `deadline` (its election's last confirmed renewal
+    /// says so); a master by configuration is not bound by a lease.
+    pub fn hold_lease_until(&self, deadline: Instant) {
+        if self.term.is_some() {
+            *self.lease.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(deadline);
+        }
+    }
+
+    /// Whether it may take or acknowledge a write at `now`: always by configuration; for an
+    /// elected master, only before its lease's deadline.
+    pub fn may_act_at(&self, now: Instant) -> bool {
+        match *self.lease.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) {
+            Some(deadline) => now < deadline,
+            None => true,
+        }
     }
 
     /// The log it numbers writes in.
@@ -67,7 +116,13 @@ impl Sequencer {
         trace: Option<Arc<str>>,
     ) -> Result<(Appended, u64), LogError> {
         let epoch = match self.gate.mode() {
-            Mode::Open(epoch) => epoch,
+            Mode::Open(epoch) if self.may_act_at(Instant::now()) => epoch,
+            Mode::Open(epoch) => {
+                return Err(LogError::Closed(format!(
+                    "the lease of epoch {epoch} may have run out: this master may have been \
+                     replaced"
+                )));
+            }
             Mode::Recovering(why) => return Err(LogError::Closed(format!("recovering: {why}"))),
             Mode::Fenced(by) => {
                 return Err(LogError::Closed(format!(
@@ -99,6 +154,11 @@ impl Sequencer {
         self.recovering()?;
         let log = self.log();
         let highest = log.epoch().max(log.last().epoch);
+        if let Some(term) = self.term.filter(|&term| term != epoch) {
+            return Err(LogError::Invalid(format!(
+                "epoch {epoch} is not {term}, the epoch this master was elected for"
+            )));
+        }
         if epoch <= highest {
             return Err(LogError::Invalid(format!(
                 "epoch {epoch} is not above {highest}, the highest this node has recorded"
@@ -125,8 +185,8 @@ impl Sequencer {
     }
 
     /// Its ledger, for the state of another role (`role`).
-    pub(super) fn into_ledger(self) -> Arc<Ledger> {
-        self.ledger
+    pub(super) fn ledger(&self) -> &Arc<Ledger> {
+        &self.ledger
     }
 
     fn recovering(&self) -> Result<(), LogError> {
@@ -205,6 +265,30 @@ mod tests {
         sequencer.hold("anything".into());
         assert_eq!(sequencer.mode(), Mode::Fenced(7), "holding is for recovery only");
         assert!(closed(sequencer.open(9).await));
+    }
+
+    #[tokio::test]
+    async fn an_elected_master_opens_its_term_only_and_acts_within_its_lease() {
+        let elected = sequencer().with_term(40);
+        elected.restore(vec![entry(1, 12)]).await.unwrap();
+        for other in [13, 39, 41] {
+            let refused = elected.open(other).await;
+            assert!(matches!(refused, Err(LogError::Invalid(_))), "{other}: {refused:?}");
+        }
+        elected.open(40).await.unwrap();
+        assert!(closed(elected.append("no lease yet".into(), None, None).await));
+        let now = Instant::now();
+        elected.hold_lease_until(now + Duration::from_secs(60));
+        assert!(elected.may_act_at(now));
+        elected.append("within".into(), None, None).await.unwrap();
+        elected.hold_lease_until(now);
+        assert!(!elected.may_act_at(now), "the deadline itself is past it");
+        assert!(closed(elected.append("past".into(), None, None).await));
+        assert_eq!(elected.log().len(), 2);
+
+        let configured = sequencer();
+        configured.hold_lease_until(now);
+        assert!(configured.may_act_at(now + Duration::from_secs(3600)), "no lease binds it");
     }
 
     #[tokio::test]
