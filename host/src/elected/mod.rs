@@ -169,8 +169,17 @@ async fn follow_once(
         Campaign::Lost(leader) => Ok(Some(Standing::Following(Some(leader)))),
         Campaign::Won(term) => {
             tracing::info!(node = %elected.me.name, epoch = term.epoch, "elected master");
-            become_master(elected, seat, &term).await;
-            Ok(Some(Standing::Leading(term)))
+            if become_master(elected, seat, &term).await {
+                return Ok(Some(Standing::Leading(term)));
+            }
+            // Holding the key without serving would keep every other node from taking over;
+            // and the secondary it was is retired: a fresh one takes its seat.
+            become_secondary(elected, seat, None).await;
+            let epoch = term.epoch;
+            if let Err(error) = elected.election.resign(term).await {
+                tracing::warn!(node = %elected.me.name, epoch, %error, "could not resign");
+            }
+            Ok(Some(Standing::Following(None)))
         }
     }
 }
@@ -221,8 +230,9 @@ async fn ask(url: &str) -> Option<Heard> {
     serde_json::from_slice(&body).ok()
 }
 
-/// Hands the seated node's log to a master elected for `term`, and starts its recovery.
-async fn become_master(elected: &Elected, seat: &Seat, term: &Term) {
+/// Hands the seated node's log to a master elected for `term`, and starts its recovery; false
+/// when the master's component could not be set up.
+async fn become_master(elected: &Elected, seat: &Seat, term: &Term) -> bool {
     let config = NodeConfig { elected_epoch: Some(term.epoch), ..elected.master.config.clone() };
     let node = seat.node();
     match node.succeed(config, elected.master.component.clone(), None).await {
@@ -234,9 +244,11 @@ async fn become_master(elected: &Elected, seat: &Seat, term: &Term) {
             let master = Arc::new(master);
             seat.replace(master.clone());
             master.start_replication();
+            true
         }
         Err(error) => {
-            tracing::error!(node = %elected.me.name, %error, "could not become master");
+            tracing::error!(node = %elected.me.name, %error, "could not become master: resigning");
+            false
         }
     }
 }
