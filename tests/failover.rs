@@ -85,7 +85,7 @@ impl Member {
 
 struct Cluster {
     members: Vec<Member>,
-    _etcd: EtcdServer,
+    etcd: EtcdServer,
 }
 
 impl Cluster {
@@ -114,7 +114,7 @@ impl Cluster {
         for member in &mut members {
             member.start();
         }
-        Some(Self { members, _etcd: etcd })
+        Some(Self { members, etcd })
     }
 
     /// The one master taking writes, waited for; fails the test after `within`.
@@ -150,6 +150,8 @@ impl Cluster {
 struct Writers {
     stop: Arc<AtomicBool>,
     acked: Arc<Mutex<BTreeMap<String, u64>>>,
+    /// When each 201 arrived.
+    acked_at: Arc<Mutex<Vec<Instant>>>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
@@ -157,9 +159,11 @@ impl Writers {
     fn start(urls: Vec<String>, limit: usize) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let acked = Arc::new(Mutex::new(BTreeMap::new()));
+        let acked_at = Arc::new(Mutex::new(Vec::new()));
         let threads = (0..WRITERS)
             .map(|writer| {
                 let (stop, acked, urls) = (stop.clone(), acked.clone(), urls.clone());
+                let acked_at = acked_at.clone();
                 std::thread::spawn(move || {
                     let mut target = 0;
                     for i in 0..limit {
@@ -174,6 +178,7 @@ impl Writers {
                                 let json: Value = serde_json::from_str(&answer).unwrap();
                                 let seq = json["seq"].as_u64().expect("a 201 names its seq");
                                 acked.lock().unwrap().insert(msg, seq);
+                                acked_at.lock().unwrap().push(Instant::now());
                             }
                             // Not a master, not one yet, or gone: try the next node.
                             _ => {
@@ -185,7 +190,12 @@ impl Writers {
                 })
             })
             .collect();
-        Self { stop, acked, threads }
+        Self { stop, acked, acked_at, threads }
+    }
+
+    /// When the last 201 between `from` and `to` arrived, if one did.
+    fn last_ack_between(&self, from: Instant, to: Instant) -> Option<Instant> {
+        self.acked_at.lock().unwrap().iter().copied().filter(|&t| t > from && t < to).max()
     }
 
     fn acked(&self) -> usize {
@@ -304,6 +314,21 @@ fn a_killed_master_is_replaced_and_no_acknowledged_write_is_lost() {
     let mut acked = acked;
     acked.extend(writes_through_every_node(&cluster, second));
     assert_converged(&cluster, &acked);
+    // Any node says who is master; `replog status` asked at the old master's port reports
+    // from the new one.
+    let (old, new) = (&cluster.members[first], &cluster.members[second]);
+    let health = old.health().unwrap();
+    assert_eq!(health["election"]["master"]["name"], new.name.as_str(), "{health}");
+    assert_eq!(health["election"]["members"].as_array().map(Vec::len), Some(3), "{health}");
+    let health = new.health().unwrap();
+    let left = health["election"]["lease_ms_left"].as_u64();
+    assert!(left.is_some_and(|ms| ms > 0 && ms <= 2_000), "{health}");
+    let status = replog().args(["status", &old.url()]).output().unwrap();
+    let report = String::from_utf8_lossy(&status.stdout);
+    assert_eq!(status.status.code(), Some(0), "{report}");
+    let line = format!("elected: {} ({}) is master in epoch", new.name, new.url());
+    assert!(report.contains(&line), "{report}");
+    eprintln!("{report}");
     let output = cluster.members[second].process.as_ref().unwrap().output();
     assert!(output.contains("elected master"), "{output}");
     assert!(output.contains("changing role"), "the same process changed role:\n{output}");
@@ -342,6 +367,49 @@ fn a_master_paused_past_its_lease_acknowledges_nothing_on_waking_and_becomes_a_s
     if std::env::var_os("SHOW").is_some() {
         eprintln!("{}", cluster.outputs());
     }
+    drop(cluster);
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn without_etcd_the_master_stops_acknowledging_within_its_deadline_and_one_is_elected_again() {
+    let root = std::env::temp_dir().join(format!("replog-failover-etcd-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let Some(mut cluster) = Cluster::start(&root) else { return };
+    let first = cluster.master(Duration::from_secs(30), None);
+    let urls: Vec<String> = cluster.members.iter().map(Member::url).collect();
+    let writers = Writers::start(urls, 4_000);
+    writers.wait_for(100, Duration::from_secs(60), &cluster);
+
+    // etcd gone: no renewal lands, so the master stops acknowledging by its renew deadline
+    // (2 s after the last renewal it sent, which was before etcd stopped).
+    let stopped_at = Instant::now();
+    cluster.etcd.stop();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while cluster.members[first].writable() {
+        assert!(Instant::now() < deadline, "the master still takes writes:\n{}", cluster.outputs());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Bounded by the deadline, with a second for a write decided before it to arrive.
+    let quiet_from = stopped_at + Duration::from_secs(3);
+    let checked_until = Instant::now().max(quiet_from) + Duration::from_secs(1);
+    while Instant::now() < checked_until {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let late = writers.last_ack_between(quiet_from, Instant::now());
+    assert_eq!(late.map(|t| t - stopped_at), None, "a 201 after the renew deadline");
+
+    // etcd back: a master is elected again (the old key lapses first) and takes writes.
+    let before = writers.acked();
+    cluster.etcd.restart();
+    let again = cluster.master(Duration::from_secs(30), None);
+    writers.wait_for(before + 100, Duration::from_secs(60), &cluster);
+    let acked = writers.finish();
+    eprintln!(
+        "without etcd: {} stopped acknowledging; {} elected again",
+        cluster.members[first].name, cluster.members[again].name
+    );
+    assert_converged(&cluster, &acked);
     drop(cluster);
     let _ = std::fs::remove_dir_all(&root);
 }

@@ -4,7 +4,7 @@
 //! forwards writes to whichever node is master (`Forward`), so that clients need not know it.
 
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
@@ -32,10 +32,35 @@ pub struct Seat {
     forward: Option<Forward>,
 }
 
-/// Where an elected node sends the writes it cannot take: the master the election names.
+/// Where an elected node sends the writes it cannot take (the master the election names), and
+/// what it shows of the election.
 struct Forward {
-    master: RwLock<Option<(String, String)>>,
+    master: RwLock<Option<Master>>,
     client: Client<HttpConnector, Full<Bytes>>,
+    about: ElectionAbout,
+}
+
+/// The master an elected node follows (or is).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Master {
+    /// Its member name.
+    pub name: String,
+    /// Its base URL.
+    pub url: String,
+    /// Its epoch: its leader key's create revision.
+    pub epoch: u64,
+}
+
+/// What an elected node's `GET /health` says of its cluster besides the master: its name in
+/// etcd, this member's name, and every member.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ElectionAbout {
+    /// The cluster's prefix in etcd.
+    pub cluster: String,
+    /// This member's name.
+    pub member: String,
+    /// Every member: name and URL.
+    pub members: Vec<(String, String)>,
 }
 
 impl Seat {
@@ -46,9 +71,9 @@ impl Seat {
 
     /// A seat of an elected cluster: while its node is not master, writes (`POST /messages`)
     /// go to the master (`follow_master`), or get `503` while there is none.
-    pub fn elected(node: Arc<Node>) -> Self {
+    pub fn elected(node: Arc<Node>, about: ElectionAbout) -> Self {
         let client = Client::builder(TokioExecutor::new()).build_http();
-        let forward = Forward { master: RwLock::new(None), client };
+        let forward = Forward { master: RwLock::new(None), client, about };
         Self { node: RwLock::new(node), forward: Some(forward) }
     }
 
@@ -63,8 +88,8 @@ impl Seat {
         std::mem::replace(&mut *seated, node)
     }
 
-    /// The master writes go to: its name and base URL (none: no master now).
-    pub fn follow_master(&self, master: Option<(String, String)>) {
+    /// The master writes go to (none: no master now).
+    pub fn follow_master(&self, master: Option<Master>) {
         if let Some(forward) = &self.forward {
             *forward.master.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = master;
         }
@@ -86,7 +111,7 @@ impl Seat {
             return json_error(500, "this node forwards nothing");
         };
         let master = forward.master.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
-        let Some((name, url)) = master else {
+        let Some(Master { name, url, .. }) = master else {
             return retry_later("not written: no master now, one is being elected".to_owned());
         };
         let (mut parts, body) = request.into_parts();
@@ -120,9 +145,55 @@ impl Seat {
         if let Ok(value) = http::HeaderValue::try_from(format!("{name} {url}")) {
             parts.headers.insert(MASTER_HEADER, value);
         }
-        let body = Full::new(body).map_err(|never| match never {}).boxed_unsync();
-        hyper::Response::from_parts(parts, body)
+        hyper::Response::from_parts(parts, whole_body(body))
     }
+}
+
+impl Seat {
+    /// Whether `request` asks for the node's health, which an elected seat adds to.
+    pub(crate) fn annotates(&self, request: &http::request::Parts) -> bool {
+        self.forward.is_some()
+            && request.method == http::Method::GET
+            && request.uri.path() == "/health"
+    }
+
+    /// `response`, the node's `GET /health`, with an `election` object: the cluster, this
+    /// member, the members, the master it follows (or is) with its epoch, and, on the master,
+    /// how long its lease lets it act. Any other answer passes as it is.
+    pub(crate) async fn annotate(&self, node: &Node, response: Response) -> Response {
+        let Some(forward) = &self.forward else { return response };
+        let (parts, body) = response.into_parts();
+        let json = parts
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .is_some_and(|t| t.as_bytes().starts_with(b"application/json"));
+        let Ok(bytes) = body.collect().await.map(|b| b.to_bytes()) else {
+            return json_error(500, "the node's health could not be read");
+        };
+        let mut health: serde_json::Value = match serde_json::from_slice(&bytes) {
+            Ok(health @ serde_json::Value::Object(_)) if json => health,
+            _ => return hyper::Response::from_parts(parts, whole_body(bytes)),
+        };
+        let master = forward.master.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+        let lease_ms_left = node.state().sequencer().and_then(|s| s.lease_left(Instant::now()));
+        health["election"] = serde_json::json!({
+            "cluster": forward.about.cluster,
+            "member": forward.about.member,
+            "master": master,
+            "lease_ms_left": lease_ms_left.map(|left| left.as_millis() as u64),
+            "members": forward.about.members.iter()
+                .map(|(name, url)| serde_json::json!({ "name": name, "url": url }))
+                .collect::<Vec<_>>(),
+        });
+        let mut parts = parts;
+        parts.headers.remove(http::header::CONTENT_LENGTH);
+        hyper::Response::from_parts(parts, whole_body(health.to_string().into()))
+    }
+}
+
+/// `bytes` as a response body in one piece.
+fn whole_body(bytes: Bytes) -> crate::node::ResponseBody {
+    Full::new(bytes).map_err(|never| match never {}).boxed_unsync()
 }
 
 /// Said of a write the master may have taken before its answer was lost.

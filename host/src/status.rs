@@ -2,7 +2,9 @@
 //!
 //! The master's `/health` says whether it takes writes and how far each secondary has
 //! acknowledged; each secondary's own `/health` adds its count, epoch and version. The exit
-//! code says whether the cluster can take writes.
+//! code says whether the cluster can take writes. In an elected cluster any member will do:
+//! one that is not master names the master it follows, and the report starts from that one,
+//! with a line on the election (the master, its epoch, its lease left, the members).
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
@@ -46,9 +48,22 @@ struct Row {
 
 /// Asks the master at `master` and its secondaries; returns the report and the verdict.
 pub(crate) async fn status(master: &str, timeout: Duration) -> (String, Verdict) {
-    let master = master.trim_end_matches('/');
-    let health = match get_health(master, timeout).await {
-        Ok(health) if health["role"] == "master" => health,
+    let asked = master.trim_end_matches('/');
+    let (master, health) = match get_health(asked, timeout).await {
+        Ok(health) if health["role"] == "master" => (asked.to_owned(), health),
+        Ok(other) if other["election"]["master"]["url"].is_string() => {
+            let url = other["election"]["master"]["url"].as_str().unwrap_or_default();
+            match get_health(url, timeout).await {
+                Ok(health) if health["role"] == "master" => (url.to_owned(), health),
+                Ok(_) => {
+                    let out = format!("{asked} follows {url}, which is not a master (now)\n");
+                    return (out, Verdict::Unreachable);
+                }
+                Err(why) => {
+                    return (format!("{asked} follows {url}: {why}\n"), Verdict::Unreachable);
+                }
+            }
+        }
         Ok(other) => {
             let role = other["role"].as_str().unwrap_or("unknown");
             return (format!("{master} is not a master (role: {role})\n"), Verdict::Unreachable);
@@ -60,6 +75,7 @@ pub(crate) async fn status(master: &str, timeout: Duration) -> (String, Verdict)
         Value::String(s) => s.clone(),
         other => other.to_string(),
     };
+    let master = master.as_str();
     let writable = health["writable"] == true;
     let mut rows = vec![Row {
         node: master.to_owned(),
@@ -94,6 +110,9 @@ pub(crate) async fn status(master: &str, timeout: Duration) -> (String, Verdict)
         });
     }
     let mut out = table(&rows);
+    if let Some(line) = election_line(&health["election"]) {
+        let _ = writeln!(out, "\n{line}");
+    }
     match (writable, health["reason"].as_str()) {
         (true, _) => out.push_str("\ncluster takes writes\n"),
         (false, Some(why)) => {
@@ -102,6 +121,25 @@ pub(crate) async fn status(master: &str, timeout: Duration) -> (String, Verdict)
         (false, None) => out.push_str("\ncluster takes NO writes\n"),
     }
     (out, if writable { Verdict::Writable } else { Verdict::ReadOnly })
+}
+
+/// A line on the election from a master's `election` object, if it has one.
+fn election_line(election: &Value) -> Option<String> {
+    let master = election.get("master").filter(|m| m.is_object())?;
+    let members: Vec<&str> =
+        election["members"].as_array()?.iter().filter_map(|m| m["name"].as_str()).collect();
+    let lease = match election["lease_ms_left"].as_u64() {
+        Some(ms) => format!("lease {ms} ms left"),
+        None => "no lease".to_owned(),
+    };
+    Some(format!(
+        "elected: {} ({}) is master in epoch {}, {lease}; cluster {}, members {}",
+        master["name"].as_str().unwrap_or("?"),
+        master["url"].as_str().unwrap_or("?"),
+        master["epoch"],
+        election["cluster"].as_str().unwrap_or("?"),
+        members.join(", ")
+    ))
 }
 
 /// Runs `futures` concurrently and returns their outputs in order.
@@ -169,6 +207,24 @@ mod tests {
         assert_eq!(lines.len(), 3);
         let role_at = lines[0].find("ROLE").unwrap();
         assert!(lines.iter().skip(1).all(|l| l[role_at..].starts_with("secondary")), "{out}");
+    }
+
+    #[test]
+    fn an_elected_master_is_named_with_its_epoch_lease_and_members() {
+        let election = serde_json::json!({
+            "cluster": "replog",
+            "member": "n2",
+            "master": { "name": "n2", "url": "http://h2:8000", "epoch": 17 },
+            "lease_ms_left": 1800,
+            "members": [{ "name": "n1" }, { "name": "n2" }, { "name": "n3" }],
+        });
+        assert_eq!(
+            election_line(&election).unwrap(),
+            "elected: n2 (http://h2:8000) is master in epoch 17, lease 1800 ms left; cluster \
+             replog, members n1, n2, n3"
+        );
+        assert_eq!(election_line(&Value::Null), None, "a master by configuration");
+        assert_eq!(election_line(&serde_json::json!({ "master": null })), None);
     }
 
     #[tokio::test]

@@ -15,6 +15,8 @@ pub struct EtcdServer {
     pub url: String,
     process: Option<Process>,
     dir: PathBuf,
+    etcd: PathBuf,
+    peer: String,
 }
 
 impl EtcdServer {
@@ -23,16 +25,25 @@ impl EtcdServer {
     pub fn start() -> Option<Self> {
         let etcd = tool("etcd", "etcd-server")?;
         let base = free_ports(2);
-        let (client, peer) =
+        let (url, peer) =
             (format!("http://127.0.0.1:{base}"), format!("http://127.0.0.1:{}", base + 1));
         let dir = std::env::temp_dir().join(format!("replog-etcd-{}-{base}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let mut command = Command::new(etcd);
+        let mut server = Self { url, process: None, dir, etcd, peer };
+        server.restart();
+        Some(server)
+    }
+
+    /// Starts it (again, after `stop`: on the same ports and data directory), once it answers.
+    pub fn restart(&mut self) {
+        assert!(self.process.is_none(), "etcd runs already");
+        let (client, peer) = (&self.url, &self.peer);
+        let mut command = Command::new(&self.etcd);
         command
             .args(["--name", "e", "--data-dir"])
-            .arg(&dir)
-            .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
-            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+            .arg(&self.dir)
+            .args(["--listen-client-urls", client, "--advertise-client-urls", client])
+            .args(["--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer])
             .args(["--initial-cluster", &format!("e={peer}"), "--log-level", "warn"]);
         let mut process = Process::spawn("etcd", command);
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -48,7 +59,7 @@ impl EtcdServer {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        Some(Self { url: client, process: Some(process), dir })
+        self.process = Some(process);
     }
 
     /// Stops it now (by its PID), keeping its data directory, as a crash of etcd would.

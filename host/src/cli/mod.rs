@@ -30,7 +30,7 @@ use crate::node::{CompiledComponent, Node};
 use crate::privileges::{PrivilegesLeft, RunAs};
 use crate::reload::Reloader;
 use crate::runtime::{Runtime, RuntimeConfig};
-use crate::seat::Seat;
+use crate::seat::{ElectionAbout, Seat};
 use crate::secret::ClusterSecret;
 use crate::server::{self, Port};
 
@@ -228,7 +228,12 @@ async fn serve_elected(runtime: Runtime, plan: ElectedPlan) -> anyhow::Result<Ex
         None => None,
     };
     let addr = listener.local_addr().context("reading the bound address")?;
-    let seat = Arc::new(Seat::elected(Arc::new(node)));
+    let about = ElectionAbout {
+        cluster: plan.cluster_name.clone(),
+        member: plan.me.name.clone(),
+        members: plan.members.iter().map(|m| (m.name.clone(), m.url.clone())).collect(),
+    };
+    let seat = Arc::new(Seat::elected(Arc::new(node), about));
     let (stop, stopped) = watch::channel(false);
     let stop_with = |mut stopped: watch::Receiver<bool>| async move {
         let _ = stopped.wait_for(|stop| *stop).await;

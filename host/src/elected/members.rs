@@ -63,6 +63,11 @@ impl Members {
         self.0.len() / 2 + 1
     }
 
+    /// Every member, in the order configured.
+    pub fn iter(&self) -> impl Iterator<Item = &Member> {
+        self.0.iter()
+    }
+
     /// How many members there are.
     pub fn len(&self) -> usize {
         self.0.len()

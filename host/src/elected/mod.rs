@@ -27,7 +27,7 @@ pub use self::members::{Member, Members};
 use crate::config::{NodeConfig, Role};
 use crate::election::{Campaign, Candidate, Election, Leader, Term, Timings, may_campaign};
 use crate::node::CompiledComponent;
-use crate::seat::Seat;
+use crate::seat::{Master, Seat};
 
 /// Bound on asking a member where its log stands, before a campaign.
 const ASK_MEMBER: Duration = Duration::from_millis(500);
@@ -88,8 +88,8 @@ pub async fn follow(elected: Elected, seat: Arc<Seat>, mut stop: watch::Receiver
                     Standing::Following(leader) => leader
                         .as_ref()
                         .filter(|l| l.node.name != elected.me.name)
-                        .map(|l| (l.node.name.clone(), l.node.url.clone())),
-                    Standing::Leading(_) => Some((elected.me.name.clone(), elected.me.url.clone())),
+                        .map(|l| master(&l.node, l.epoch)),
+                    Standing::Leading(term) => Some(master(&elected.me, term.epoch)),
                 });
                 standing = next;
             }
@@ -114,6 +114,11 @@ pub async fn follow(elected: Elected, seat: Arc<Seat>, mut stop: watch::Receiver
             }
         }
     }
+}
+
+/// The master `node` of `epoch`, as a seat shows it.
+fn master(node: &Candidate, epoch: u64) -> Master {
+    Master { name: node.name.clone(), url: node.url.clone(), epoch }
 }
 
 /// One tick as master: renew, and step down when the term is over or cannot be kept.

@@ -12,7 +12,10 @@ use crate::metrics::{RuntimeMetrics, Stopped};
 use crate::runtime::LimitExceeded;
 
 /// The response type nodes produce.
-pub type Response = hyper::Response<HyperOutgoingBody>;
+pub type Response = hyper::Response<ResponseBody>;
+
+/// The body of a node's answer.
+pub type ResponseBody = HyperOutgoingBody;
 
 /// Why a call into the component (a request, a replication step) got no answer.
 #[derive(Debug, thiserror::Error)]

@@ -37,7 +37,7 @@ use self::call::NodeCore;
 pub use self::call::{NextStep, Recovery};
 pub use self::component::{CompiledComponent, LoadError, read, sha256};
 pub(crate) use self::failure::whole;
-pub use self::failure::{Failure, Response, json_error};
+pub use self::failure::{Failure, Response, ResponseBody, json_error};
 pub use self::info::ComponentInfo;
 pub use self::version::{Needs, PeerAddress, Traffic, Version};
 use crate::config::{NodeConfig, Role};

@@ -178,6 +178,9 @@ async fn answer(
                 let (parts, body) = request.into_parts();
                 let response = if seat.forwards(node, &parts) {
                     seat.forward(http::Request::from_parts(parts, body)).await
+                } else if seat.annotates(&parts) {
+                    let response = node.handle(http::Request::from_parts(parts, body)).await;
+                    seat.annotate(node, response).await
                 } else {
                     node.handle(http::Request::from_parts(parts, body)).await
                 };

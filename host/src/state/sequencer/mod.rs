@@ -83,6 +83,12 @@ impl Sequencer {
         }
     }
 
+    /// How long an elected master may still act, at `now` (none: not bound by a lease).
+    pub fn lease_left(&self, now: Instant) -> Option<std::time::Duration> {
+        let lease = *self.lease.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        lease.map(|deadline| deadline.saturating_duration_since(now))
+    }
+
     /// Whether it may take or acknowledge a write at `now`: always by configuration; for an
     /// elected master, only before its lease's deadline.
     pub fn may_act_at(&self, now: Instant) -> bool {
