@@ -4,7 +4,8 @@
 //! - `nodes`: a cluster of `replog serve` processes with data directories, to kill and wipe;
 //! - `inproc`: nodes in this process through the library, called directly or served on
 //!   loopback (the host tests that invoke the components);
-//! - `etcd`: a real etcd of the test's own, for elections;
+//! - `etcd`: a real etcd of the test's own, for elections; `elected`: three elected nodes on
+//!   it, writers that follow the master, and the check that nothing acknowledged was lost;
 //! - `client`: HTTP to any of them; `wait`: bounded waits on conditions; `variant`: a second
 //!   build of the components, for hot swaps.
 
@@ -13,6 +14,7 @@
 use std::path::PathBuf;
 
 pub mod client;
+pub mod elected;
 pub mod etcd;
 pub mod inproc;
 pub mod nodes;

@@ -106,6 +106,11 @@ pub async fn follow(elected: Elected, seat: Arc<Seat>, mut stop: watch::Receiver
         last_error = None;
     }
     if let Standing::Leading(term) = standing {
+        // Acknowledge nothing more before giving the key up: the next master may be elected
+        // the moment it is gone, while this process still drains its requests.
+        if let Some(sequencer) = seat.node().state().sequencer() {
+            sequencer.hold_lease_until(Instant::now());
+        }
         let epoch = term.epoch;
         match elected.election.resign(term).await {
             Ok(()) => tracing::info!(node = %elected.me.name, epoch, "resigned as master"),

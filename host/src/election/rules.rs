@@ -22,10 +22,13 @@ pub struct Timings {
 
 impl Default for Timings {
     fn default() -> Self {
+        // The shortest TTL etcd takes, for a write outage of about 2 s after a master dies; a
+        // master stops acknowledging 500 ms before its key can lapse; a renewal every 250 ms
+        // (and a look at the key as often, by the others) leaves it six tries within that.
         Self {
-            ttl: Duration::from_secs(3),
-            renew_every: Duration::from_millis(500),
-            renew_deadline: Duration::from_secs(2),
+            ttl: Duration::from_secs(2),
+            renew_every: Duration::from_millis(250),
+            renew_deadline: Duration::from_millis(1500),
         }
     }
 }

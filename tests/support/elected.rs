@@ -1,0 +1,263 @@
+//! An elected cluster for tests and benchmarks: three `replog serve --role auto` processes
+//! with data directories of their own and a real etcd of the test's own; writers that write
+//! to any node (the others forward to the master) and keep every acknowledgement; and the
+//! check that every acknowledged write is on every node once, at its seq.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::etcd::EtcdServer;
+use super::{Process, blocking, blocking_get, free_ports, messages_blocking, replog};
+
+/// Writers at once, as the issue asks.
+pub const WRITERS: usize = 4;
+
+/// One elected node: its member name, port and data directory, and its process when running.
+pub struct Member {
+    pub name: String,
+    pub port: u16,
+    pub dir: PathBuf,
+    pub members: String,
+    pub etcd: String,
+    pub cluster: String,
+    pub process: Option<Process>,
+}
+
+impl Member {
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn start(&mut self) {
+        let mut command = replog();
+        command
+            .args(["serve", "--role", "auto", "--bind", "127.0.0.1", "--name", &self.name])
+            .env("IN_MEMORY", "false")
+            .env("DATA_DIR", &self.dir)
+            .env("MEMBERS", &self.members)
+            .env("ETCD_ENDPOINTS", &self.etcd)
+            .env("CLUSTER_NAME", &self.cluster);
+        let mut process = Process::spawn(&self.name, command);
+        process.wait_healthy(&format!("{}/health", self.url()));
+        self.process = Some(process);
+    }
+
+    /// SIGSTOP, or SIGCONT with `false`: the process stays, silent, holding its connections.
+    pub fn pause(&self, paused: bool) {
+        let pid = self.process.as_ref().expect("running").id();
+        let signal = if paused { libc::SIGSTOP } else { libc::SIGCONT };
+        // SAFETY: a signal to a child process this test started and still owns.
+        let sent = unsafe { libc::kill(pid as libc::pid_t, signal) };
+        assert_eq!(sent, 0, "signalling {}", self.name);
+    }
+
+    /// Waits until it says it is a secondary.
+    pub fn wait_secondary(&self, cluster: &Cluster) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.health().is_none_or(|h| h["role"] != "secondary") {
+            assert!(
+                Instant::now() < deadline,
+                "{} did not become a secondary:\n{}",
+                self.name,
+                cluster.outputs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn health(&self) -> Option<Value> {
+        let (status, body) = blocking_get(&format!("{}/health", self.url()))?;
+        (status == 200).then(|| serde_json::from_str(&body).ok()).flatten()
+    }
+
+    /// Whether it is a master taking writes now.
+    pub fn writable(&self) -> bool {
+        self.health().is_some_and(|h| h["role"] == "master" && h["writable"] == true)
+    }
+}
+
+pub struct Cluster {
+    pub members: Vec<Member>,
+    pub etcd: EtcdServer,
+}
+
+impl Cluster {
+    pub fn start(root: &Path) -> Option<Self> {
+        let etcd = EtcdServer::start()?;
+        let base = free_ports(3);
+        let names = ["n1", "n2", "n3"];
+        let list: Vec<String> = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| format!("{name}=http://127.0.0.1:{}", base + i as u16))
+            .collect();
+        let mut members: Vec<Member> = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| Member {
+                name: (*name).to_owned(),
+                port: base + i as u16,
+                dir: root.join(name),
+                members: list.join(","),
+                etcd: etcd.url.clone(),
+                cluster: format!("failover-{base}"),
+                process: None,
+            })
+            .collect();
+        for member in &mut members {
+            member.start();
+        }
+        Some(Self { members, etcd })
+    }
+
+    /// The one master taking writes, waited for; fails the test after `within`.
+    pub fn master(&self, within: Duration, not: Option<usize>) -> usize {
+        let deadline = Instant::now() + within;
+        loop {
+            let open: Vec<usize> = (0..self.members.len())
+                .filter(|&i| Some(i) != not && self.members[i].process.is_some())
+                .filter(|&i| self.members[i].writable())
+                .collect();
+            if let [one] = open[..] {
+                return one;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no single master within {within:?} (open: {open:?}):\n{}",
+                self.outputs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn outputs(&self) -> String {
+        self.members
+            .iter()
+            .filter_map(|m| Some(format!("--- {} ---\n{}", m.name, m.process.as_ref()?.output())))
+            .collect()
+    }
+}
+
+/// Writers that write to whichever node is master, until told to stop or `limit` writes each:
+/// every write a unique message, with `w` 2 (a majority of 3). What each write was answered.
+pub struct Writers {
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<BTreeMap<String, u64>>>,
+    /// For each 201: when its write was sent, and when the answer arrived.
+    acked_at: Arc<Mutex<Vec<(Instant, Instant)>>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Writers {
+    pub fn start(urls: Vec<String>, limit: usize) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let acked = Arc::new(Mutex::new(BTreeMap::new()));
+        let acked_at = Arc::new(Mutex::new(Vec::new()));
+        let threads = (0..WRITERS)
+            .map(|writer| {
+                let (stop, acked, urls) = (stop.clone(), acked.clone(), urls.clone());
+                let acked_at = acked_at.clone();
+                std::thread::spawn(move || {
+                    let mut target = 0;
+                    for i in 0..limit {
+                        if stop.load(Ordering::Relaxed) {
+                            return;
+                        }
+                        let msg = format!("w{writer}-{i}");
+                        let body = format!(r#"{{"msg":"{msg}","w":2}}"#);
+                        // Without the whole log in each answer (`log=false`).
+                        let url = format!("{}/messages?log=false", urls[target]);
+                        let sent = Instant::now();
+                        match blocking("POST", &url, &body) {
+                            // A 201 cut short (its node killed while sending it) names no seq:
+                            // an outcome unknown, like no answer at all.
+                            Some((201, answer))
+                                if serde_json::from_str::<Value>(&answer).is_ok() =>
+                            {
+                                let json: Value = serde_json::from_str(&answer).unwrap();
+                                let seq = json["seq"].as_u64().expect("a 201 names its seq");
+                                acked.lock().unwrap().insert(msg, seq);
+                                acked_at.lock().unwrap().push((sent, Instant::now()));
+                            }
+                            // Not a master, not one yet, or gone: try the next node.
+                            _ => {
+                                target = (target + 1) % urls.len();
+                                std::thread::sleep(Duration::from_millis(20));
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        Self { stop, acked, acked_at, threads }
+    }
+
+    /// When the last 201 between `from` and `to` arrived, if one did.
+    pub fn last_ack_between(&self, from: Instant, to: Instant) -> Option<Instant> {
+        let acked = self.acked_at.lock().unwrap();
+        acked.iter().map(|&(_, answered)| answered).filter(|&t| t > from && t < to).max()
+    }
+
+    /// When the first 201 to a write sent after `from` arrived, if one did.
+    pub fn first_ack_sent_after(&self, from: Instant) -> Option<Instant> {
+        let acked = self.acked_at.lock().unwrap();
+        acked.iter().filter(|&&(sent, _)| sent > from).map(|&(_, answered)| answered).min()
+    }
+
+    pub fn acked(&self) -> usize {
+        self.acked.lock().unwrap().len()
+    }
+
+    pub fn wait_for(&self, count: usize, within: Duration, cluster: &Cluster) {
+        let deadline = Instant::now() + within;
+        while self.acked() < count {
+            assert!(
+                Instant::now() < deadline,
+                "only {} of {count} writes acknowledged within {within:?}:\n{}",
+                self.acked(),
+                cluster.outputs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn finish(self) -> BTreeMap<String, u64> {
+        self.stop.store(true, Ordering::Relaxed);
+        for thread in self.threads {
+            thread.join().unwrap();
+        }
+        Arc::try_unwrap(self.acked).unwrap().into_inner().unwrap()
+    }
+}
+
+/// Every acknowledged write is on every node once, at the seq it was acknowledged with, and the
+/// nodes' logs are equal, waited for (the last writes reach the last node by replication).
+pub fn assert_converged(cluster: &Cluster, acked: &BTreeMap<String, u64>) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let logs = loop {
+        let logs: Vec<Vec<String>> =
+            cluster.members.iter().map(|m| messages_blocking(&m.url())).collect();
+        if logs.windows(2).all(|pair| pair[0] == pair[1]) {
+            break logs;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the logs did not converge: lengths {:?}\n{}",
+            logs.iter().map(Vec::len).collect::<Vec<_>>(),
+            cluster.outputs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let log = &logs[0];
+    let unique: BTreeSet<&String> = log.iter().collect();
+    assert_eq!(unique.len(), log.len(), "a message appears twice");
+    for (msg, seq) in acked {
+        let at = log.get(*seq as usize - 1);
+        assert_eq!(at, Some(msg), "acknowledged {msg} at seq {seq}, the log holds {at:?}");
+    }
+}
