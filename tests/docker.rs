@@ -5,129 +5,16 @@
 
 mod support;
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use support::docker::{Project, build_static_host, engine, wait_healthy, wait_writable};
 use support::variant;
 use support::*;
 
-/// `docker compose` (v2) where there is one, else `docker-compose` (v1, what Debian 12 ships).
-fn compose_program() -> Option<Vec<&'static str>> {
-    let works = |program: &[&str]| {
-        let mut command = Command::new(program[0]);
-        command.args(&program[1..]).arg("version");
-        command.output().is_ok_and(|out| out.status.success())
-    };
-    [&["docker", "compose"][..], &["docker-compose"][..]]
-        .into_iter()
-        .find(|program| works(program))
-        .map(<[&str]>::to_vec)
-}
-
-/// A Compose project of this test's own, taken down (containers, network, image) on drop,
-/// also when a check fails.
-struct Project {
-    program: Vec<&'static str>,
-    name: String,
-    /// A folder of the test's own: the Compose file and the cluster secret.
-    dir: PathBuf,
-    file: PathBuf,
-    image: String,
-}
-
-impl Project {
-    fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(self.program[0]);
-        command.args(&self.program[1..]).arg("-p").arg(&self.name).arg("-f").arg(&self.file);
-        command.arg("--project-directory").arg(repo_root()).args(args);
-        command
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        let output = self.command(args).output().expect("running compose");
-        assert!(
-            output.status.success(),
-            "compose {args:?} failed:\n{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        output
-    }
-}
-
-impl Drop for Project {
-    fn drop(&mut self) {
-        if std::thread::panicking()
-            && let Ok(out) = self.command(&["logs", "--no-color"]).output()
-        {
-            eprintln!("--- compose logs ---\n{}", String::from_utf8_lossy(&out.stdout));
-        }
-        let _ = self.command(&["down", "-v", "--rmi", "all", "--remove-orphans"]).output();
-        // Compose v2 builds the image once per service and labels each build with the project;
-        // the untagged leftovers go too.
-        let _ = Command::new("docker")
-            .args(["image", "prune", "--all", "--force", "--filter"])
-            .arg(format!("label=com.docker.compose.project={}", self.name))
-            .output();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// Builds what the image and the volume hold: the static host (its build script builds the
-/// components too).
-fn build_static_host() {
-    let cargo = option_env!("CARGO").unwrap_or("cargo");
-    let output = Command::new(cargo)
-        .current_dir(repo_root())
-        .args(["build", "--release", "--target", "x86_64-unknown-linux-musl", "-p", "replog"])
-        .output()
-        .expect("running cargo");
-    assert!(
-        output.status.success(),
-        "the static build failed (it needs Debian's musl-tools: apt-get install musl-tools):\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-fn wait_healthy(url: &str, within: Duration) {
-    let deadline = Instant::now() + within;
-    while blocking_get(url).is_none_or(|(status, _)| status != 200) {
-        assert!(Instant::now() < deadline, "{url} not healthy within {within:?}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// Waits until the master at `base` takes writes.
-fn wait_writable(base: &str, within: Duration) {
-    let deadline = Instant::now() + within;
-    let writable = || {
-        let (status, body) = blocking_get(&format!("{base}/health"))?;
-        let health: serde_json::Value = serde_json::from_str(&body).ok()?;
-        Some(status == 200 && health["writable"] == true)
-    };
-    while writable() != Some(true) {
-        assert!(Instant::now() < deadline, "{base} not writable within {within:?}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn containers_replicate_fail_over_catch_up_and_swap_components() {
-    let docker = Command::new("docker").args(["info", "--format", "{{.ServerVersion}}"]).output();
-    match &docker {
-        Ok(out) if out.status.success() => {}
-        Ok(out) => {
-            let error = String::from_utf8_lossy(&out.stderr);
-            return skip(&format!("no Docker engine answers (docker info: {})", error.trim()));
-        }
-        Err(e) => return skip(&format!("no docker command ({e})")),
-    }
-    let Some(program) = compose_program() else {
-        return skip(
-            "the Docker engine answers but neither `docker compose` nor `docker-compose` runs",
-        );
-    };
+    let Some(program) = engine() else { return };
     build_static_host();
 
     let base = free_ports(3);

@@ -38,6 +38,13 @@ const SECRET_FILE: &str = "/secrets/cluster-secret";
 /// The unprivileged user and group the containers serve as, once they have read the secret.
 const RUN_AS: &str = "65534:65534";
 
+/// etcd's own image, for machines that can pull one (`ETCD_IMAGE` names another).
+pub(crate) const DEFAULT_ETCD_IMAGE: &str = "gcr.io/etcd-development/etcd:v3.5.17";
+/// Where the etcd binary is in that image (and in any image `ETCD_IMAGE` names).
+const ETCD_BINARY: &str = "/usr/local/bin/etcd";
+/// The etcd service's name, and so its host name on the project network.
+const ETCD_SERVICE: &str = "etcd";
+
 /// What the Compose file runs, beyond the cluster's shape.
 #[derive(Debug, Clone)]
 pub(crate) struct Options<'a> {
@@ -46,11 +53,16 @@ pub(crate) struct Options<'a> {
     pub(crate) components_dir: &'a str,
     /// The master's `REPLICATION_TIMEOUT_MS`, when not the default.
     pub(crate) replication_timeout_ms: Option<u64>,
+    /// For an elected cluster (`--failover`): the etcd image; none for fixed roles.
+    pub(crate) etcd_image: Option<&'a str>,
 }
 
 /// The Compose file for `topology`.
 pub(crate) fn render(topology: &Topology, options: &Options) -> String {
-    let Options { image, components_dir, replication_timeout_ms } = *options;
+    if let Some(etcd_image) = options.etcd_image {
+        return render_elected(topology, options, etcd_image);
+    }
+    let Options { image, components_dir, replication_timeout_ms, .. } = *options;
     let n = topology.delays.len();
     let delays: Vec<String> = topology.delays.iter().map(|d| d.as_millis().to_string()).collect();
     let mut out = String::new();
@@ -79,6 +91,7 @@ services:
         let service = Service {
             name: &format!("secondary{}", i + 1),
             role: "secondary",
+            health: "ready",
             env: vec![
                 ("PORT", SECONDARY_CONTAINER_PORT.to_string()),
                 (setting::DELAY_MS, delay.clone()),
@@ -103,6 +116,7 @@ services:
     let master = Service {
         name: "master",
         role: "master",
+        health: "ready",
         env,
         ports: (topology.master_port, MASTER_CONTAINER_PORT),
     };
@@ -118,6 +132,76 @@ services:
         let _ = writeln!(out, "  secondary{i}-data:");
     }
     out.push_str("  master-data:\n");
+    out
+}
+
+/// The Compose file of an elected cluster: etcd, and `topology`'s master and secondaries as
+/// members `n1`, `n2`, ... that elect their master through it, on the same ports (`n1` on
+/// `MASTER_PORT`). Every member listens on 8000 inside its container.
+fn render_elected(topology: &Topology, options: &Options, etcd_image: &str) -> String {
+    let Options { image, components_dir, replication_timeout_ms, .. } = *options;
+    let n = topology.delays.len() + 1;
+    let names: Vec<String> = (1..=n).map(|i| format!("n{i}")).collect();
+    let members: Vec<String> =
+        names.iter().map(|name| format!("{name}=http://{name}:{MASTER_CONTAINER_PORT}")).collect();
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "\
+# Written by `replog compose --failover` ({n} members, MASTER_PORT={port}, ETCD_IMAGE={etcd_image}).
+# Change those settings and run it again rather than editing this file.
+#
+# No member is master by configuration: etcd elects one, and another takes over when it dies,
+# pauses or is cut off. Every member takes writes on its port (the others forward them to the
+# master); `replog status http://127.0.0.1:{port}` names the master. The image holds only the
+# static replog binary; the components are mounted read-only from {components_dir}.
+#   cargo build --release --target x86_64-unknown-linux-musl
+#   docker compose up --build -d
+
+services:
+",
+        port = topology.master_port,
+    );
+    write_secret_service(&mut out, image);
+    let _ = write!(
+        out,
+        "  {ETCD_SERVICE}:
+    # One etcd member; its data in a volume of its own.
+    image: {etcd_image}
+    entrypoint: [\"{ETCD_BINARY}\"]
+    command: [\"--name\", \"{ETCD_SERVICE}\", \"--data-dir\", \"/etcd-data\", \"--listen-client-urls\", \"http://0.0.0.0:2379\", \"--advertise-client-urls\", \"http://{ETCD_SERVICE}:2379\", \"--listen-peer-urls\", \"http://0.0.0.0:2380\", \"--initial-advertise-peer-urls\", \"http://{ETCD_SERVICE}:2380\", \"--initial-cluster\", \"{ETCD_SERVICE}=http://{ETCD_SERVICE}:2380\"]
+    volumes:
+      - {ETCD_SERVICE}-data:/etcd-data
+
+"
+    );
+    for (i, name) in names.iter().enumerate() {
+        let mut env = vec![
+            ("PORT", MASTER_CONTAINER_PORT.to_string()),
+            (setting::MEMBERS, members.join(",")),
+            (setting::ETCD_ENDPOINTS, format!("http://{ETCD_SERVICE}:2379")),
+        ];
+        if let Some(ms) = replication_timeout_ms {
+            env.push(("REPLICATION_TIMEOUT_MS", ms.to_string()));
+        }
+        let port = topology.master_port + i as u16;
+        let service = Service {
+            name,
+            role: "auto",
+            health: "health",
+            env,
+            ports: (port, MASTER_CONTAINER_PORT),
+        };
+        service.write(&mut out, image, components_dir);
+        let _ = writeln!(out, "      {ETCD_SERVICE}:\n        condition: service_started");
+        out.push('\n');
+    }
+    out.pop();
+    out.push_str("\nvolumes:\n");
+    let _ = writeln!(out, "  {SECRET_SERVICE}:\n  {ETCD_SERVICE}-data:");
+    for name in &names {
+        let _ = writeln!(out, "  {name}-data:");
+    }
     out
 }
 
@@ -143,6 +227,9 @@ fn write_secret_service(out: &mut String, image: &str) {
 struct Service<'a> {
     name: &'a str,
     role: &'a str,
+    /// The route its health check asks: `ready` (fixed roles), `health` (an elected member is
+    /// healthy while it runs, whatever its role).
+    health: &'a str,
     env: Vec<(&'static str, String)>,
     /// Published port on the host, port inside the container.
     ports: (u16, u16),
@@ -150,7 +237,7 @@ struct Service<'a> {
 
 impl Service<'_> {
     fn write(&self, out: &mut String, image: &str, components_dir: &str) {
-        let Self { name, role, ports: (host_port, port), .. } = self;
+        let Self { name, role, health, ports: (host_port, port), .. } = self;
         // The mounted folder itself, or either build's output in it: the newest file runs.
         let components = std::iter::once(COMPONENTS_MOUNT.to_owned())
             .chain(BUILD_OUTPUTS.iter().map(|output| format!("{COMPONENTS_MOUNT}/{output}")))
@@ -187,7 +274,7 @@ impl Service<'_> {
       - {SECRET_SERVICE}:{SECRET_MOUNT}:ro
       - {name}-data:{DATA_MOUNT}
     healthcheck:
-      test: [\"CMD\", \"/replog\", \"probe\", \"http://127.0.0.1:{port}/ready\"]
+      test: [\"CMD\", \"/replog\", \"probe\", \"http://127.0.0.1:{port}/{health}\"]
       interval: 2s
       timeout: 3s
       retries: 15
@@ -228,6 +315,7 @@ mod tests {
             image: "replog:test",
             components_dir: "/srv/components",
             replication_timeout_ms: Some(15_000),
+            etcd_image: None,
         };
         let text = render(&topology, &options);
         for expected in [
@@ -254,5 +342,33 @@ mod tests {
         let after_it = "      cluster-secret:\n        condition: service_completed_successfully\n";
         assert_eq!(text.matches(after_it).count(), 4, "every node starts once it is made");
         assert_eq!(text.matches("      - cluster-secret:/secrets\n").count(), 1, "one writer");
+    }
+
+    #[test]
+    fn an_elected_cluster_has_etcd_and_members_that_all_know_each_other() {
+        let topology = Topology::new(9000, 2, None).unwrap();
+        let options = Options {
+            image: "replog:test",
+            components_dir: "./target/components",
+            replication_timeout_ms: None,
+            etcd_image: Some("etcd:local"),
+        };
+        let text = render(&topology, &options);
+        let members = "MEMBERS: \"n1=http://n1:8000,n2=http://n2:8000,n3=http://n3:8000\"";
+        assert_eq!(text.matches(members).count(), 3, "{text}");
+        for expected in [
+            "  etcd:\n    # One etcd member; its data in a volume of its own.\n    image: etcd:local\n    entrypoint: [\"/usr/local/bin/etcd\"]\n",
+            "\"--advertise-client-urls\", \"http://etcd:2379\"",
+            "command: [\"serve\", \"--role\", \"auto\", \"--name\", \"n3\"]",
+            "      ETCD_ENDPOINTS: \"http://etcd:2379\"\n",
+            "      - \"9000:8000\"\n",
+            "      - \"9002:8000\"\n",
+            "\"http://127.0.0.1:8000/health\"",
+            "      etcd:\n        condition: service_started\n",
+            "\nvolumes:\n  cluster-secret:\n  etcd-data:\n  n1-data:\n  n2-data:\n  n3-data:\n",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+        }
+        assert!(!text.contains("SECONDARIES"), "no fixed roles:\n{text}");
     }
 }

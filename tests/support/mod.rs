@@ -6,6 +6,8 @@
 //!   loopback (the host tests that invoke the components);
 //! - `etcd`: a real etcd of the test's own, for elections; `elected`: three elected nodes on
 //!   it, writers that follow the master, and the check that nothing acknowledged was lost;
+//! - `docker`: a Compose project of the test's own, the static host its image holds;
+//! - `docker`: a Compose project of the test's own, and the images it runs;
 //! - `client`: HTTP to any of them; `wait`: bounded waits on conditions; `variant`: a second
 //!   build of the components, for hot swaps.
 
@@ -14,6 +16,7 @@
 use std::path::PathBuf;
 
 pub mod client;
+pub mod docker;
 pub mod elected;
 pub mod etcd;
 pub mod inproc;

@@ -183,6 +183,13 @@ pub(crate) struct ComposeArgs {
     /// not its component's default.
     #[arg(long, value_name = "MS")]
     pub(crate) replication_timeout_ms: Option<u64>,
+    /// An elected cluster instead: etcd and NUM_SECONDARIES + 1 members that elect their master
+    /// through it (`serve --role auto`), on MASTER_PORT and the ports after it.
+    #[arg(long)]
+    pub(crate) failover: bool,
+    /// With --failover: the etcd image (its binary at /usr/local/bin/etcd, as in etcd's own).
+    #[arg(long, env = "ETCD_IMAGE", default_value = compose::DEFAULT_ETCD_IMAGE)]
+    pub(crate) etcd_image: String,
 }
 
 #[derive(Debug, Args)]

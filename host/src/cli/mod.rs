@@ -143,6 +143,7 @@ impl Task {
                     image: &args.image,
                     components_dir: &args.components_dir,
                     replication_timeout_ms: args.replication_timeout_ms,
+                    etcd_image: args.failover.then_some(args.etcd_image.as_str()),
                 };
                 let text = compose::render(&args.topology.topology()?, &options);
                 if args.output.as_os_str() == "-" {
