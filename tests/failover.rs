@@ -174,3 +174,68 @@ fn without_etcd_the_master_stops_acknowledging_within_its_deadline_and_one_is_el
     drop(cluster);
     let _ = std::fs::remove_dir_all(&root);
 }
+
+#[test]
+fn without_a_reachable_etcd_or_with_a_stranger_as_leader_a_node_serves_reads_and_takes_no_write() {
+    use base64::Engine as _;
+    let ports = support::free_ports(4);
+    let members: Vec<String> =
+        (0..3).map(|i| format!("n{}=http://127.0.0.1:{}", i + 1, ports + i)).collect();
+    let member = |etcd: String, cluster: &str| Member {
+        name: "n1".into(),
+        port: ports,
+        dir: std::env::temp_dir().join(format!("replog-failover-alone-{}-{cluster}", ports)),
+        members: members.join(","),
+        etcd,
+        cluster: cluster.to_owned(),
+        process: None,
+    };
+    let refused = |node: &Member| {
+        let url = format!("{}/messages", node.url());
+        let (status, body) = support::blocking_post(&url, r#"{"msg":"m","w":2}"#);
+        assert_eq!(status, 503, "{body}");
+        assert!(body.contains("not written"), "{body}");
+        let (status, body) = support::blocking_get(&url).unwrap();
+        assert_eq!(status, 200, "reads are served: {body}");
+    };
+    let said = |node: &Member, what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !node.process.as_ref().unwrap().output().contains(what) {
+            assert!(Instant::now() < deadline, "never said {what:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+
+    // Nothing listens where etcd should be: said, with the endpoint, and retried.
+    let nowhere = format!("http://127.0.0.1:{}", ports + 3);
+    let mut alone = member(nowhere.clone(), "nowhere");
+    let _ = std::fs::remove_dir_all(&alone.dir);
+    alone.start();
+    said(&alone, &format!("no etcd endpoint answered: {nowhere}"));
+    refused(&alone);
+    assert!(alone.health().unwrap()["election"]["master"].is_null());
+    let dir = alone.dir.clone();
+    drop(alone);
+    let _ = std::fs::remove_dir_all(dir);
+
+    // A leader key naming no member (forged, or another cluster's): ignored, never followed.
+    let Some(etcd) = support::etcd::EtcdServer::start() else { return };
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let put = format!(
+        r#"{{"key":"{}","value":"{}"}}"#,
+        b64("stranger/leader"),
+        b64(r#"{"name":"mallory","url":"http://127.0.0.1:1"}"#)
+    );
+    let (status, body) =
+        support::blocking("POST", &format!("{}/v3/kv/put", etcd.url), &put).unwrap();
+    assert_eq!(status, 200, "{body}");
+    let mut node = member(etcd.url.clone(), "stranger");
+    let _ = std::fs::remove_dir_all(&node.dir);
+    node.start();
+    said(&node, "which is not one of the members: ignored");
+    refused(&node);
+    assert!(node.health().unwrap()["election"]["master"].is_null());
+    let dir = node.dir.clone();
+    drop(node);
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -57,6 +57,13 @@ pub struct Elected {
     pub secondary: RolePlan,
 }
 
+impl Elected {
+    /// Whether `node` is one of the members, at the URL the members know it by.
+    fn is_member(&self, node: &Candidate) -> bool {
+        self.members.get(&node.name).is_some_and(|member| member.url == node.url)
+    }
+}
+
 /// Where this node stands in the election.
 enum Standing {
     /// Not master: following the leader etcd names, if any.
@@ -160,6 +167,17 @@ async fn follow_once(
         become_secondary(elected, seat, None).await;
     }
     let leader = elected.election.leader().await.map_err(|e| e.to_string())?;
+    if let Some(leader) = leader.as_ref().filter(|l| !elected.is_member(&l.node)) {
+        // Not a member's key (a forged or stale one): nothing follows it, writes wait.
+        seat.follow_master(None);
+        return Err(format!(
+            "the leader key names {} at {}, which is not one of the members: ignored, no \
+             writes follow it (delete the key {} if it stays)",
+            leader.node.name,
+            leader.node.url,
+            elected.election.key()
+        ));
+    }
     if let Some(leader) = leader {
         if known != Some(&leader) {
             tracing::info!(
