@@ -188,6 +188,7 @@ fn without_a_reachable_etcd_or_with_a_stranger_as_leader_a_node_serves_reads_and
         members: members.join(","),
         etcd,
         cluster: cluster.to_owned(),
+        components: None,
         process: None,
     };
     let refused = |node: &Member| {
@@ -325,6 +326,50 @@ fn under_random_faults_of_the_master_no_acknowledged_write_is_lost() {
         count(Fault::KillSecondary),
         acked.len()
     );
+    drop(cluster);
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn a_new_build_is_swapped_into_elected_nodes_and_a_new_master_runs_it() {
+    use support::variant::{variant_dir, variant_version};
+    let root = std::env::temp_dir().join(format!("replog-failover-swap-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let components = root.join("components");
+    std::fs::create_dir_all(&components).unwrap();
+    let files = ["replog_master.wasm", "replog_secondary.wasm"];
+    let built = std::path::PathBuf::from(env!("REPLOG_BUILT_COMPONENTS"));
+    for file in files {
+        std::fs::copy(built.join(file), components.join(file)).unwrap();
+    }
+    let variant = variant_dir();
+    let Some(mut cluster) = Cluster::start_from(&root, Some(&components)) else { return };
+    let first = cluster.master(Duration::from_secs(30), None);
+    let version = |member: &Member| {
+        member.health().and_then(|h| h["component"]["version"].as_str().map(str::to_owned))
+    };
+    let regular = version(&cluster.members[first]).unwrap();
+    let swapped = variant_version(&regular);
+
+    // A new build of both roles, renamed into place: every node runs its role's, unrestarted.
+    for file in files {
+        let staging = components.join(format!(".{file}.new"));
+        std::fs::copy(variant.join(file), &staging).unwrap();
+        std::fs::rename(&staging, components.join(file)).unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while cluster.members.iter().any(|m| version(m).as_deref() != Some(swapped.as_str())) {
+        assert!(Instant::now() < deadline, "not every node swapped in:\n{}", cluster.outputs());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // The next master runs the new build of the master's component too.
+    cluster.members[first].process.take().unwrap().kill();
+    let second = cluster.master(Duration::from_secs(30), Some(first));
+    assert_eq!(version(&cluster.members[second]).as_deref(), Some(swapped.as_str()));
+    let url = format!("{}/messages?log=false", cluster.members[second].url());
+    let (status, body) = support::blocking_post(&url, r#"{"msg":"after","w":2}"#);
+    assert_eq!(status, 201, "{body}");
     drop(cluster);
     let _ = std::fs::remove_dir_all(&root);
 }

@@ -25,6 +25,8 @@ pub struct Member {
     pub members: String,
     pub etcd: String,
     pub cluster: String,
+    /// The components folder it runs from (none: this checkout's build).
+    pub components: Option<PathBuf>,
     pub process: Option<Process>,
 }
 
@@ -42,6 +44,9 @@ impl Member {
             .env("MEMBERS", &self.members)
             .env("ETCD_ENDPOINTS", &self.etcd)
             .env("CLUSTER_NAME", &self.cluster);
+        if let Some(components) = &self.components {
+            command.env("REPLOG_COMPONENTS", components);
+        }
         let mut process = Process::spawn(&self.name, command);
         process.wait_healthy(&format!("{}/health", self.url()));
         self.process = Some(process);
@@ -88,6 +93,11 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn start(root: &Path) -> Option<Self> {
+        Self::start_from(root, None)
+    }
+
+    /// The same, every member running the components in `components` when given.
+    pub fn start_from(root: &Path, components: Option<&Path>) -> Option<Self> {
         let etcd = EtcdServer::start()?;
         let base = free_ports(3);
         let names = ["n1", "n2", "n3"];
@@ -106,6 +116,7 @@ impl Cluster {
                 members: list.join(","),
                 etcd: etcd.url.clone(),
                 cluster: format!("failover-{base}"),
+                components: components.map(Path::to_path_buf),
                 process: None,
             })
             .collect();

@@ -265,6 +265,7 @@ async fn serve_elected(runtime: Runtime, plan: ElectedPlan) -> anyhow::Result<Ex
         timings: plan.timings,
         master,
         secondary,
+        runtime: runtime.clone(),
     };
     let following = tokio::spawn(elected::follow(elected, seat.clone(), stopped.clone()));
     let mut terminate = signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;

@@ -26,7 +26,9 @@ use tokio::sync::watch;
 pub use self::members::{Member, Members};
 use crate::config::{NodeConfig, Role};
 use crate::election::{Campaign, Candidate, Election, Leader, Term, Timings, may_campaign};
-use crate::node::CompiledComponent;
+use crate::node::{self, CompiledComponent, Node};
+use crate::reload::Reloader;
+use crate::runtime::Runtime;
 use crate::seat::{Master, Seat};
 
 /// Bound on asking a member where its log stands, before a campaign.
@@ -55,6 +57,8 @@ pub struct Elected {
     pub master: RolePlan,
     /// The node as secondary.
     pub secondary: RolePlan,
+    /// The runtime its nodes run in (to compile a newer build, and watch for one).
+    pub runtime: Runtime,
 }
 
 impl Elected {
@@ -75,18 +79,27 @@ enum Standing {
 /// Follows the election until `stop` says so, changing the role of the node in `seat`. On
 /// stopping, a master resigns (its key deleted, its lease revoked), so that another node need
 /// not wait for the lease to lapse.
-pub async fn follow(elected: Elected, seat: Arc<Seat>, mut stop: watch::Receiver<bool>) {
+pub async fn follow(mut elected: Elected, seat: Arc<Seat>, mut stop: watch::Receiver<bool>) {
     let mut standing = Standing::Following(None);
     let mut last_error: Option<String> = None;
+    // A new build of the seated node's role is swapped in as it serves (see `reload`); a
+    // change of role starts watching the other role's files.
+    let mut reloader = watch_builds(&elected, &seat.node());
     loop {
         tokio::select! {
             () = tokio::time::sleep(elected.timings.renew_every) => {}
             _ = stop.wait_for(|stop| *stop) => break,
         }
+        let seated = seat.node();
         let outcome = match standing {
-            Standing::Leading(ref mut term) => lead(&elected, &seat, term).await,
-            Standing::Following(ref leader) => follow_once(&elected, &seat, leader.as_ref()).await,
+            Standing::Leading(ref mut term) => lead(&mut elected, &seat, term).await,
+            Standing::Following(ref leader) => {
+                follow_once(&mut elected, &seat, leader.as_ref()).await
+            }
         };
+        if !Arc::ptr_eq(&seated, &seat.node()) {
+            reloader = watch_builds(&elected, &seat.node());
+        }
         match outcome {
             Ok(Some(next)) => {
                 seat.follow_master(match &next {
@@ -112,6 +125,7 @@ pub async fn follow(elected: Elected, seat: Arc<Seat>, mut stop: watch::Receiver
         }
         last_error = None;
     }
+    drop(reloader);
     if let Standing::Leading(term) = standing {
         // Acknowledge nothing more before giving the key up: the next master may be elected
         // the moment it is gone, while this process still drains its requests.
@@ -134,7 +148,11 @@ fn master(node: &Candidate, epoch: u64) -> Master {
 }
 
 /// One tick as master: renew, and step down when the term is over or cannot be kept.
-async fn lead(elected: &Elected, seat: &Seat, term: &mut Term) -> Result<Option<Standing>, String> {
+async fn lead(
+    elected: &mut Elected,
+    seat: &Seat,
+    term: &mut Term,
+) -> Result<Option<Standing>, String> {
     let renewal =
         tokio::time::timeout(elected.timings.renew_deadline, elected.election.renew(term));
     let why = match renewal.await {
@@ -158,7 +176,7 @@ async fn lead(elected: &Elected, seat: &Seat, term: &mut Term) -> Result<Option<
 
 /// One tick as secondary: note the leader, or campaign when there is none and this node may.
 async fn follow_once(
-    elected: &Elected,
+    elected: &mut Elected,
     seat: &Seat,
     known: Option<&Leader>,
 ) -> Result<Option<Standing>, String> {
@@ -260,10 +278,11 @@ async fn ask(url: &str) -> Option<Heard> {
 
 /// Hands the seated node's log to a master elected for `term`, and starts its recovery; false
 /// when the master's component could not be set up.
-async fn become_master(elected: &Elected, seat: &Seat, term: &Term) -> bool {
+async fn become_master(elected: &mut Elected, seat: &Seat, term: &Term) -> bool {
     let config = NodeConfig { elected_epoch: Some(term.epoch), ..elected.master.config.clone() };
+    let component = newest_build(&elected.runtime, &mut elected.master).await;
     let node = seat.node();
-    match node.succeed(config, elected.master.component.clone(), None).await {
+    match node.succeed(config, component, None).await {
         Ok(master) => {
             if let Some(sequencer) = master.state().sequencer() {
                 let now = Instant::now();
@@ -282,15 +301,63 @@ async fn become_master(elected: &Elected, seat: &Seat, term: &Term) -> bool {
 }
 
 /// Hands the seated node's log to a secondary (an old master fenced by `fenced_by`).
-async fn become_secondary(elected: &Elected, seat: &Seat, fenced_by: Option<u64>) {
+async fn become_secondary(elected: &mut Elected, seat: &Seat, fenced_by: Option<u64>) {
     let node = seat.node();
     let config = elected.secondary.config.clone();
-    match node.succeed(config, elected.secondary.component.clone(), fenced_by).await {
+    let component = newest_build(&elected.runtime, &mut elected.secondary).await;
+    match node.succeed(config, component, fenced_by).await {
         Ok(secondary) => {
             seat.replace(Arc::new(secondary));
         }
         Err(error) => {
             tracing::error!(node = %elected.me.name, %error, "could not become secondary");
+        }
+    }
+}
+
+/// The role's component: the newest build among its files (the one `--components` names
+/// first, or a later one), compiled now if it is not the one the plan holds; the plan's when
+/// that fails (said in the log).
+async fn newest_build(runtime: &Runtime, plan: &mut RolePlan) -> CompiledComponent {
+    let config = &plan.config;
+    let files: Vec<_> =
+        std::iter::once(&config.component).chain(&config.component_candidates).cloned().collect();
+    let Some(newest) = crate::components::newest(&files) else { return plan.component.clone() };
+    let engine = runtime.engine().clone();
+    let current = plan.component.sha256.clone();
+    let path = newest.clone();
+    // Compiling takes seconds: off the async threads.
+    let built = tokio::task::spawn_blocking(move || {
+        let bytes = node::read(&path)?;
+        if node::sha256(&bytes) == current {
+            return Ok(None);
+        }
+        CompiledComponent::compile(&engine, &path, &bytes).map(Some)
+    })
+    .await
+    .unwrap_or_else(|e| {
+        Err(node::LoadError::Compile { path: newest.clone(), reason: e.to_string() })
+    });
+    match built {
+        Ok(Some(component)) => {
+            tracing::info!(path = %newest.display(), sha256 = %component.sha256, "a newer build of the role's component");
+            plan.component = component;
+        }
+        Ok(None) => {}
+        Err(error) => {
+            tracing::warn!(%error, "the newest build is not usable: the one loaded at start runs")
+        }
+    }
+    plan.component.clone()
+}
+
+/// Watches the files of `node`'s role for a new build, and swaps it into that node.
+fn watch_builds(elected: &Elected, node: &Arc<Node>) -> Option<Reloader> {
+    match Reloader::start(&elected.runtime, std::slice::from_ref(node)) {
+        Ok(reloader) => Some(reloader),
+        Err(error) => {
+            tracing::warn!(node = %elected.me.name, %error, "not watching for new builds");
+            None
         }
     }
 }
