@@ -283,12 +283,24 @@ fn under_random_faults_of_the_master_no_acknowledged_write_is_lost() {
     let writers = Writers::start(urls, 1_000_000);
     let end = Instant::now() + Duration::from_secs(seconds);
     let mut dealt: Vec<Fault> = Vec::new();
+    // Which node opened each epoch, from every process's log before it is killed.
+    let mut opened: BTreeMap<u64, std::collections::BTreeSet<String>> = BTreeMap::new();
+    let mut note_epochs = |member: &Member| {
+        let output = member.process.as_ref().map(|p| p.output()).unwrap_or_default();
+        for line in output.lines() {
+            if let Some(rest) = line.split("taking writes in epoch ").nth(1) {
+                let epoch: u64 = rest.split(':').next().unwrap().trim().parse().unwrap();
+                opened.entry(epoch).or_default().insert(member.name.clone());
+            }
+        }
+    };
     while Instant::now() < end || FAULTS.iter().any(|f| !dealt.contains(f)) {
         writers.wait_for(writers.acked() + 50, Duration::from_secs(60), &cluster);
         let fault = FAULTS.get(dealt.len()).copied().unwrap_or(FAULTS[random(3) as usize]);
         let master = cluster.master(Duration::from_secs(30), None);
         match fault {
             Fault::KillMaster => {
+                note_epochs(&cluster.members[master]);
                 cluster.members[master].process.take().unwrap().kill();
                 cluster.master(Duration::from_secs(30), Some(master));
                 cluster.members[master].start();
@@ -301,6 +313,7 @@ fn under_random_faults_of_the_master_no_acknowledged_write_is_lost() {
             }
             Fault::KillSecondary => {
                 let victim = (master + 1 + random(2) as usize) % 3;
+                note_epochs(&cluster.members[victim]);
                 cluster.members[victim].process.take().unwrap().kill();
                 // Two of three hold every w=2 write meanwhile.
                 writers.wait_for(writers.acked() + 20, Duration::from_secs(60), &cluster);
@@ -316,14 +329,23 @@ fn under_random_faults_of_the_master_no_acknowledged_write_is_lost() {
     }
     let acked = writers.finish();
     assert_converged(&cluster, &acked);
+    for member in &cluster.members {
+        note_epochs(member);
+    }
+    // One master per epoch: etcd's revision is unique, and no node opens another's.
+    let shared: Vec<_> = opened.iter().filter(|(_, nodes)| nodes.len() > 1).collect();
+    assert!(shared.is_empty(), "epochs opened by more than one node: {shared:?}");
+    assert!(opened.len() > dealt.iter().filter(|f| **f != Fault::KillSecondary).count());
     let count = |kind: Fault| dealt.iter().filter(|&&f| f == kind).count();
     println!(
         "elected nemesis: {} faults ({} master kills, {} master pauses, {} secondary kills), \
-         {} writes acknowledged with w=2, all on every node at their seq",
+         {} epochs each opened by one node, {} writes acknowledged with w=2, all on every node \
+         at their seq",
         dealt.len(),
         count(Fault::KillMaster),
         count(Fault::PauseMaster),
         count(Fault::KillSecondary),
+        opened.len(),
         acked.len()
     );
     drop(cluster);
