@@ -45,13 +45,9 @@ fn writes_through_every_node(cluster: &Cluster, master: usize) -> BTreeMap<Strin
 
 #[test]
 fn a_killed_master_is_replaced_and_no_acknowledged_write_is_lost() {
-    let root = std::env::temp_dir().join(format!("replog-failover-kill-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
-    let Some(mut cluster) = Cluster::start(&root) else { return };
-    let first = cluster.master(Duration::from_secs(30), None);
-    let urls: Vec<String> = cluster.members.iter().map(Member::url).collect();
-    let writers = Writers::start(urls, 2_000);
-    writers.wait_for(100, Duration::from_secs(60), &cluster);
+    let Some((mut cluster, first, writers)) = Cluster::writing("failover-kill", 2_000) else {
+        return;
+    };
 
     // kill -9 the master while the writers write.
     let killed_at = Instant::now();
@@ -96,19 +92,13 @@ fn a_killed_master_is_replaced_and_no_acknowledged_write_is_lost() {
     if std::env::var_os("SHOW").is_some() {
         eprintln!("{}", cluster.outputs());
     }
-    drop(cluster);
-    let _ = std::fs::remove_dir_all(&root);
 }
 
 #[test]
 fn a_master_paused_past_its_lease_acknowledges_nothing_on_waking_and_becomes_a_secondary() {
-    let root = std::env::temp_dir().join(format!("replog-failover-pause-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
-    let Some(cluster) = Cluster::start(&root) else { return };
-    let first = cluster.master(Duration::from_secs(30), None);
-    let urls: Vec<String> = cluster.members.iter().map(Member::url).collect();
-    let writers = Writers::start(urls, 2_000);
-    writers.wait_for(100, Duration::from_secs(60), &cluster);
+    let Some((cluster, first, writers)) = Cluster::writing("failover-pause", 2_000) else {
+        return;
+    };
 
     // Paused with writes in flight: its lease lapses, another is elected and takes writes.
     cluster.members[first].pause(true);
@@ -128,19 +118,13 @@ fn a_master_paused_past_its_lease_acknowledges_nothing_on_waking_and_becomes_a_s
     if std::env::var_os("SHOW").is_some() {
         eprintln!("{}", cluster.outputs());
     }
-    drop(cluster);
-    let _ = std::fs::remove_dir_all(&root);
 }
 
 #[test]
 fn without_etcd_the_master_stops_acknowledging_within_its_deadline_and_one_is_elected_again() {
-    let root = std::env::temp_dir().join(format!("replog-failover-etcd-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
-    let Some(mut cluster) = Cluster::start(&root) else { return };
-    let first = cluster.master(Duration::from_secs(30), None);
-    let urls: Vec<String> = cluster.members.iter().map(Member::url).collect();
-    let writers = Writers::start(urls, 4_000);
-    writers.wait_for(100, Duration::from_secs(60), &cluster);
+    let Some((mut cluster, first, writers)) = Cluster::writing("failover-etcd", 4_000) else {
+        return;
+    };
 
     // etcd gone: no renewal lands, so the master stops acknowledging by its renew deadline
     // (1.5 s after the last renewal it sent, which was before etcd stopped).
@@ -171,8 +155,6 @@ fn without_etcd_the_master_stops_acknowledging_within_its_deadline_and_one_is_el
         cluster.members[first].name, cluster.members[again].name
     );
     assert_converged(&cluster, &acked);
-    drop(cluster);
-    let _ = std::fs::remove_dir_all(&root);
 }
 
 #[test]
@@ -275,9 +257,7 @@ fn under_random_faults_of_the_master_no_acknowledged_write_is_lost() {
         state ^= state >> 27;
         state.wrapping_mul(0x2545_f491_4f6c_dd1d) % below
     };
-    let root = std::env::temp_dir().join(format!("replog-failover-nemesis-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
-    let Some(mut cluster) = Cluster::start(&root) else { return };
+    let Some(mut cluster) = Cluster::start("failover-nemesis") else { return };
     cluster.master(Duration::from_secs(30), None);
     let urls: Vec<String> = cluster.members.iter().map(Member::url).collect();
     let writers = Writers::start(urls, 1_000_000);
@@ -348,16 +328,14 @@ fn under_random_faults_of_the_master_no_acknowledged_write_is_lost() {
         opened.len(),
         acked.len()
     );
-    drop(cluster);
-    let _ = std::fs::remove_dir_all(&root);
 }
 
 #[test]
 fn a_new_build_is_swapped_into_elected_nodes_and_a_new_master_runs_it() {
     use support::variant::{variant_dir, variant_version};
-    let root = std::env::temp_dir().join(format!("replog-failover-swap-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
-    let components = root.join("components");
+    let components = std::env::temp_dir()
+        .join(format!("replog-failover-swap-components-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&components);
     std::fs::create_dir_all(&components).unwrap();
     let files = ["replog_master.wasm", "replog_secondary.wasm"];
     let built = std::path::PathBuf::from(env!("REPLOG_BUILT_COMPONENTS"));
@@ -365,7 +343,9 @@ fn a_new_build_is_swapped_into_elected_nodes_and_a_new_master_runs_it() {
         std::fs::copy(built.join(file), components.join(file)).unwrap();
     }
     let variant = variant_dir();
-    let Some(mut cluster) = Cluster::start_from(&root, Some(&components)) else { return };
+    let Some(mut cluster) = Cluster::start_from("failover-swap", Some(&components)) else {
+        return;
+    };
     let first = cluster.master(Duration::from_secs(30), None);
     let version = |member: &Member| {
         member.health().and_then(|h| h["component"]["version"].as_str().map(str::to_owned))
@@ -393,5 +373,5 @@ fn a_new_build_is_swapped_into_elected_nodes_and_a_new_master_runs_it() {
     let (status, body) = support::blocking_post(&url, r#"{"msg":"after","w":2}"#);
     assert_eq!(status, 201, "{body}");
     drop(cluster);
-    let _ = std::fs::remove_dir_all(&root);
+    let _ = std::fs::remove_dir_all(&components);
 }

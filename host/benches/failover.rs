@@ -35,9 +35,7 @@ fn main() {
     let kills = setting("BENCH_FAILOVERS", 20) as usize;
     let resigns = setting("BENCH_RESIGNS", 5) as usize;
     let seconds = setting("BENCH_SECONDS", 5);
-    let root = std::env::temp_dir().join(format!("replog-bench-failover-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
-    let Some(mut cluster) = Cluster::start(&root) else {
+    let Some(mut cluster) = Cluster::start("bench-failover") else {
         eprintln!("etcd is not installed (Debian's etcd-server): nothing measured");
         return;
     };
@@ -80,10 +78,6 @@ fn main() {
     println!("  missing, duplicated or out of place on any node afterwards: 0 (checked)");
     report("write outage after kill -9 of the master", &mut killed);
     report("write outage after SIGTERM of the master (it resigns)", &mut resigned);
-
-    drop(fixed);
-    drop(cluster);
-    let _ = std::fs::remove_dir_all(&root);
 }
 
 /// How the master is stopped.

@@ -89,15 +89,21 @@ impl Member {
 pub struct Cluster {
     pub members: Vec<Member>,
     pub etcd: EtcdServer,
+    /// The members' data directories are in it; removed with the cluster.
+    root: PathBuf,
 }
 
 impl Cluster {
-    pub fn start(root: &Path) -> Option<Self> {
-        Self::start_from(root, None)
+    /// Three members and etcd, their data under a new folder named for `tag`; `None` where
+    /// etcd is not installed (outside CI).
+    pub fn start(tag: &str) -> Option<Self> {
+        Self::start_from(tag, None)
     }
 
     /// The same, every member running the components in `components` when given.
-    pub fn start_from(root: &Path, components: Option<&Path>) -> Option<Self> {
+    pub fn start_from(tag: &str, components: Option<&Path>) -> Option<Self> {
+        let root = std::env::temp_dir().join(format!("replog-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
         let etcd = EtcdServer::start()?;
         let base = free_ports(3);
         let names = ["n1", "n2", "n3"];
@@ -123,7 +129,7 @@ impl Cluster {
         for member in &mut members {
             member.start();
         }
-        Some(Self { members, etcd })
+        Some(Self { members, etcd, root })
     }
 
     /// The one master taking writes, waited for; fails the test after `within`.
@@ -146,11 +152,51 @@ impl Cluster {
         }
     }
 
+    /// The cluster with writers writing to it, once a master takes writes and they have had
+    /// 100 writes acknowledged: the cluster, the master, the writers (at most `limit` writes
+    /// each).
+    pub fn writing(tag: &str, limit: usize) -> Option<(Self, usize, Writers)> {
+        let cluster = Self::start(tag)?;
+        let master = cluster.master(Duration::from_secs(30), None);
+        let urls: Vec<String> = cluster.members.iter().map(Member::url).collect();
+        let writers = Writers::start(urls, limit);
+        writers.wait_for(100, Duration::from_secs(60), &cluster);
+        Some((cluster, master, writers))
+    }
+
     pub fn outputs(&self) -> String {
         self.members
             .iter()
             .filter_map(|m| Some(format!("--- {} ---\n{}", m.name, m.process.as_ref()?.output())))
             .collect()
+    }
+}
+
+/// An elected cluster as the checks see it: where its members answer, and what they logged.
+pub trait Observed {
+    /// Every member's base URL.
+    fn urls(&self) -> Vec<String>;
+    /// What every member logged, for a failure's message.
+    fn outputs(&self) -> String;
+}
+
+impl Observed for Cluster {
+    fn urls(&self) -> Vec<String> {
+        self.members.iter().map(Member::url).collect()
+    }
+
+    fn outputs(&self) -> String {
+        Cluster::outputs(self)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // Every member stopped (by its PID) before its directory goes.
+        for member in &mut self.members {
+            member.process.take();
+        }
+        let _ = std::fs::remove_dir_all(&self.root);
     }
 }
 
@@ -224,7 +270,7 @@ impl Writers {
         self.acked.lock().unwrap().len()
     }
 
-    pub fn wait_for(&self, count: usize, within: Duration, cluster: &Cluster) {
+    pub fn wait_for(&self, count: usize, within: Duration, cluster: &dyn Observed) {
         let deadline = Instant::now() + within;
         while self.acked() < count {
             assert!(
@@ -248,11 +294,11 @@ impl Writers {
 
 /// Every acknowledged write is on every node once, at the seq it was acknowledged with, and the
 /// nodes' logs are equal, waited for (the last writes reach the last node by replication).
-pub fn assert_converged(cluster: &Cluster, acked: &BTreeMap<String, u64>) {
-    let deadline = Instant::now() + Duration::from_secs(30);
+pub fn assert_converged(cluster: &dyn Observed, acked: &BTreeMap<String, u64>) {
+    let deadline = Instant::now() + Duration::from_secs(60);
     let logs = loop {
         let logs: Vec<Vec<String>> =
-            cluster.members.iter().map(|m| messages_blocking(&m.url())).collect();
+            cluster.urls().iter().map(|url| messages_blocking(url)).collect();
         if logs.windows(2).all(|pair| pair[0] == pair[1]) {
             break logs;
         }
