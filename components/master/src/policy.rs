@@ -84,6 +84,12 @@ pub enum RecoveryStep {
     Open(u64),
 }
 
+/// `recovery_of` for a master by configuration: the tests' shorthand.
+#[cfg(test)]
+pub fn recovery(own: OwnLog, heard: &[(&str, Option<&ReplicaLog>)], force: bool) -> RecoveryStep {
+    recovery_of(own, heard, force, false)
+}
+
 /// Decides a recovery round from what each secondary (by URL, in configuration order) said,
 /// `None` for those that did not answer.
 ///
@@ -95,12 +101,23 @@ pub enum RecoveryStep {
 /// epoch but its own, and might open one its secondaries already hold entries of (two entries
 /// with one identity, which log matching would take for the same). It opens an epoch above
 /// every one it has seen.
-pub fn recovery(own: OwnLog, heard: &[(&str, Option<&ReplicaLog>)], force: bool) -> RecoveryStep {
+///
+/// An `elected` master with no log is not taken for one that lost its disk: any member that
+/// never held a write starts so, and the election let it run only because no member it
+/// reached was ahead of it.
+/// A majority's answers hold every write acknowledged by a majority, which is what an elected
+/// cluster promises.
+pub fn recovery_of(
+    own: OwnLog,
+    heard: &[(&str, Option<&ReplicaLog>)],
+    force: bool,
+    elected: bool,
+) -> RecoveryStep {
     let secondaries = heard.len();
     let answered: Vec<(usize, &ReplicaLog)> =
         heard.iter().enumerate().filter_map(|(i, (_, h))| h.map(|h| (i, h))).collect();
     let missing: Vec<&str> = heard.iter().filter(|(_, h)| h.is_none()).map(|(u, _)| *u).collect();
-    let lost = own.epoch == 0 && own.last.seq == 0;
+    let lost = !elected && own.epoch == 0 && own.last.seq == 0;
     let history = answered.iter().any(|(_, h)| h.epoch > 0 || h.last.seq > 0);
     let needed = match (force, lost && history) {
         (true, _) => secondaries.min(1),
@@ -167,12 +184,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_elected_master_without_a_log_needs_a_majority_not_every_secondary() {
+        let heard_epoch = ReplicaLog { epoch: 2, last: pos(0, 0), runs: vec![] };
+        let one = [("s1", None), ("s2", Some(&heard_epoch))];
+        let by_configuration = recovery(NEW, &one, false);
+        assert!(matches!(by_configuration, RecoveryStep::Wait(_)), "{by_configuration:?}");
+        assert_eq!(recovery_of(NEW, &one, false, true), RecoveryStep::Open(3));
+        let none: [(&str, Option<&ReplicaLog>); 2] = [("s1", None), ("s2", None)];
+        assert!(matches!(recovery_of(NEW, &none, false, true), RecoveryStep::Wait(_)));
+    }
+
+    #[test]
     fn an_elected_master_opens_the_epoch_it_was_elected_for_and_never_a_lower_one() {
         assert_eq!(epoch_to_open(4, None), Ok(4), "by configuration: the next one");
         assert_eq!(epoch_to_open(4, Some(31)), Ok(31), "elected: etcd's");
         assert_eq!(epoch_to_open(4, Some(4)), Ok(4));
         let refused = epoch_to_open(32, Some(31)).unwrap_err();
-        assert!(refused.contains("elected for epoch 31") && refused.contains("epoch 31 is recorded"));
+        assert!(
+            refused.contains("elected for epoch 31") && refused.contains("epoch 31 is recorded")
+        );
     }
 
     fn run(epoch: u64, first: u64) -> Run {

@@ -45,7 +45,8 @@ pub fn recover() -> Option<u64> {
         .map(|(label, (_, h))| (label.as_str(), h.as_ref().ok()))
         .collect();
     let again = Some(millis(settings.heartbeat));
-    match policy::recovery(own, &named, settings.force_recovery) {
+    let elected = settings.elected_epoch.is_some();
+    match policy::recovery_of(own, &named, settings.force_recovery, elected) {
         RecoveryStep::Wait(why) | RecoveryStep::Diverged(why) => {
             if why != waiting_for {
                 hold(&why);

@@ -211,6 +211,9 @@ async fn follow_once(
     if !may_run(elected, seat).await {
         return Ok(Some(Standing::Following(None)));
     }
+    // A new build of the master's component is compiled now, before the lease is held: the
+    // seconds a compile takes would otherwise pass without renewals, and the lease with them.
+    newest_build(&elected.runtime, &mut elected.master).await;
     match elected.election.campaign(&elected.me).await.map_err(|e| e.to_string())? {
         Campaign::Lost(leader) => Ok(Some(Standing::Following(Some(leader)))),
         Campaign::Won(term) => {
