@@ -193,10 +193,12 @@ pub fn strings(value: &Value) -> Vec<String> {
         .collect()
 }
 
-/// A loopback port nothing listens on (bound, then released).
+/// A loopback port nothing listens on: free now, below the ephemeral range that servers bound
+/// to port 0 are given, and never handed out again in this test binary (`free_ports`). A port
+/// bound to 0 and released could be given to another test's server the next moment (a test
+/// once found its "closed" port answering).
 pub fn closed_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
+    super::free_ports(1)
 }
 
 /// A secondary of an embedded cluster: how long it waits before it applies what it is sent,
