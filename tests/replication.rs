@@ -116,7 +116,13 @@ fn a_failing_secondary_is_suspected_then_unhealthy_retried_with_growing_jittered
             let next = step(&master, &url).await;
             let peer = master.state().sequencer().unwrap().peers().get(&url).unwrap();
             assert_eq!((peer.status, peer.failures), (status, failures as u32 + 1));
-            assert!(peer.last_error.as_deref().unwrap().contains("connection refused"), "{peer:?}");
+            // Refused, as a port nothing listens on answers; after the Docker tests, CI once saw
+            // such a port accept and close instead (left by the engine): a failure all the same.
+            let error = peer.last_error.as_deref().unwrap();
+            assert!(
+                error.contains("connection refused") || error.contains("connection closed"),
+                "{peer:?}"
+            );
             let after = next.after.unwrap().as_millis() as u64;
             assert!(
                 range.contains(&after),
