@@ -59,6 +59,12 @@ fn bad_configuration_is_refused_before_anything_starts() {
         "BODY_BUDGET_BYTES=2000000 must be at least twice the largest body this node takes \
          (1048576 bytes)",
     );
+    // Tails that could take every place clients have among the instances, or none at all.
+    fails_with(
+        &["cluster", "--max-instances", "100", "--max-tails", "84"],
+        "MAX_TAILS=84 must be at least 1 and leave other requests some of the 84 places",
+    );
+    fails_with(&["cluster", "--max-tails", "0"], "MAX_TAILS=0 must be at least 1");
 }
 
 #[test]

@@ -245,12 +245,7 @@ async fn clients_that_fill_every_place_leave_the_reserve_to_replication_and_heal
 
 /// Resident memory of `pid` in bytes.
 fn rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
+    support::process::rss_kib(pid) * 1024
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

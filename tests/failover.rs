@@ -9,7 +9,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use support::elected::{Cluster, Member, Writers, assert_converged};
+use support::elected::{Cluster, Follower, Member, Writers, assert_converged};
 use support::replog;
 
 /// A write through each node, the old master's port included, is taken by the master
@@ -49,6 +49,10 @@ fn a_killed_master_is_replaced_and_no_acknowledged_write_is_lost() {
         return;
     };
 
+    // A consumer follows the log through every node, from before the kill.
+    let follower = Follower::start(&cluster);
+    follower.wait_printed(50, Duration::from_secs(30));
+
     // kill -9 the master while the writers write.
     let killed_at = Instant::now();
     cluster.members[first].process.take().unwrap().kill();
@@ -71,6 +75,8 @@ fn a_killed_master_is_replaced_and_no_acknowledged_write_is_lost() {
     let mut acked = acked;
     acked.extend(writes_through_every_node(&cluster, second));
     assert_converged(&cluster, &acked);
+    // It printed every acknowledged write once, in order, across the change of master.
+    follower.check(&acked, Duration::from_secs(30));
     // Any node says who is master; `replog status` asked at the old master's port reports
     // from the new one.
     let (old, new) = (&cluster.members[first], &cluster.members[second]);

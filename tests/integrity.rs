@@ -254,3 +254,102 @@ fn a_data_directory_belongs_to_one_node_at_a_time() {
         std::fs::remove_dir_all(dir).unwrap();
     });
 }
+
+#[test]
+fn a_stream_of_uncommitted_entries_says_which_were_replaced_and_goes_on() {
+    block_on(async {
+        let (running, _) = serve(vec![secondary_node("s", Duration::ZERO).await]).await;
+        let secondary = running.node("s").unwrap();
+        let log = &secondary.state().log();
+        // Entries the master never sent, as in the test above: a stream of everything the
+        // secondary holds (`committed=false`) shows them...
+        let forged = vec![
+            Entry { seq: 1, epoch: 0, key: None, msg: "FORGED".into() },
+            Entry { seq: 2, epoch: 0, key: None, msg: "FORGED too".into() },
+        ];
+        log.write(Change { version: log.version(), entries: forged, ..Change::default() })
+            .await
+            .unwrap();
+        let request = http::Request::builder()
+            .uri("http://node.test/messages?from=1&committed=false")
+            .header("host", "node.test")
+            .header("accept", "text/event-stream")
+            .body(bytes::Bytes::new())
+            .unwrap();
+        let response = secondary.handle(request).await;
+        assert_eq!(response.status(), 200);
+        let mut events = Events::new(response.into_body());
+        assert_eq!(
+            events.until("FORGED too").await,
+            [
+                "id: 1",
+                r#"data: {"seq":1,"epoch":0,"msg":"FORGED"}"#,
+                "id: 2",
+                r#"data: {"seq":2,"epoch":0,"msg":"FORGED too"}"#
+            ]
+        );
+
+        // ... and, once a repair replaces them (as a master's would), says from where they
+        // were dropped, then sends what the secondary holds now, from there.
+        let replacement = vec![Entry { seq: 1, epoch: 1, key: None, msg: "m1".into() }];
+        let repair = Change {
+            version: log.version(),
+            epoch: 1,
+            truncate_after: Some(0),
+            entries: replacement,
+        };
+        log.write(repair).await.unwrap();
+        let seen = events.until("m1").await;
+        assert_eq!(
+            seen,
+            [
+                "event: dropped",
+                r#"data: {"from":1}"#,
+                "id: 1",
+                r#"data: {"seq":1,"epoch":1,"msg":"m1"}"#
+            ]
+        );
+        running.shutdown().await;
+    });
+}
+
+/// The lines of an event stream's body, read as they come.
+struct Events<B> {
+    body: B,
+    text: String,
+}
+
+impl<B: http_body::Body<Data = bytes::Bytes> + Unpin> Events<B>
+where
+    B::Error: std::fmt::Debug,
+{
+    fn new(body: B) -> Self {
+        Self { body, text: String::new() }
+    }
+
+    /// The events' lines (comments and blank lines left out) up to the first that contains
+    /// `what`, within 10 s.
+    async fn until(&mut self, what: &str) -> Vec<String> {
+        use http_body_util::BodyExt;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(end) = self.text.find(what) {
+                let line_end = self.text[end..].find('\n').map_or(self.text.len(), |i| end + i + 1);
+                let taken: String = self.text.drain(..line_end).collect();
+                return taken
+                    .lines()
+                    .filter(|l| !l.is_empty() && !l.starts_with(':') && !l.starts_with("retry"))
+                    .map(str::to_owned)
+                    .collect();
+            }
+            let frame = tokio::time::timeout_at(deadline, self.body.frame())
+                .await
+                .unwrap_or_else(|_| panic!("no {what:?} within 10 s; got {:?}", self.text))
+                .expect("the stream goes on")
+                .unwrap();
+            if let Ok(data) = frame.into_data() {
+                self.text.push_str(std::str::from_utf8(&data).unwrap());
+            }
+        }
+    }
+}

@@ -25,6 +25,7 @@
 #![warn(missing_docs)]
 
 pub mod cli;
+pub(crate) mod client;
 pub mod cluster;
 pub mod command;
 pub mod components;

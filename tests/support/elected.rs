@@ -318,3 +318,79 @@ pub fn assert_converged(cluster: &dyn Observed, acked: &BTreeMap<String, u64>) {
         assert_eq!(at, Some(msg), "acknowledged {msg} at seq {seq}, the log holds {at:?}");
     }
 }
+
+/// `replog tail --follow --json` over every member, its output kept in a file of its own (its
+/// standard error, where it says which node it moved from, goes with the process's log).
+pub struct Follower {
+    process: Process,
+    out: PathBuf,
+}
+
+impl Follower {
+    pub fn start(cluster: &Cluster) -> Self {
+        let urls: Vec<String> = cluster.members.iter().map(Member::url).collect();
+        let out = cluster.root.join(format!("tail-{}.jsonl", std::process::id()));
+        std::fs::create_dir_all(&cluster.root).unwrap();
+        let mut command = replog();
+        command.args(["tail", "--follow", "--json", "--wait-ms", "2000", &urls.join(",")]);
+        command.stdout(std::fs::File::create(&out).unwrap());
+        Self { process: Process::spawn_keeping_stdout("tail", command), out }
+    }
+
+    /// Every `(seq, msg)` printed so far (a line being written is left for later).
+    pub fn printed(&self) -> Vec<(u64, String)> {
+        let text = std::fs::read_to_string(&self.out).unwrap_or_default();
+        text.split_inclusive('\n')
+            .filter(|line| line.ends_with('\n'))
+            .map(|line| {
+                let value: Value = serde_json::from_str(line).unwrap();
+                (value["seq"].as_u64().unwrap(), value["msg"].as_str().unwrap().to_owned())
+            })
+            .collect()
+    }
+
+    /// Waits until it printed `lines` lines.
+    pub fn wait_printed(&self, lines: usize, within: Duration) {
+        let deadline = Instant::now() + within;
+        while self.printed().len() < lines {
+            assert!(
+                Instant::now() < deadline,
+                "the tail printed too little:\n{}",
+                self.process.output()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until it printed `seq`, then checks it printed every seq from 1 once, in order,
+    /// and each acknowledged write at its seq.
+    pub fn check(&self, acked: &BTreeMap<String, u64>, within: Duration) {
+        let last = acked.values().copied().max().unwrap_or(0);
+        let deadline = Instant::now() + within;
+        let printed = loop {
+            let printed = self.printed();
+            if printed.last().is_some_and(|(seq, _)| *seq >= last) {
+                break printed;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the tail printed through seq {:?} of {last} within {within:?}:\n{}",
+                printed.last().map(|(seq, _)| seq),
+                self.process.output()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        for (i, (seq, _)) in printed.iter().enumerate() {
+            assert_eq!(*seq, i as u64 + 1, "no gap, no line twice:\n{}", self.process.output());
+        }
+        for (msg, seq) in acked {
+            assert_eq!(&printed[*seq as usize - 1].1, msg, "the acknowledged write at seq {seq}");
+        }
+        eprintln!(
+            "the follower printed seqs 1..={} once each, every acknowledged write at its seq; it \
+             said:\n{}",
+            printed.len(),
+            self.process.output()
+        );
+    }
+}

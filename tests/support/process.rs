@@ -74,11 +74,7 @@ pub struct Process {
 impl Process {
     /// Starts `command` with its output captured in a file (shown if the test fails).
     pub fn spawn(name: &str, mut command: Command) -> Self {
-        let log = std::env::temp_dir().join(format!(
-            "replog-test-{}-{name}-{}.log",
-            std::process::id(),
-            std::collections::hash_map::RandomState::new().build_hasher().finish()
-        ));
+        let log = Self::log_file(name);
         let file = std::fs::File::create(&log).unwrap();
         let child = command
             .stdin(Stdio::null())
@@ -87,6 +83,26 @@ impl Process {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {REPLOG}: {e}"));
         Self { child, log, name: name.to_owned() }
+    }
+
+    /// `spawn`, leaving the standard output `command` was given (a file of the test's).
+    pub fn spawn_keeping_stdout(name: &str, mut command: Command) -> Self {
+        let log = Self::log_file(name);
+        let file = std::fs::File::create(&log).unwrap();
+        let child = command
+            .stdin(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {REPLOG}: {e}"));
+        Self { child, log, name: name.to_owned() }
+    }
+
+    fn log_file(name: &str) -> PathBuf {
+        std::env::temp_dir().join(format!(
+            "replog-test-{}-{name}-{}.log",
+            std::process::id(),
+            std::collections::hash_map::RandomState::new().build_hasher().finish()
+        ))
     }
 
     pub fn output(&self) -> String {
@@ -205,4 +221,14 @@ impl Cluster {
             .chain(self.secondaries.iter().map(String::as_str))
             .collect()
     }
+}
+
+/// The resident memory of process `pid` now, in KiB (0 once it is gone).
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
 }

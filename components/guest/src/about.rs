@@ -24,11 +24,12 @@ pub struct Needs {
 }
 
 impl Needs {
-    /// A replog node's needs: `longest_call`, `peers`, and the cluster's routes every node
-    /// serves ([`crate::auth::CLUSTER_ROUTES`]); requests up to the clients' limit.
+    /// A replog node's needs: `longest_call` (at least a tail's, which every node serves:
+    /// [`crate::tail::LONGEST_TAIL`]), `peers`, and the cluster's routes every node serves
+    /// ([`crate::auth::CLUSTER_ROUTES`]); requests up to the clients' limit.
     pub fn node(longest_call: Duration, peers: Vec<PeerUrl>) -> Self {
         Self {
-            longest_call,
+            longest_call: longest_call.max(crate::tail::LONGEST_TAIL),
             peers,
             cluster_routes: crate::auth::CLUSTER_ROUTES.to_vec(),
             largest_request: None,
@@ -118,6 +119,8 @@ pub fn health(role: &'static str, fields: &impl Serialize) -> Response {
         status: &'static str,
         role: &'static str,
         count: u64,
+        /// The commit point as this node knows it.
+        committed: u64,
         #[serde(flatten)]
         fields: &'a T,
         /// Whether node-to-node requests are signed (false: started `--insecure`).
@@ -130,6 +133,7 @@ pub fn health(role: &'static str, fields: &impl Serialize) -> Response {
             status: "ok",
             role,
             count: crate::host::log::len(),
+            committed: crate::host::log::committed(),
             fields,
             authenticated: crate::auth::enabled(),
             component: serving_version(),

@@ -16,6 +16,9 @@ mod bindings {
             }
         ",
         world: "replog:guest/shared",
+        with: {
+            "wasi:io/poll@0.2.12": wasip2::io::poll,
+        },
         generate_all,
         additional_derives: [serde::Serialize, serde::Deserialize, PartialEq, Eq, Default],
     });

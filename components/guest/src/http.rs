@@ -157,6 +157,7 @@ pub struct Response {
     /// secondary's injected faults do).
     pub status: u16,
     body: ResponseBody,
+    content_type: &'static str,
     headers: Vec<(&'static str, String)>,
 }
 
@@ -164,14 +165,29 @@ impl Response {
     /// `status` with `value` serialized as the JSON body.
     pub fn json(status: u16, value: &impl Serialize) -> Self {
         match serde_json::to_vec(value) {
-            Ok(body) => Self { status, body: ResponseBody::Whole(body), headers: Vec::new() },
+            Ok(body) => Self { status, body: ResponseBody::Whole(body), ..Self::empty(status) },
             Err(e) => Self::error(500, &format!("could not encode the response: {e}")),
         }
     }
 
     /// `status` with a JSON body that `write` produces as it goes, sent with chunked encoding.
     pub fn streamed(status: u16, write: Writer) -> Self {
-        Self { status, body: ResponseBody::Streamed(write), headers: Vec::new() }
+        Self { body: ResponseBody::Streamed(write), ..Self::empty(status) }
+    }
+
+    fn empty(status: u16) -> Self {
+        Self {
+            status,
+            body: ResponseBody::Whole(Vec::new()),
+            content_type: "application/json",
+            headers: Vec::new(),
+        }
+    }
+
+    /// Another body type than JSON (an event stream).
+    pub fn with_content_type(mut self, content_type: &'static str) -> Self {
+        self.content_type = content_type;
+        self
     }
 
     /// Adds a header.
@@ -187,11 +203,10 @@ impl Response {
             error: &'a str,
         }
         Self {
-            status,
             body: ResponseBody::Whole(
                 serde_json::to_vec(&ErrorBody { error: message }).unwrap_or_default(),
             ),
-            headers: Vec::new(),
+            ..Self::empty(status)
         }
     }
 
@@ -215,7 +230,7 @@ impl Response {
     }
 
     fn try_send(self, out: ResponseOutparam) -> Result<(), String> {
-        let mut headers = vec![("content-type".to_owned(), b"application/json".to_vec())];
+        let mut headers = vec![("content-type".to_owned(), self.content_type.as_bytes().to_vec())];
         if let ResponseBody::Whole(body) = &self.body {
             headers.push(("content-length".to_owned(), body.len().to_string().into_bytes()));
         }

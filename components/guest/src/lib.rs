@@ -15,6 +15,7 @@ pub mod json;
 pub mod log;
 pub mod peer;
 pub mod settings;
+pub mod tail;
 pub mod wire;
 
 /// Wall-clock time in milliseconds since the Unix epoch.

@@ -9,7 +9,7 @@ use std::marker::PhantomData;
 use serde::Serialize;
 
 pub use crate::host::log::{self as host, Entry, Position, Run, TextPage};
-use crate::http::{Request, Response};
+use crate::http::Response;
 
 /// Entries asked of the host in one call...
 const PAGE_ENTRIES: u32 = 4096;
@@ -125,6 +125,32 @@ impl<T, I: Iterator<Item = T>, F: FnMut(&T) -> usize> Iterator for WithinBytes<I
     }
 }
 
+/// Through which `seq` two logs agree, given each one's runs and length. Epochs never decrease
+/// along a log and a master numbers each `seq` once per epoch, so two logs holding the same
+/// `(seq, epoch)` agree on everything up to it: the answer is the furthest such `seq`.
+pub fn common_prefix(ours: &[Run], our_len: u64, theirs: &[Run], their_len: u64) -> u64 {
+    let spans = |runs: &[Run], len: u64| -> Vec<(u64, u64, u64)> {
+        runs.iter()
+            .enumerate()
+            .map(|(i, run)| {
+                let end = runs.get(i + 1).map_or(len, |next| next.first - 1);
+                (run.epoch, run.first, end)
+            })
+            .filter(|(_, first, end)| first <= end)
+            .collect()
+    };
+    let theirs = spans(theirs, their_len);
+    spans(ours, our_len)
+        .into_iter()
+        .filter_map(|(epoch, first, end)| {
+            let (_, their_first, their_end) = *theirs.iter().find(|(e, ..)| *e == epoch)?;
+            let (from, to) = (first.max(their_first), end.min(their_end));
+            (from <= to).then_some(to)
+        })
+        .max()
+        .unwrap_or(0)
+}
+
 /// Writes `[...]`: the messages of the log from `seq` = `from`, at most `limit` of them, as a
 /// JSON array.
 pub fn write_messages(out: &mut dyn Write, from: u64, limit: u64) -> std::io::Result<()> {
@@ -140,7 +166,12 @@ pub fn write_messages(out: &mut dyn Write, from: u64, limit: u64) -> std::io::Re
 
 /// Appends the messages of a page (`text` cut at `ends`) as JSON strings separated by commas,
 /// with a comma first unless it is the first page.
-fn page_json(json: &mut Vec<u8>, text: &str, ends: &[u32], after: bool) -> std::io::Result<()> {
+pub(crate) fn page_json(
+    json: &mut Vec<u8>,
+    text: &str,
+    ends: &[u32],
+    after: bool,
+) -> std::io::Result<()> {
     json.reserve(text.len() + 3 * ends.len());
     let mut start = 0;
     for (i, end) in ends.iter().enumerate() {
@@ -188,27 +219,6 @@ pub fn respond_with_log(
             }
         }),
     )
-}
-
-/// `GET /messages[?from=SEQ][&limit=N]`: the whole log, or the page that starts at `seq` =
-/// `from` and holds at most `limit` messages.
-pub fn get_messages(request: &Request) -> Response {
-    let number = |name: &str| -> Result<Option<u64>, Response> {
-        request
-            .query_param(name)
-            .map(|v| {
-                v.parse::<u64>().map_err(|_| {
-                    Response::error(400, &format!("\"{name}\" must be a whole number, got {v:?}"))
-                })
-            })
-            .transpose()
-    };
-    match (number("from"), number("limit")) {
-        (Ok(from), Ok(limit)) => {
-            respond_with_log(200, from.unwrap_or(1), limit.unwrap_or(u64::MAX), None::<&()>)
-        }
-        (Err(response), _) | (_, Err(response)) => response,
-    }
 }
 
 #[cfg(test)]

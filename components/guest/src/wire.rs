@@ -78,6 +78,10 @@ pub struct Append {
     /// the master does not have them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end: Option<u64>,
+    /// The master's commit point when it sent this: the secondary takes it as far as its log
+    /// now agrees with the master's (through the last entry sent, or `prev`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<u64>,
 }
 
 /// What a `POST /replicate` body asks for.
@@ -143,6 +147,10 @@ pub struct Ack {
     /// Its `DELAY_MS`, so that the master can tell when it cannot answer in time.
     #[serde(default)]
     pub delay_ms: u64,
+    /// Its commit point: a master that takes over learns from it how far the log was
+    /// committed before (within what it holds in common with this secondary).
+    #[serde(default)]
+    pub committed: u64,
 }
 
 /// A secondary's refusal of an older master (`409`).
@@ -176,6 +184,7 @@ struct ReplicateFields {
     prev: Option<Position>,
     entries: Option<Vec<WireEntry>>,
     end: Option<u64>,
+    commit: Option<u64>,
     seq: Option<u64>,
     msg: Option<String>,
 }
@@ -214,7 +223,13 @@ pub fn parse(body: &[u8]) -> Result<Replicate, String> {
             ));
         }
     }
-    Ok(Replicate::Append(Append { epoch, prev: Some(prev), entries, end: body.end }))
+    Ok(Replicate::Append(Append {
+        epoch,
+        prev: Some(prev),
+        entries,
+        end: body.end,
+        commit: body.commit,
+    }))
 }
 
 #[cfg(test)]
@@ -250,6 +265,7 @@ mod tests {
                 prev: Some(Position { seq: u64::MAX, epoch: u64::MAX }),
                 entries,
                 end: Some(u64::MAX),
+                commit: Some(u64::MAX),
             };
             let body = serde_json::to_vec(&append).unwrap().len() as u64;
             assert!(body <= largest_batch(max_message), "{body} > {}", largest_batch(max_message));
@@ -268,6 +284,7 @@ mod tests {
                 WireEntry { key: Some("client-key-6".into()), ..entry(6, 3, "") },
             ],
             end: Some(6),
+            commit: Some(5),
         };
         let json = serde_json::to_vec(&append).unwrap();
         assert_eq!(String::from_utf8_lossy(&json).matches("\"key\"").count(), 1, "none left out");
@@ -277,7 +294,7 @@ mod tests {
     #[test]
     fn a_probe_is_an_epoch_alone() {
         assert_eq!(parse(br#"{"epoch": 2}"#), Ok(Replicate::Probe { epoch: 2 }));
-        let probe = Append { epoch: 7, prev: None, entries: vec![], end: None };
+        let probe = Append { epoch: 7, prev: None, entries: vec![], end: None, commit: None };
         assert_eq!(serde_json::to_string(&probe).unwrap(), r#"{"epoch":7}"#);
     }
 
@@ -329,6 +346,7 @@ mod tests {
             truncated: 0,
             duplicate: None,
             delay_ms: 1500,
+            committed: 7,
         };
         let json = serde_json::to_string(&ack).unwrap();
         assert!(json.contains(r#""status":"mismatch""#), "{json}");

@@ -63,6 +63,7 @@ mod tests {
             truncated: 0,
             duplicate: None,
             delay_ms: 0,
+            committed: 0,
         }
     }
 

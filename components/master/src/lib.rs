@@ -11,6 +11,7 @@
 
 mod answers;
 mod bindings;
+mod commit;
 mod concern;
 mod messages;
 mod new_message;
@@ -22,8 +23,8 @@ mod recovery;
 mod replicator;
 mod settings;
 
+use replog_guest::about;
 use replog_guest::http::{Request, Response};
-use replog_guest::{about, log};
 use serde::Serialize;
 use wasip2::http::types::{IncomingRequest, Method, ResponseOutparam};
 
@@ -44,7 +45,7 @@ impl bindings::exports::wasi::http::incoming_handler::Guest for Master {
         };
         match (request.path.as_str(), &request.method) {
             ("/messages", Method::Post) => messages::post(&request, out, settings),
-            ("/messages", Method::Get) => log::get_messages(&request).send(out),
+            ("/messages", Method::Get) => replog_guest::tail::get_messages(&request).send(out),
             ("/messages", _) => Response::method_not_allowed("/messages", "GET, POST").send(out),
             ("/health", Method::Get) => health(settings).send(out),
             ("/health", _) => Response::method_not_allowed("/health", "GET").send(out),

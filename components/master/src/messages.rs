@@ -42,6 +42,10 @@ pub fn post(request: &Request, out: ResponseOutparam, settings: &MasterSettings)
         Ok(write) => write,
         Err(refused) => return refused.send(out),
     };
+    if secondaries.is_empty() {
+        // A master alone is the whole cluster: what it holds is held by a majority.
+        sequencer::commit(write.seq);
+    }
     let wait = wait_for(&write, settings);
     let secondaries =
         if write.reread(wait, secondaries.len()) { peers::all() } else { secondaries };

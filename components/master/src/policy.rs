@@ -7,31 +7,7 @@ use replog_guest::wire::{Ack, AckStatus, Position, Run};
 
 use crate::settings::FORCE_RECOVERY;
 
-/// Through which `seq` two logs agree, given each one's runs and length. Epochs never decrease
-/// along a log and a master numbers each `seq` once per epoch, so two logs holding the same
-/// `(seq, epoch)` agree on everything up to it: the answer is the furthest such `seq`.
-pub fn common_prefix(ours: &[Run], our_len: u64, theirs: &[Run], their_len: u64) -> u64 {
-    let spans = |runs: &[Run], len: u64| -> Vec<(u64, u64, u64)> {
-        runs.iter()
-            .enumerate()
-            .map(|(i, run)| {
-                let end = runs.get(i + 1).map_or(len, |next| next.first - 1);
-                (run.epoch, run.first, end)
-            })
-            .filter(|(_, first, end)| first <= end)
-            .collect()
-    };
-    let theirs = spans(theirs, their_len);
-    spans(ours, our_len)
-        .into_iter()
-        .filter_map(|(epoch, first, end)| {
-            let (_, their_first, their_end) = *theirs.iter().find(|(e, ..)| *e == epoch)?;
-            let (from, to) = (first.max(their_first), end.min(their_end));
-            (from <= to).then_some(to)
-        })
-        .max()
-        .unwrap_or(0)
-}
+pub use replog_guest::log::common_prefix;
 
 /// Checks a secondary's answer to an append whose last entry (or `prev`, without entries) was
 /// `sent`: it counts as holding the entries only if it names exactly that entry, never more
@@ -58,6 +34,8 @@ pub struct ReplicaLog {
     pub last: Position,
     /// Its runs: where its log agrees with the master's.
     pub runs: Vec<Run>,
+    /// Its commit point, as its master last told it.
+    pub committed: u64,
 }
 
 /// The master's own log, as recovery sees it.
@@ -85,6 +63,39 @@ pub enum RecoveryStep {
 }
 
 /// `recovery_of` for a master by configuration: the tests' shorthand.
+/// The commit point a master of epoch `open` may set, given how far its own log reaches
+/// (`own`) and through which `seq` each secondary's log agrees with it (`acked`): the furthest
+/// `seq` a majority of the cluster (the master and its secondaries) holds, if the entry there
+/// is of `open` (`epoch_at`). Raft's rule: an entry of an earlier epoch held by a majority may
+/// still be replaced by a master that never had it (its last entry being of a later epoch),
+/// so it is committed only with an entry of this master's own epoch after it. `None`: nothing
+/// new may be committed.
+pub fn commit_point(
+    open: u64,
+    own: u64,
+    acked: &[u64],
+    epoch_at: impl FnOnce(u64) -> Option<u64>,
+) -> Option<u64> {
+    let mut held: Vec<u64> = acked.iter().map(|&a| a.min(own)).collect();
+    held.push(own);
+    held.sort_unstable_by(|a, b| b.cmp(a));
+    let majority = held.len() / 2 + 1;
+    let seq = held[majority - 1];
+    (seq > 0 && epoch_at(seq) == Some(open)).then_some(seq)
+}
+
+/// The commit point a master that takes over starts from: the furthest any secondary it heard
+/// had been told, within what its log holds in common with that secondary's. Committed
+/// entries are on a majority, and recovery takes the most advanced log of a majority, so they
+/// are all here; the common prefix only guards against a recovery an operator forced.
+pub fn inherited_commit(own: OwnLog, heard: &[&ReplicaLog]) -> u64 {
+    heard
+        .iter()
+        .map(|h| h.committed.min(common_prefix(own.runs, own.last.seq, &h.runs, h.last.seq)))
+        .max()
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 pub fn recovery(own: OwnLog, heard: &[(&str, Option<&ReplicaLog>)], force: bool) -> RecoveryStep {
     recovery_of(own, heard, force, false)
@@ -184,8 +195,35 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_new_master_inherits_the_commit_point_only_where_its_log_agrees() {
+        let runs = [run(1, 1), run(2, 5)];
+        let own = OwnLog { epoch: 2, last: pos(8, 2), runs: &runs };
+        let told = |committed, last, runs| ReplicaLog { committed, ..heard(2, last, runs) };
+        let agrees = told(6, pos(8, 2), vec![run(1, 1), run(2, 5)]);
+        let behind = told(3, pos(4, 1), vec![run(1, 1)]);
+        assert_eq!(inherited_commit(own, &[&behind, &agrees]), 6, "the furthest told");
+        let diverged = told(7, pos(7, 3), vec![run(1, 1), run(3, 4)]);
+        assert_eq!(inherited_commit(own, &[&diverged]), 3, "no further than they agree");
+        assert_eq!(inherited_commit(own, &[]), 0);
+    }
+
+    #[test]
+    fn the_commit_point_is_what_a_majority_holds_of_this_masters_epoch() {
+        let epochs = |seq: u64| Some(if seq <= 4 { 1 } else { 2 });
+        assert_eq!(commit_point(2, 9, &[7, 3], epochs), Some(7), "two of three hold 7");
+        assert_eq!(commit_point(2, 9, &[7, 3, 0, 9], epochs), Some(7), "three of five");
+        assert_eq!(commit_point(2, 9, &[3, 2], epochs), None, "3 is of an earlier epoch");
+        assert_eq!(commit_point(2, 9, &[9, 9], epochs), Some(9));
+        assert_eq!(commit_point(2, 9, &[12, 0], epochs), Some(9), "none counts past the log");
+        assert_eq!(commit_point(2, 6, &[], epochs), Some(6), "a master alone is a majority");
+        assert_eq!(commit_point(2, 0, &[0], epochs), None, "an empty log commits nothing");
+        assert_eq!(commit_point(2, 9, &[8, 1, 0], epochs), None, "three of four hold only 1");
+        assert_eq!(commit_point(2, 9, &[8, 6, 0], epochs), Some(6), "three of four hold 6");
+    }
+
+    #[test]
     fn an_elected_master_without_a_log_needs_a_majority_not_every_secondary() {
-        let heard_epoch = ReplicaLog { epoch: 2, last: pos(0, 0), runs: vec![] };
+        let heard_epoch = ReplicaLog { epoch: 2, last: pos(0, 0), runs: vec![], committed: 0 };
         let one = [("s1", None), ("s2", Some(&heard_epoch))];
         let by_configuration = recovery(NEW, &one, false);
         assert!(matches!(by_configuration, RecoveryStep::Wait(_)), "{by_configuration:?}");
@@ -242,6 +280,7 @@ mod tests {
             truncated: 0,
             duplicate: None,
             delay_ms: 0,
+            committed: 0,
         }
     }
 
@@ -257,7 +296,7 @@ mod tests {
     }
 
     fn heard(epoch: u64, last: Position, runs: Vec<Run>) -> ReplicaLog {
-        ReplicaLog { epoch, last, runs }
+        ReplicaLog { epoch, last, runs, committed: 0 }
     }
 
     const NEW: OwnLog = OwnLog { epoch: 0, last: Position { seq: 0, epoch: 0 }, runs: &[] };

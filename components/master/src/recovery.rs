@@ -66,7 +66,17 @@ pub fn recover() -> Option<u64> {
             }
         }
         RecoveryStep::Open(lowest) => match policy::epoch_to_open(lowest, settings.elected_epoch) {
-            Ok(epoch) if open(epoch, &heard, settings.force_recovery) => None,
+            Ok(epoch) if open(epoch, &heard, settings.force_recovery) => {
+                let answered: Vec<&ReplicaLog> =
+                    heard.iter().filter_map(|(_, h)| h.as_ref().ok()).collect();
+                let committed = sequencer::commit(policy::inherited_commit(own, &answered));
+                if committed > 0 {
+                    println!(
+                        "the log is committed through seq {committed}, as the secondaries knew"
+                    );
+                }
+                None
+            }
             Ok(_) => again,
             Err(why) => {
                 if why != waiting_for {
@@ -117,7 +127,7 @@ fn ask_everyone(
     settings: &MasterSettings,
     epoch: u64,
 ) -> Vec<(String, Result<ReplicaLog, String>)> {
-    let probe = Append { epoch, prev: None, entries: Vec::new(), end: None };
+    let probe = Append { epoch, prev: None, entries: Vec::new(), end: None, commit: None };
     let body = serde_json::to_vec(&probe).expect("a probe always serializes");
     let exchanges: Vec<_> = settings
         .secondaries
@@ -139,8 +149,12 @@ fn ask_everyone(
             let answer = started
                 .and_then(|exchange| exchange.finish())
                 .and_then(|(status, body)| recovery_answer::<Ack>(status, &body));
-            let heard =
-                answer.map(|ack| ReplicaLog { epoch: ack.epoch, last: ack.last, runs: ack.runs });
+            let heard = answer.map(|ack| ReplicaLog {
+                epoch: ack.epoch,
+                last: ack.last,
+                runs: ack.runs,
+                committed: ack.committed,
+            });
             (peer.url.clone(), heard)
         })
         .collect()

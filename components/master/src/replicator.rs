@@ -6,7 +6,10 @@
 //! as many entries as fit in one batch; the secondary drops whatever it holds that the master
 //! does not. An idle secondary gets the same request without entries every heartbeat, which
 //! also tells it this master's epoch. Only an answer naming exactly the last entry sent counts
-//! as an acknowledgement. A step records what happened and says when the next should run: at
+//! as an acknowledgement. Every append carries the commit point (see `commit`); an idle
+//! secondary told less than the commit point gets a heartbeat at once (the host wakes the
+//! streams when the commit point moves), so its readers follow within a round trip. A step
+//! records what happened and says when the next should run: at
 //! once while there is more to send, on the next append when all is sent, later (with jitter)
 //! after a failure. Nothing is ever given up.
 
@@ -21,6 +24,7 @@ use crate::answers::{NoAck, step_answer};
 use crate::bindings::exports::replog::node::replicator::Wake;
 use crate::bindings::replog::node::peers::{self, Outcome, Peer};
 use crate::bindings::replog::node::sequencer::{self, Mode};
+use crate::commit;
 use crate::pace::{self, Next};
 use crate::peer_http;
 use crate::policy;
@@ -51,6 +55,9 @@ pub fn step(url: &str) -> Wake {
     match pace::next(&stream.known, len, replog_guest::now_ms(), settings.heartbeat) {
         Next::Probe => stream.probe(len),
         Next::Send => stream.send(len),
+        // Idle, but told less than the commit point: a heartbeat tells it, so that its
+        // readers see what is committed without waiting for the next write.
+        Next::Idle(_) if log::committed() > peers::told(url) => stream.send(len),
         Next::Idle(after) => Wake { after_ms: Some(pace::millis(after)), on_append: true },
     }
 }
@@ -69,7 +76,8 @@ struct StreamStep<'a> {
 impl StreamStep<'_> {
     /// Asks the secondary where its log stands, and finds where it agrees with ours.
     fn probe(mut self, len: u64) -> Wake {
-        let probe = Append { epoch: self.epoch, prev: None, entries: Vec::new(), end: None };
+        let probe =
+            Append { epoch: self.epoch, prev: None, entries: Vec::new(), end: None, commit: None };
         let ack = match self.exchange(&probe) {
             Ok(ack) => ack,
             Err(wake) => return wake,
@@ -99,7 +107,14 @@ impl StreamStep<'_> {
         let (prev, entries) = batch(self.known.acked, len);
         let sent = entries.last().map_or(prev, |e| Position { seq: e.seq, epoch: e.epoch });
         let count = u32::try_from(entries.len()).unwrap_or(u32::MAX);
-        let append = Append { epoch: self.epoch, prev: Some(prev), entries, end: Some(len) };
+        let committed = log::committed();
+        let append = Append {
+            epoch: self.epoch,
+            prev: Some(prev),
+            entries,
+            end: Some(len),
+            commit: Some(committed),
+        };
         let ack = match self.exchange(&append) {
             Ok(ack) => ack,
             Err(wake) => return wake,
@@ -118,6 +133,8 @@ impl StreamStep<'_> {
         match policy::acknowledged(sent, &ack) {
             Ok(held) => {
                 peers::record_ack(&self.peer.url, held, true);
+                peers::record_told(&self.peer.url, committed);
+                commit::advance(self.epoch);
                 self.answered(held, len, &ack, count)
             }
             Err(why) => {
@@ -131,6 +148,7 @@ impl StreamStep<'_> {
     fn agree(&self, ack: &Ack, len: u64) -> u64 {
         let agreed = policy::common_prefix(&log::runs(), len, &ack.runs, ack.last.seq);
         peers::record_ack(&self.peer.url, agreed, true);
+        commit::advance(self.epoch);
         agreed
     }
 

@@ -35,7 +35,7 @@ impl bindings::exports::wasi::http::incoming_handler::Guest for Secondary {
             ("/replicate", Method::Post) => replicate::post(&request, &settings),
             ("/replicate", Method::Get) => replicate::get(&request),
             ("/replicate", _) => Response::method_not_allowed("/replicate", "GET, POST"),
-            ("/messages", Method::Get) => log::get_messages(&request),
+            ("/messages", Method::Get) => replog_guest::tail::get_messages(&request),
             ("/messages", Method::Post) => Response::method_not_allowed(
                 "/messages on a secondary (writes go to the master)",
                 "GET",

@@ -213,7 +213,7 @@ mod tests {
     }
 
     fn append(epoch: u64, prev: Position, entries: Vec<WireEntry>, end: u64) -> Append {
-        Append { epoch, prev: Some(prev), entries, end: Some(end) }
+        Append { epoch, prev: Some(prev), entries, end: Some(end), commit: None }
     }
 
     #[test]

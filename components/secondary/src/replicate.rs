@@ -105,6 +105,7 @@ fn standing(settings: &SecondarySettings, status: AckStatus, state: &replica::Sn
         truncated: 0,
         duplicate: None,
         delay_ms: settings.delay_ms,
+        committed: log::committed(),
     }
 }
 
@@ -131,7 +132,7 @@ fn apply(append: &Append, settings: &SecondarySettings) -> Response {
             Decision::Mismatch => attempt(&change(&now, append.epoch, None, Vec::new()), |after| {
                 Response::json(200, &state(settings, AckStatus::Mismatch, &after))
             }),
-            Decision::Apply(apply) => store(apply, append.epoch, &now, settings),
+            Decision::Apply(apply) => store(apply, append, &now, settings),
         };
         if let Attempt::Answered(response) = attempt {
             return response;
@@ -140,19 +141,25 @@ fn apply(append: &Append, settings: &SecondarySettings) -> Response {
     busy()
 }
 
-/// Writes what log matching decided, and says what a repair dropped.
+/// Writes what log matching decided, says what a repair dropped, and takes the master's commit
+/// point as far as this log now agrees with the master's.
 fn store(
     apply: plan::Apply,
-    epoch: u64,
+    append: &Append,
     now: &replica::Snapshot,
     settings: &SecondarySettings,
 ) -> Attempt {
+    let epoch = append.epoch;
+    let commit = append.commit.map(|commit| commit.min(apply.matched.seq));
     let dropped = apply.truncate_after.map(|after| (after, log::read(after + 1, 1, 0), now.last));
     let entries: Vec<log::Entry> = apply.entries.into_iter().map(Into::into).collect();
     let added = entries.len() as u32;
     attempt(&change(now, epoch, apply.truncate_after, entries), |after| {
         if let Some((after, first, last)) = dropped {
             report_repair(after, first.first(), last, epoch);
+        }
+        if let Some(commit) = commit {
+            replica::commit(commit);
         }
         let ack = Ack {
             matched: Some(apply.matched),

@@ -73,6 +73,62 @@ pub(crate) enum Command {
     /// epoch, component version). Exits 0 when the cluster takes writes, 1 when it does not,
     /// 2 when the master cannot be reached.
     Status(StatusArgs),
+    /// Write messages (the MSG arguments, or one per line of standard input) and print each
+    /// one's seq. URL is the master, or in an elected cluster any member. Exits 1 at the first
+    /// message not written, saying why on standard error.
+    Append(AppendArgs),
+    /// Print the log from a seq on (committed entries, from the first node of the list that
+    /// answers); with --follow, keep printing as it grows, moving to the next node listed
+    /// when one fails, without a gap or a line twice.
+    Tail(TailArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AppendArgs {
+    /// The node to write through, e.g. http://127.0.0.1:8000.
+    pub(crate) url: String,
+    /// The messages; none: one per line of standard input.
+    #[arg(value_name = "MSG")]
+    pub(crate) messages: Vec<String>,
+    /// Write concern: how many nodes must hold each message before it is acknowledged
+    /// [default: the master's, every node].
+    #[arg(long)]
+    pub(crate) w: Option<u64>,
+    /// Idempotency key, so that sending again never writes twice; with several messages the
+    /// nth gets KEY-n.
+    #[arg(long, value_name = "KEY")]
+    pub(crate) id: Option<String>,
+    /// How long one write may take to be answered, in milliseconds.
+    #[arg(long, default_value_t = 65_000, value_name = "MS")]
+    pub(crate) timeout_ms: u64,
+    /// How long a write the cluster cannot take now (503: recovering, electing) is tried
+    /// again, in milliseconds.
+    #[arg(long, default_value_t = 10_000, value_name = "MS")]
+    pub(crate) retry_for_ms: u64,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TailArgs {
+    /// Nodes to read from, comma-separated (any node serves the log), e.g.
+    /// http://127.0.0.1:8001,http://127.0.0.1:8002.
+    #[arg(value_name = "URL[,URL...]", value_delimiter = ',', required = true)]
+    pub(crate) urls: Vec<String>,
+    /// The first seq to print.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) from: u64,
+    /// Keep printing as the log grows.
+    #[arg(long, short = 'f')]
+    pub(crate) follow: bool,
+    /// Print JSON lines, {"seq":N,"msg":"..."}, instead of messages alone.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Print every entry a node holds, also those not yet committed (a later master may take
+    /// them back).
+    #[arg(long)]
+    pub(crate) uncommitted: bool,
+    /// How long each long-poll waits on the node, in milliseconds (at most 30000).
+    #[arg(long, default_value_t = 25_000, value_name = "MS")]
+    pub(crate) wait_ms: u64,
 }
 
 #[derive(Debug, Args)]

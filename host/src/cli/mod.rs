@@ -18,9 +18,10 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use self::args::{
-    Cli, Command, ComposeArgs, ElectedPlan, LogFormat, MakeSecretArgs, ProbeArgs, RunArgs,
-    StatusArgs,
+    AppendArgs, Cli, Command, ComposeArgs, ElectedPlan, LogFormat, MakeSecretArgs, ProbeArgs,
+    RunArgs, StatusArgs, TailArgs,
 };
+use crate::client;
 use crate::cluster;
 use crate::compose;
 use crate::config::NodeConfig;
@@ -38,7 +39,10 @@ use crate::server::{self, Port};
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // `run` leaves standard output to the component it runs.
-    let logs_to_stdout = !matches!(cli.command, Command::Run(_) | Command::Status(_));
+    let logs_to_stdout = !matches!(
+        cli.command,
+        Command::Run(_) | Command::Status(_) | Command::Append(_) | Command::Tail(_)
+    );
     init_tracing(logs_to_stdout, cli.log_format);
     // Reading the configuration reads the cluster secret, which may need privileges that
     // `--run-as` gives up: all of it happens first, on this one thread.
@@ -74,6 +78,8 @@ enum Task {
     Probe(ProbeArgs),
     MakeSecret(MakeSecretArgs),
     Status(StatusArgs),
+    Append(AppendArgs),
+    Tail(TailArgs),
 }
 
 impl Task {
@@ -125,6 +131,8 @@ impl Task {
             Command::Probe(args) => Ok(Task::Probe(args)),
             Command::MakeSecret(args) => Ok(Task::MakeSecret(args)),
             Command::Status(args) => Ok(Task::Status(args)),
+            Command::Append(args) => Ok(Task::Append(args)),
+            Command::Tail(args) => Ok(Task::Tail(args)),
         }
     }
 
@@ -171,6 +179,48 @@ impl Task {
                 print!("{report}");
                 Ok(verdict.into())
             }
+            Task::Append(args) => {
+                let node = client::Node::parse(&args.url).map_err(|e| anyhow::anyhow!("{e}"))?;
+                let messages = match args.messages.is_empty() {
+                    false => args.messages,
+                    true => read_lines().await?,
+                };
+                let options = client::AppendOptions {
+                    w: args.w,
+                    id: args.id,
+                    timeout: Duration::from_millis(args.timeout_ms),
+                    retry_for: Duration::from_millis(args.retry_for_ms),
+                };
+                let mut connection = client::Connection::new(node);
+                let written =
+                    client::append(&mut connection, messages, &options, &mut std::io::stdout())
+                        .await;
+                Ok(ended(written))
+            }
+            Task::Tail(args) => {
+                let nodes = args
+                    .urls
+                    .iter()
+                    .map(|url| client::Node::parse(url))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                let options = client::TailOptions {
+                    from: args.from,
+                    follow: args.follow,
+                    json: args.json,
+                    committed: !args.uncommitted,
+                    wait: Duration::from_millis(args.wait_ms.min(30_000)),
+                };
+                let mut stdout = std::io::stdout();
+                let printed = client::tail(nodes, options, &mut stdout);
+                let outcome = tokio::select! {
+                    outcome = printed => outcome,
+                    () = client::output_closed(), if args.follow => {
+                        Err(client::READER_GONE.to_owned())
+                    }
+                };
+                Ok(ended(outcome))
+            }
             Task::Probe(args) => {
                 let timeout = Duration::from_millis(args.timeout_ms);
                 match crate::probe::get(&args.url, timeout).await {
@@ -187,6 +237,33 @@ impl Task {
             }
         }
     }
+}
+
+/// A client command's exit: 0 when it did all it was asked, or when the reader of its output
+/// went away (as `head` does: the Unix way); 1 with why on stderr otherwise.
+fn ended(outcome: client::Outcome<()>) -> ExitCode {
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(why) if why == client::READER_GONE => ExitCode::SUCCESS,
+        Err(why) => {
+            eprintln!("error: {why}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The lines of standard input, the messages of `replog append` without arguments (empty
+/// lines are skipped: a message is never empty).
+async fn read_lines() -> anyhow::Result<Vec<String>> {
+    use tokio::io::AsyncBufReadExt as _;
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let mut messages = Vec::new();
+    while let Some(line) = lines.next_line().await.context("reading standard input")? {
+        if !line.is_empty() {
+            messages.push(line);
+        }
+    }
+    Ok(messages)
 }
 
 async fn serve_until_stopped(runtime: Runtime, nodes: Vec<NodeConfig>) -> anyhow::Result<ExitCode> {

@@ -63,6 +63,12 @@ pub(crate) struct NodeArgs {
     /// body limit when that is more].
     #[arg(long, env = "BODY_BUDGET_BYTES", value_name = "BYTES")]
     body_budget_bytes: Option<u64>,
+    /// Tails (long-polls and event streams of GET /messages) a node serves at once; one more
+    /// gets 503. Each holds a place among the instances while it lives: it must leave some of
+    /// MAX_INSTANCES to other requests [default: 256, or a quarter of the places clients have
+    /// among the instances when that is fewer].
+    #[arg(long, env = "MAX_TAILS", value_name = "N")]
+    max_tails: Option<usize>,
     /// How many idempotency keys (a write's "id" or Idempotency-Key) a node remembers; a retry
     /// older than that is taken as a new write.
     #[arg(long, env = "IDEMPOTENCY_KEYS", value_name = "N",
@@ -154,6 +160,13 @@ impl NodeArgs {
         })
     }
 
+    /// The places client requests have among the instances (what the reserve leaves).
+    fn client_places(&self) -> usize {
+        let reserved =
+            self.reserved_instances.unwrap_or(RuntimeConfig::default_reserve(self.max_instances));
+        self.max_instances.saturating_sub(reserved) as usize
+    }
+
     /// The process's runtime settings, for nodes limited by `limits`.
     pub(crate) fn runtime(&self, limits: Limits) -> anyhow::Result<RuntimeConfig> {
         if self.max_instances == 0 {
@@ -164,6 +177,14 @@ impl NodeArgs {
         if reserved >= self.max_instances {
             bail!(
                 "RESERVED_INSTANCES={reserved} leaves clients nothing of MAX_INSTANCES={}",
+                self.max_instances
+            );
+        }
+        let places = (self.max_instances - reserved) as usize;
+        if let Some(tails) = self.max_tails.filter(|&tails| tails == 0 || tails >= places) {
+            bail!(
+                "MAX_TAILS={tails} must be at least 1 and leave other requests some of the {places} \
+                 places clients have among MAX_INSTANCES={} (RESERVED_INSTANCES={reserved})",
                 self.max_instances
             );
         }
@@ -190,6 +211,7 @@ impl NodeArgs {
             body_timeout: ms("BODY_TIMEOUT_MS", self.body_timeout_ms)?,
             max_connections: self.max_connections,
             body_budget_bytes: self.body_budget_bytes,
+            max_tails: self.max_tails.unwrap_or_else(|| Edge::default_tails(self.client_places())),
         })
     }
 

@@ -49,11 +49,25 @@ pub struct Edge {
     /// request waits for room, or gets `503`. `None`: the default for the node's body limit
     /// (`NodeConfig::body_budget`).
     pub body_budget_bytes: Option<u64>,
+    /// Tails (long-polls and event streams) a node serves at once; one more gets `503`. Each
+    /// holds a place among the instances for as long as it lives, so this keeps followers
+    /// from taking the places writes and reads need.
+    pub max_tails: usize,
 }
 
 impl Edge {
     /// The smallest default budget for request bodies: room for many ordinary writes at once.
     pub const MIN_DEFAULT_BODY_BUDGET: u64 = 32 << 20;
+
+    /// Tails a node serves by default when clients have `places` among the instances: 256, or a
+    /// quarter of the places when that is fewer (at least 1), so that tails leave most places
+    /// to writes and reads.
+    pub fn default_tails(places: usize) -> usize {
+        (places / 4).clamp(1, Self::MOST_DEFAULT_TAILS)
+    }
+
+    /// The default `max_tails` with the default number of instances.
+    pub const MOST_DEFAULT_TAILS: usize = 256;
 }
 
 impl Default for Edge {
@@ -64,6 +78,7 @@ impl Default for Edge {
             body_timeout: Duration::from_secs(30),
             max_connections: 1024,
             body_budget_bytes: None,
+            max_tails: Self::MOST_DEFAULT_TAILS,
         }
     }
 }

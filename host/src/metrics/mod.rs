@@ -54,6 +54,10 @@ pub struct Reading {
     pub node: String,
     /// Entries in the log (its last seq).
     pub log_entries: u64,
+    /// The commit point as this node knows it.
+    pub log_committed: u64,
+    /// Tails (long-polls and event streams) being served.
+    pub tails: u64,
     /// Bytes of messages held.
     pub log_bytes: u64,
     /// The highest epoch recorded.
@@ -97,6 +101,8 @@ pub struct StateSet {
 struct Levels {
     node_info: IntGaugeVec,
     log_entries: IntGauge,
+    log_committed: IntGauge,
+    tails: IntGauge,
     log_bytes: IntGauge,
     epoch: IntGauge,
     master_state: IntGaugeVec,
@@ -147,6 +153,16 @@ impl Levels {
                 "replog_log_entries",
                 "Entries in the log (its last seq).",
             ),
+            log_committed: gauge(
+                registry,
+                "replog_log_committed_seq",
+                "The commit point as this node knows it: the highest seq a majority holds.",
+            ),
+            tails: gauge(
+                registry,
+                "replog_tails",
+                "Tails (long-polls and event streams of GET /messages) being served.",
+            ),
             log_bytes: gauge(registry, "replog_log_bytes", "Bytes of messages the log holds."),
             epoch: gauge(registry, "replog_epoch", "The highest master epoch this node recorded."),
             master_state: gauge_vec(
@@ -191,6 +207,8 @@ impl Levels {
         self.node_info.reset();
         self.node_info.with_label_values(&[r.node.as_str(), r.role]).set(1);
         self.log_entries.set(clamp(r.log_entries));
+        self.log_committed.set(clamp(r.log_committed));
+        self.tails.set(clamp(r.tails));
         self.log_bytes.set(clamp(r.log_bytes));
         self.epoch.set(clamp(r.epoch));
         if let Some(StateSet { all, now }) = r.master_state {
@@ -265,6 +283,8 @@ mod tests {
             role: "master",
             node: "master".into(),
             log_entries: 10,
+            log_committed: 9,
+            tails: 3,
             log_bytes: 70,
             epoch: 2,
             master_state: Some(StateSet { all: &["open", "recovering", "fenced"], now: "open" }),
@@ -286,6 +306,8 @@ mod tests {
         let text = metrics.render(&reading());
         for line in [
             "replog_log_entries 10",
+            "replog_log_committed_seq 9",
+            "replog_tails 3",
             "replog_log_bytes 70",
             "replog_epoch 2",
             "replog_master_state{state=\"open\"} 1",

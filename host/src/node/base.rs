@@ -28,6 +28,8 @@ pub(crate) struct NodeBase {
     /// Who the node is and the settings given to it: the environment of every version, which
     /// adds the settings it declares from where the node runs.
     pub(crate) env: Vec<(String, String)>,
+    /// The node's places for tails (`Edge::max_tails`), which `log.follow` hands out.
+    pub(crate) tails: super::bindings::TailPlaces,
 }
 
 impl NodeBase {
@@ -54,6 +56,7 @@ impl NodeBase {
             http: WasiHttpCtx::new(),
             outbound: self.outbound.for_call(Trace::None),
             state: self.state.clone(),
+            tails: self.tails.clone(),
             secret: self.secret.clone(),
             limits: RequestLimits::new(limits.memory_bytes, limits.cpu_budget),
             component,

@@ -24,6 +24,8 @@ pub(crate) struct RequestCtx {
     pub(super) http: WasiHttpCtx,
     pub(super) outbound: Outbound,
     pub(super) state: Arc<NodeState>,
+    /// The node's places for tails.
+    pub(super) tails: super::bindings::TailPlaces,
     pub(super) secret: Option<ClusterSecret>,
     pub(super) limits: RequestLimits,
     /// The component version this request runs on, for `host-info`.
@@ -56,6 +58,8 @@ pub(crate) fn node_view(ctx: &mut RequestCtx) -> NodeView<'_> {
         node: &ctx.node,
         request_id: ctx.request_id.as_ref(),
         state: &ctx.state,
+        tails: &ctx.tails,
+        limits: &ctx.limits,
         secret: ctx.secret.as_ref(),
         component: &ctx.component,
         table: &mut ctx.table,

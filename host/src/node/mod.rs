@@ -139,6 +139,7 @@ impl Node {
                 replication_metrics.clone(),
             ),
             env: config.component_env(),
+            tails: bindings::TailPlaces::new(config.edge.max_tails),
             secret: config.secret.clone(),
             state,
             name,
@@ -369,6 +370,8 @@ impl Node {
             role: self.role().name(),
             node: self.name().to_owned(),
             log_entries: state.log().len(),
+            log_committed: state.log().committed(),
+            tails: self.core.base.tails.in_use() as u64,
             log_bytes: state.log().bytes(),
             epoch: state.log().epoch(),
             master_state: sequencer.map(|sequencer| StateSet {

@@ -44,9 +44,12 @@ async fn recover(core: &NodeCore) {
 
 async fn run(core: Arc<NodeCore>, peer: String) {
     let mut grown = core.base.state.log().watch();
+    let mut committed = core.base.state.log().watch_committed();
     loop {
         // Appends from here on wake the next step; the step about to run sees the ones before.
+        // So does a new commit point, which the step may have to tell an idle secondary.
         grown.borrow_and_update();
+        committed.borrow_and_update();
         let next = match core.step(&peer).await {
             Ok(Some(next)) => next,
             Ok(None) => NextStep { after: Some(RETRY_AFTER_FAILURE), on_append: false },
@@ -66,6 +69,11 @@ async fn run(core: Arc<NodeCore>, peer: String) {
             () = after => {}
             grew = grown.changed(), if wait_for_append => {
                 if grew.is_err() {
+                    return;
+                }
+            }
+            moved = committed.changed(), if wait_for_append => {
+                if moved.is_err() {
                     return;
                 }
             }

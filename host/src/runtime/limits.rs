@@ -5,6 +5,8 @@
 //! through the epoch: each tick during which the guest runs is counted against a budget, and
 //! time spent waiting in host calls (a delay, a response from a peer) is not.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use wasmtime::{ResourceLimiter, Store, UpdateDeadline};
@@ -27,14 +29,16 @@ pub enum LimitExceeded {
 pub(crate) struct RequestLimits {
     memory_bytes: usize,
     cpu_budget: Duration,
-    ticks_left: u64,
+    /// Shared with the call's tails (`CpuRenewal`), which give it back whole after a wait.
+    ticks_left: Arc<AtomicU64>,
     /// The largest the instance's memory has been allowed to grow to.
     grown_to: usize,
 }
 
 impl RequestLimits {
     pub(crate) fn new(memory_bytes: usize, cpu_budget: Duration) -> Self {
-        Self { memory_bytes, cpu_budget, ticks_left: Self::ticks(cpu_budget), grown_to: 0 }
+        let ticks_left = Arc::new(AtomicU64::new(Self::ticks(cpu_budget)));
+        Self { memory_bytes, cpu_budget, ticks_left, grown_to: 0 }
     }
 
     fn ticks(cpu_budget: Duration) -> u64 {
@@ -46,9 +50,14 @@ impl RequestLimits {
     /// serving calls one after another): each call is limited as if it had a fresh one. The
     /// memory limit is the instance's, which never shrinks.
     pub(crate) fn renew<T: Send + 'static>(store: &mut Store<T>, limits: fn(&mut T) -> &mut Self) {
-        let renewed = limits(store.data_mut());
-        renewed.ticks_left = Self::ticks(renewed.cpu_budget);
+        limits(store.data_mut()).renewal().renew();
         store.set_epoch_deadline(1);
+    }
+
+    /// What gives this call its whole CPU budget again from outside the store: a tail, after
+    /// it waited for the log (a follower is limited per round of work, not over its life).
+    pub(crate) fn renewal(&self) -> CpuRenewal {
+        CpuRenewal { ticks_left: self.ticks_left.clone(), whole: Self::ticks(self.cpu_budget) }
     }
 
     /// The largest the instance's memory has grown to, in bytes.
@@ -67,13 +76,28 @@ impl RequestLimits {
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |mut ctx| {
             let limits = limits(ctx.data_mut());
-            if limits.ticks_left == 0 {
+            let spent = limits
+                .ticks_left
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+            if spent.is_err() {
                 return Err(wasmtime::Error::new(LimitExceeded::Cpu { budget: limits.cpu_budget }));
             }
-            limits.ticks_left -= 1;
             // Yielding lets the other requests on this worker thread run meanwhile.
             Ok(UpdateDeadline::Yield(1))
         });
+    }
+}
+
+/// A handle on a call's CPU budget that renews it whole (see `RequestLimits::renewal`).
+#[derive(Debug, Clone)]
+pub(crate) struct CpuRenewal {
+    ticks_left: Arc<AtomicU64>,
+    whole: u64,
+}
+
+impl CpuRenewal {
+    pub(crate) fn renew(&self) {
+        self.ticks_left.store(self.whole, Ordering::Release);
     }
 }
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use self::cache::FunctionCache;
-pub(crate) use self::limits::{LimitExceeded, RequestLimits};
+pub(crate) use self::limits::{CpuRenewal, LimitExceeded, RequestLimits};
 use crate::outbound::Client;
 
 /// How often the epoch advances: the resolution of the CPU budget.

@@ -60,6 +60,11 @@ impl sequencer::Host for NodeView<'_> {
         Ok(())
     }
 
+    fn commit(&mut self, seq: u64) -> wasmtime::Result<u64> {
+        self.sequencer()?;
+        Ok(self.state.log().commit(seq))
+    }
+
     fn settled(&mut self) -> wasmtime::Result<Resource<DynPollable>> {
         self.sequencer()?;
         let settled = self.table.push(Settled(self.state.clone()))?;
@@ -131,6 +136,15 @@ impl peers::Host for NodeView<'_> {
 
     fn get(&mut self, url: String) -> wasmtime::Result<Option<peers::Peer>> {
         Ok(self.sequencer()?.peers().get(&url).map(Into::into))
+    }
+
+    fn told(&mut self, url: String) -> wasmtime::Result<u64> {
+        Ok(self.sequencer()?.peers().get(&url).map_or(0, |peer| peer.told))
+    }
+
+    fn record_told(&mut self, url: String, seq: u64) -> wasmtime::Result<()> {
+        self.sequencer()?.peers().record_told(&url, seq);
+        Ok(())
     }
 
     fn record_ack(&mut self, url: String, acked: u64, synced: bool) -> wasmtime::Result<()> {

@@ -4,6 +4,9 @@
 
 mod master;
 mod secondary;
+mod tail;
+
+pub(crate) use self::tail::TailPlaces;
 
 use std::sync::Arc;
 
@@ -36,8 +39,12 @@ wasmtime::component::bindgen!({
         "replog:node/sequencer": trappable | tracing,
         "replog:node/peers": trappable | tracing,
         "replog:node/replica": trappable | tracing,
+        "replog:node/log.[method]tail.grown": trappable | tracing,
     },
-    with: { "wasi:io/poll": wasmtime_wasi::p2::bindings::io::poll },
+    with: {
+        "wasi:io/poll": wasmtime_wasi::p2::bindings::io::poll,
+        "replog:node/log.tail": self::tail::Tail,
+    },
 });
 
 /// The `replicator` export of the master component, called by the replication streams.
@@ -79,6 +86,10 @@ pub(crate) struct NodeView<'a> {
     /// The client request the call serves, if any.
     pub(crate) request_id: Option<&'a Arc<str>>,
     pub(crate) state: &'a Arc<state::NodeState>,
+    /// The node's places for tails (`log.follow`).
+    pub(crate) tails: &'a tail::TailPlaces,
+    /// The call's limits: a tail renews its CPU budget after each wait.
+    pub(crate) limits: &'a crate::runtime::RequestLimits,
     pub(crate) secret: Option<&'a ClusterSecret>,
     pub(crate) component: &'a ComponentInfo,
     pub(crate) table: &'a mut ResourceTable,
@@ -140,6 +151,14 @@ impl log::Host for NodeView<'_> {
 
     fn epoch_at(&mut self, seq: u64) -> Option<u64> {
         self.state.log().epoch_at(seq)
+    }
+
+    fn committed(&mut self) -> u64 {
+        self.state.log().committed()
+    }
+
+    fn follow(&mut self) -> Result<wasmtime::component::Resource<tail::Tail>, String> {
+        self.follow_log()
     }
 
     fn runs(&mut self) -> Vec<log::Run> {

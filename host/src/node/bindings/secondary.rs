@@ -48,6 +48,11 @@ impl replica::Host for NodeView<'_> {
         self.replica()?.refuse(reason);
         Ok(())
     }
+
+    fn commit(&mut self, seq: u64) -> wasmtime::Result<u64> {
+        self.replica()?;
+        Ok(self.state.log().commit(seq))
+    }
 }
 
 impl NodeView<'_> {

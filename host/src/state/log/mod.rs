@@ -53,8 +53,11 @@ pub struct Log {
 struct Shared {
     inner: RwLock<LogTable>,
     /// The log's length after every visible change, for whoever waits for it to grow
-    /// (replication streams).
+    /// (replication streams, tails).
     grown: watch::Sender<u64>,
+    /// The commit point (see `Log::commit`), for whoever waits for it to advance (tails of
+    /// committed entries). Kept in memory only: a node learns it again from its cluster.
+    committed: watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for Log {
@@ -184,6 +187,32 @@ impl Log {
     /// Follows the log's length: `changed()` resolves on every visible change.
     pub(crate) fn watch(&self) -> watch::Receiver<u64> {
         self.shared.grown.subscribe()
+    }
+
+    /// Follows the commit point: `changed()` resolves whenever it moves.
+    pub(crate) fn watch_committed(&self) -> watch::Receiver<u64> {
+        self.shared.committed.subscribe()
+    }
+
+    /// The commit point: the highest `seq` this node knows a majority of the cluster holds.
+    pub fn committed(&self) -> u64 {
+        *self.shared.committed.borrow()
+    }
+
+    /// Raises the commit point to `seq`, at most to the log's end (what is not held here is not
+    /// readable here), and returns it. Which `seq` a majority holds is for the role's component
+    /// to decide; the host keeps it from decreasing and from passing the log's end.
+    pub fn commit(&self, seq: u64) -> u64 {
+        let inner = self.shared.read();
+        let to = seq.min(inner.len());
+        self.shared.committed.send_if_modified(|committed| {
+            let raised = to > *committed;
+            if raised {
+                *committed = to;
+            }
+            raised
+        });
+        *self.shared.committed.borrow()
     }
 
     /// Resolves once the entry at `seq` is durable and visible (or the log failed).
@@ -337,7 +366,11 @@ impl Log {
 impl Shared {
     fn new(inner: LogTable) -> Arc<Self> {
         let len = inner.len();
-        Arc::new(Self { inner: RwLock::new(inner), grown: watch::channel(len).0 })
+        Arc::new(Self {
+            inner: RwLock::new(inner),
+            grown: watch::channel(len).0,
+            committed: watch::channel(0).0,
+        })
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, LogTable> {
@@ -355,7 +388,23 @@ impl Shared {
         if inner.pending == 0 {
             inner.planned = inner.last();
         }
-        self.grown.send_replace(inner.len());
+        let len = inner.len();
+        self.grown.send_replace(len);
+        // Only an operator's forced recovery drops committed entries; readers of committed
+        // entries are told by their tails, which compare what they sent with what is here.
+        self.committed.send_if_modified(|committed| {
+            let lowered = *committed > len;
+            if lowered {
+                tracing::error!(
+                    committed = *committed,
+                    len,
+                    "entries through the commit point were dropped (a forced recovery?): the \
+                     commit point is lowered to the log's end"
+                );
+                *committed = len;
+            }
+            lowered
+        });
     }
 }
 

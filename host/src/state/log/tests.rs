@@ -317,3 +317,23 @@ async fn what_was_acknowledged_survives_power_cuts_at_any_point() {
     assert!(lost_bytes > 0, "some cuts fell between a write and its sync");
     assert!(torn > 0, "some cuts left a torn record, cut off on restart");
 }
+
+#[tokio::test]
+async fn the_commit_point_rises_within_the_log_and_falls_only_with_a_truncation() {
+    let log = Log::in_memory(10);
+    at_epoch(&log, 1).await;
+    for msg in ["a", "b", "c"] {
+        log.append(msg.into(), 1, None).await.unwrap();
+    }
+    let mut moved = log.watch_committed();
+    assert_eq!(log.commit(9), 3, "no further than the log holds");
+    assert!(moved.has_changed().unwrap(), "followers of the commit point are told");
+    moved.borrow_and_update();
+    assert_eq!(log.commit(1), 3, "never back");
+    assert!(!moved.has_changed().unwrap(), "nothing to tell");
+    let version = log.version();
+    let repair = Change { version, epoch: 2, truncate_after: Some(1), ..Change::default() };
+    log.write(repair).await.unwrap();
+    assert_eq!(log.committed(), 1, "lowered to the log's new end, loudly");
+    assert!(moved.has_changed().unwrap());
+}

@@ -50,6 +50,8 @@ pub struct PeerRecord {
     pub last_error: Option<String>,
     /// The `DELAY_MS` it last reported.
     pub delay_ms: Option<u64>,
+    /// The commit point the last append it acknowledged carried: what it was told.
+    pub told: u64,
 }
 
 impl PeerRecord {
@@ -63,6 +65,7 @@ impl PeerRecord {
             last_contact_ms: None,
             last_error: Some("not contacted yet".to_owned()),
             delay_ms: None,
+            told: 0,
         }
     }
 }
@@ -135,6 +138,11 @@ impl Peers {
         if changed {
             self.acks.send_modify(|n| *n += 1);
         }
+    }
+
+    /// Records that `url` acknowledged an append that carried the commit point `seq`.
+    pub(crate) fn record_told(&self, url: &str, seq: u64) {
+        self.update(url, |peer| peer.told = seq);
     }
 
     /// Records what a contact showed, as the replicator judged it.
