@@ -302,8 +302,11 @@ fn uncommitted_entries_never_reach_a_committed_reader() {
     master.wait_writable(&master_url);
     let committed = write(&master_url, "committed", 3);
 
-    let stopped = secondaries[0].id();
+    // The slow one is stopped too while the checks run, so that it cannot hold the write
+    // before they are done, however slowly this machine runs them.
+    let (stopped, slow_pid) = (secondaries[0].id(), secondaries[1].id());
     signal(stopped, "-STOP");
+    signal(slow_pid, "-STOP");
     let seq = write(&master_url, "held by the master alone", 1);
     assert_eq!(seq, committed + 1);
     // Present in a plain read at once (the original project's meaning)...
@@ -319,6 +322,7 @@ fn uncommitted_entries_never_reach_a_committed_reader() {
 
     // Once the slow secondary holds it, a majority does: the stream and tails on the nodes
     // show it (the stopped one as soon as it runs again).
+    signal(slow_pid, "-CONT");
     assert_eq!(stream.entries_through(seq), [(seq, "held by the master alone".to_owned())]);
     let slow = url(base + 2);
     wait_until(Duration::from_secs(10), "the slow secondary's tail showing it", || {

@@ -168,10 +168,14 @@ fn long_poll(query: ReadQuery, wait: Duration) -> Response {
     let deadline = monotonic_clock::now() + nanos(wait);
     // A change that brings nothing to read (a commit point short of `from`, a repair) wakes
     // the wait too: it goes on until there is something, or the deadline.
-    while page_len(query.from, query.limit, readable_end(query.committed)) == 0
-        && monotonic_clock::now() < deadline
-    {
+    loop {
+        // Subscribed before looking, so that no change after the look is missed.
         let grown = tail.grown(query.from - 1, query.committed);
+        if page_len(query.from, query.limit, readable_end(query.committed)) > 0
+            || monotonic_clock::now() >= deadline
+        {
+            break;
+        }
         let timer = monotonic_clock::subscribe_instant(deadline);
         poll::poll(&[&grown, &timer]);
     }
@@ -233,6 +237,11 @@ impl Follower {
         out.flush()?;
         let mut last_sent = monotonic_clock::now();
         loop {
+            // Waiting on the log starts before looking at it: a change after the look wakes
+            // the wait, and none is missed. A wait on a log with more to send is ready at
+            // once, after the host's pause between a tail's rounds (`tail.grown`): what comes
+            // during a round is for the next, so that many tails take turns with the writes.
+            let grown = tail.grown(self.next - 1, self.committed);
             if let Some(first) = self.dropped() {
                 out.write_all(sse::dropped(first).as_bytes())?;
                 self.next = first;
@@ -245,7 +254,6 @@ impl Follower {
                 if self.bytes >= STREAM_BYTES {
                     break;
                 }
-                continue;
             }
             let now = monotonic_clock::now();
             if now >= deadline {
@@ -258,7 +266,6 @@ impl Follower {
                 last_sent = now;
                 continue;
             }
-            let grown = tail.grown(self.next - 1, self.committed);
             let timer = monotonic_clock::subscribe_instant(ping_at.min(deadline));
             poll::poll(&[&grown, &timer]);
         }

@@ -2,7 +2,8 @@
 //! `MAX_TAILS`. A tail's wait is a pollable, so a component waits on the log and on a timer
 //! (its ping, its deadline) at once, the WASI way.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use wasmtime::component::Resource;
@@ -36,8 +37,17 @@ impl TailPlaces {
 pub struct Tail {
     state: Arc<NodeState>,
     renewal: CpuRenewal,
+    /// When its last wait ended (see `WAKE_EVERY`).
+    woken: Arc<Mutex<tokio::time::Instant>>,
     _place: OwnedSemaphorePermit,
 }
+
+/// The least time between two wakes of one tail: the first change after a quiet spell wakes it
+/// at once, and under a stream of writes it wakes at most this often, taking what came
+/// meanwhile in one round. A thousand followers then cost the node a round each per period,
+/// not one per write, and runnable tails cannot crowd the writes out of the node's threads; a
+/// follower's delay grows by this at most.
+const WAKE_EVERY: Duration = Duration::from_millis(20);
 
 /// What `tail.grown` waits on: the log's length or its commit point passing `after`, or any
 /// other change to them.
@@ -45,19 +55,26 @@ struct Grown {
     reach: watch::Receiver<u64>,
     after: u64,
     renewal: CpuRenewal,
+    woken: Arc<Mutex<tokio::time::Instant>>,
 }
 
 #[wasmtime_wasi::async_trait]
 impl Pollable for Grown {
     async fn ready(&mut self) {
-        if *self.reach.borrow_and_update() > self.after {
-            return;
-        }
         // Any change wakes the reader, not only growth past `after`: a repair that drops
         // entries it was sent (the length or the commit point going down, or entries replaced
         // at the same length) is for it to notice and tell. A log that goes away (its node
         // stopped) ends the wait as well.
-        let _ = self.reach.changed().await;
+        if *self.reach.borrow_and_update() <= self.after {
+            let _ = self.reach.changed().await;
+        }
+        // Ready or not, a tail is woken at most every `WAKE_EVERY`: one that is behind takes
+        // all that came meanwhile in its next round, and its rounds leave the node's other
+        // work its turn.
+        let last = *self.woken.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        tokio::time::sleep_until(last + WAKE_EVERY).await;
+        *self.woken.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) =
+            tokio::time::Instant::now();
         self.renewal.renew();
     }
 }
@@ -73,8 +90,9 @@ impl NodeView<'_> {
                 places.limit
             )
         })?;
-        let tail =
-            Tail { state: self.state.clone(), renewal: self.limits.renewal(), _place: place };
+        let woken = Arc::new(Mutex::new(tokio::time::Instant::now() - WAKE_EVERY));
+        let renewal = self.limits.renewal();
+        let tail = Tail { state: self.state.clone(), renewal, woken, _place: place };
         self.table.push(tail).map_err(|e| format!("could not follow the log: {e}"))
     }
 }
@@ -89,7 +107,8 @@ impl log::HostTail for NodeView<'_> {
         let tail = self.table.get(&tail)?;
         let log = tail.state.log();
         let reach = if committed { log.watch_committed() } else { log.watch() };
-        let grown = Grown { reach, after, renewal: tail.renewal.clone() };
+        let grown =
+            Grown { reach, after, renewal: tail.renewal.clone(), woken: tail.woken.clone() };
         let grown = self.table.push(grown)?;
         subscribe(self.table, grown)
     }
