@@ -9,6 +9,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use support::chance::{Rng, setting};
 use support::elected::{Cluster, Follower, Member, Writers, assert_converged};
 use support::replog;
 
@@ -248,21 +249,9 @@ const FAULTS: [Fault; 3] = [Fault::KillMaster, Fault::PauseMaster, Fault::KillSe
 /// order on every node, one master taking writes and every node healthy after each fault.
 #[test]
 fn under_random_faults_of_the_master_no_acknowledged_write_is_lost() {
-    let setting = |name: &str| std::env::var(name).ok().and_then(|v| v.trim().parse::<u64>().ok());
     let seconds = setting("NEMESIS_SECONDS").unwrap_or(30);
-    let seed = setting("NEMESIS_SEED").unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
-            as u64
-    });
+    let (mut rng, seed) = Rng::from_env();
     println!("elected nemesis: seed {seed}, {seconds} s (replay with NEMESIS_SEED={seed})");
-    let mut state = seed | 1;
-    let mut random = move |below: u64| {
-        // xorshift64*: enough to pick faults, reproducible from the seed.
-        state ^= state >> 12;
-        state ^= state << 25;
-        state ^= state >> 27;
-        state.wrapping_mul(0x2545_f491_4f6c_dd1d) % below
-    };
     let Some(mut cluster) = Cluster::start("failover-nemesis") else { return };
     cluster.master(Duration::from_secs(30), None);
     let urls: Vec<String> = cluster.members.iter().map(Member::url).collect();
@@ -282,7 +271,7 @@ fn under_random_faults_of_the_master_no_acknowledged_write_is_lost() {
     };
     while Instant::now() < end || FAULTS.iter().any(|f| !dealt.contains(f)) {
         writers.wait_for(writers.acked() + 50, Duration::from_secs(60), &cluster);
-        let fault = FAULTS.get(dealt.len()).copied().unwrap_or(FAULTS[random(3) as usize]);
+        let fault = FAULTS.get(dealt.len()).copied().unwrap_or(FAULTS[rng.below(3) as usize]);
         let master = cluster.master(Duration::from_secs(30), None);
         match fault {
             Fault::KillMaster => {
@@ -298,7 +287,7 @@ fn under_random_faults_of_the_master_no_acknowledged_write_is_lost() {
                 cluster.members[master].pause(false);
             }
             Fault::KillSecondary => {
-                let victim = (master + 1 + random(2) as usize) % 3;
+                let victim = (master + 1 + rng.below(2) as usize) % 3;
                 note_epochs(&cluster.members[victim]);
                 cluster.members[victim].process.take().unwrap().kill();
                 // Two of three hold every w=2 write meanwhile.

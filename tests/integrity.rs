@@ -45,13 +45,7 @@ fn entries_a_secondary_got_from_elsewhere_are_never_counted_and_are_replaced() {
         // master sent, put straight into the secondary's log.
         let secondary = running.node("s").unwrap();
         let log = &secondary.state().log();
-        let forged = vec![
-            Entry { seq: 1, epoch: 0, key: None, msg: "FORGED".into() },
-            Entry { seq: 2, epoch: 0, key: None, msg: "FORGED too".into() },
-        ];
-        log.write(Change { version: log.version(), entries: forged, ..Change::default() })
-            .await
-            .unwrap();
+        forge(log).await;
 
         for (i, msg) in ["m1", "m2", "m3", "m4"].into_iter().enumerate() {
             let (status, json) = write(&master, msg, 2).await;
@@ -65,6 +59,18 @@ fn entries_a_secondary_got_from_elsewhere_are_never_counted_and_are_replaced() {
         assert_eq!(master.state().sequencer().unwrap().peers().acked(&urls[0]), 4);
         running.shutdown().await;
     });
+}
+
+/// Puts two entries the master never sent, `FORGED` and `FORGED too` (epoch 0), straight into
+/// `log`: what a forged request left in an earlier version.
+async fn forge(log: &replog::state::Log) {
+    let forged = vec![
+        Entry { seq: 1, epoch: 0, key: None, msg: "FORGED".into() },
+        Entry { seq: 2, epoch: 0, key: None, msg: "FORGED too".into() },
+    ];
+    log.write(Change { version: log.version(), entries: forged, ..Change::default() })
+        .await
+        .unwrap();
 }
 
 /// A secondary that claims, whatever it is sent, to hold 100 entries of the master's epoch.
@@ -263,13 +269,7 @@ fn a_stream_of_uncommitted_entries_says_which_were_replaced_and_goes_on() {
         let log = &secondary.state().log();
         // Entries the master never sent, as in the test above: a stream of everything the
         // secondary holds (`committed=false`) shows them...
-        let forged = vec![
-            Entry { seq: 1, epoch: 0, key: None, msg: "FORGED".into() },
-            Entry { seq: 2, epoch: 0, key: None, msg: "FORGED too".into() },
-        ];
-        log.write(Change { version: log.version(), entries: forged, ..Change::default() })
-            .await
-            .unwrap();
+        forge(log).await;
         let request = http::Request::builder()
             .uri("http://node.test/messages?from=1&committed=false")
             .header("host", "node.test")

@@ -34,33 +34,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use support::chance::{Rng, setting};
 use support::nodes::{Cluster, Node};
 use support::*;
-
-/// SplitMix64: small, seedable, and good enough to pick faults.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn millis(&mut self, from: u64, to: u64) -> Duration {
-        Duration::from_millis(from + self.below(to - from))
-    }
-}
-
-fn setting(name: &str) -> Option<u64> {
-    std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
-}
 
 /// A write a master acknowledged.
 struct Acked {
@@ -228,12 +204,8 @@ async fn forge(client: &Client, secondary: &Node) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_random_kills_pauses_wipes_and_forgeries() {
     let seconds = setting("NEMESIS_SECONDS").unwrap_or(30);
-    let seed = setting("NEMESIS_SEED").unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
-            as u64
-    });
+    let (mut rng, seed) = Rng::from_env();
     println!("nemesis: seed {seed}, {seconds} s of faults (replay with NEMESIS_SEED={seed})");
-    let mut rng = Rng(seed);
     let mut cluster = Cluster::new(
         "nemesis",
         &["--heartbeat-ms", "100", "--peer-timeout-ms", "1500", "--replication-timeout-ms", "1500"],

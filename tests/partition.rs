@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use support::chance::{Rng, setting};
 use support::docker::{Project, build_etcd_image, build_static_host, container, docker, engine};
 use support::*;
 
@@ -228,20 +229,9 @@ const FAULTS: [Fault; 3] = [Fault::Kill, Fault::Pause, Fault::Partition];
 #[test]
 fn under_the_masters_faults_across_containers_no_acknowledged_write_is_lost() {
     let _one_at_a_time = ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let setting = |name: &str| std::env::var(name).ok().and_then(|v| v.trim().parse::<u64>().ok());
     let seconds = setting("NEMESIS_SECONDS").unwrap_or(20);
-    let seed = setting("NEMESIS_SEED").unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
-            as u64
-    });
+    let (mut rng, seed) = Rng::from_env();
     println!("container nemesis: seed {seed}, {seconds} s (replay with NEMESIS_SEED={seed})");
-    let mut state = seed | 1;
-    let mut random = move |below: u64| {
-        state ^= state >> 12;
-        state ^= state << 25;
-        state ^= state >> 27;
-        state.wrapping_mul(0x2545_f491_4f6c_dd1d) % below
-    };
     let Some(cluster) = Containers::up() else { return };
     let all = [0, 1, 2];
     cluster.master(&all, Duration::from_secs(90));
@@ -251,7 +241,7 @@ fn under_the_masters_faults_across_containers_no_acknowledged_write_is_lost() {
     let end = Instant::now() + Duration::from_secs(seconds);
     let mut dealt = Vec::new();
     while Instant::now() < end || FAULTS.iter().any(|f| !dealt.contains(f)) {
-        let fault = FAULTS.get(dealt.len()).copied().unwrap_or(FAULTS[random(3) as usize]);
+        let fault = FAULTS.get(dealt.len()).copied().unwrap_or(FAULTS[rng.below(3) as usize]);
         let master = cluster.master(&all, Duration::from_secs(60));
         let others: Vec<usize> = all.into_iter().filter(|&i| i != master).collect();
         let victim = cluster.container(master);

@@ -27,14 +27,10 @@ use std::time::{Duration, Instant};
 
 use support::elected::{Cluster, Member, Writers, assert_converged};
 
-fn setting(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.trim().parse().ok()).unwrap_or(default)
-}
-
 fn main() {
-    let kills = setting("BENCH_FAILOVERS", 20) as usize;
-    let resigns = setting("BENCH_RESIGNS", 5) as usize;
-    let seconds = setting("BENCH_SECONDS", 5);
+    let kills = support::chance::setting("BENCH_FAILOVERS").unwrap_or(20) as usize;
+    let resigns = support::chance::setting("BENCH_RESIGNS").unwrap_or(5) as usize;
+    let seconds = support::chance::setting("BENCH_SECONDS").unwrap_or(5);
     let Some(mut cluster) = Cluster::start("bench-failover") else {
         eprintln!("etcd is not installed (Debian's etcd-server): nothing measured");
         return;

@@ -28,14 +28,10 @@ use http_body_util::{BodyExt as _, Empty};
 use hyper_util::rt::TokioIo;
 use support::process::{Cluster, rss_kib};
 
-fn setting(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.trim().parse().ok()).unwrap_or(default)
-}
-
 fn main() {
-    let rate = setting("BENCH_RATE", 2_000);
-    let seconds = setting("BENCH_SECONDS", 10);
-    let subscribers = setting("BENCH_SUBSCRIBERS", 1_000) as usize;
+    let rate = support::chance::setting("BENCH_RATE").unwrap_or(2_000);
+    let seconds = support::chance::setting("BENCH_SECONDS").unwrap_or(10);
+    let subscribers = support::chance::setting("BENCH_SUBSCRIBERS").unwrap_or(1_000) as usize;
     let cluster = Cluster::start(
         &[0, 0],
         &["--max-instances", "4000", "--max-tails", "2000", "--max-connections", "4096"],

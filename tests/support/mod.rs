@@ -15,6 +15,7 @@
 
 use std::path::PathBuf;
 
+pub mod chance;
 pub mod client;
 pub mod docker;
 pub mod elected;
