@@ -215,9 +215,7 @@ impl Task {
                 let printed = client::tail(nodes, options, &mut stdout);
                 let outcome = tokio::select! {
                     outcome = printed => outcome,
-                    () = client::output_closed(), if args.follow => {
-                        Err(client::READER_GONE.to_owned())
-                    }
+                    () = client::output_closed(), if args.follow => Err(client::Ended::ReaderGone),
                 };
                 Ok(ended(outcome))
             }
@@ -244,8 +242,8 @@ impl Task {
 fn ended(outcome: client::Outcome<()>) -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
-        Err(why) if why == client::READER_GONE => ExitCode::SUCCESS,
-        Err(why) => {
+        Err(client::Ended::ReaderGone) => ExitCode::SUCCESS,
+        Err(why @ client::Ended::Failed(_)) => {
             eprintln!("error: {why}");
             ExitCode::FAILURE
         }

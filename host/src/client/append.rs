@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::Outcome;
 use super::http::{Connection, HttpError, error_text};
+use super::{Ended, Outcome};
 
 /// How `replog append` writes.
 #[derive(Debug, Clone)]
@@ -42,7 +42,7 @@ pub(crate) async fn append_one(
 ) -> Outcome<u64> {
     let id = options.id.as_ref().map(|key| if many { format!("{key}-{n}") } else { key.clone() });
     let body = serde_json::to_vec(&NewMessage { msg, w: options.w, id })
-        .map_err(|e| format!("could not encode the message: {e}"))?;
+        .map_err(|e| Ended::Failed(format!("could not encode the message: {e}")))?;
     let started = Instant::now();
     loop {
         let answer = connection
@@ -57,13 +57,14 @@ pub(crate) async fn append_one(
         let answer = match answer {
             Ok(answer) => answer,
             Err(e @ (HttpError::Connect(_) | HttpError::BadUrl(_))) => {
-                return Err(format!("{url}: {e}; message {n} was not written"));
+                return Err(format!("{url}: {e}; message {n} was not written").into());
             }
             Err(e) => {
                 return Err(format!(
                     "{url}: {e}; message {n} may or may not have been written (with --id, \
                      sending it again is safe)"
-                ));
+                )
+                .into());
             }
         };
         let seq = || {
@@ -73,7 +74,7 @@ pub(crate) async fn append_one(
         };
         match answer.status {
             200 | 201 => {
-                return seq().ok_or_else(|| format!("{url}: the answer names no seq"));
+                return seq().ok_or_else(|| format!("{url}: the answer names no seq").into());
             }
             503 if started.elapsed() < options.retry_for => {
                 let pause = answer.retry_after.unwrap_or(Duration::from_secs(1));
@@ -82,7 +83,7 @@ pub(crate) async fn append_one(
             status => {
                 let why = error_text(&answer.body);
                 let at = seq().map(|seq| format!(" (seq {seq})")).unwrap_or_default();
-                return Err(format!("{url} answered {status} to message {n}{at}: {why}"));
+                return Err(format!("{url} answered {status} to message {n}{at}: {why}").into());
             }
         }
     }

@@ -12,18 +12,32 @@ pub(crate) use self::append::{AppendOptions, append};
 pub(crate) use self::http::{Connection, Node};
 pub(crate) use self::tail::{TailOptions, tail};
 
-/// A command's end: `Err` says why it failed, for stderr.
-pub(crate) type Outcome<T> = Result<T, String>;
+/// Why a client command ended before doing all it was asked.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Ended {
+    /// The reader of its output went away (`| head`): the normal end of a follower in a pipe.
+    #[error("the reader of the output went away")]
+    ReaderGone,
+    /// It failed: why, for standard error.
+    #[error("{0}")]
+    Failed(String),
+}
 
-/// What tells a reader that went away (`| head`) from a failure.
-pub(crate) const READER_GONE: &str = "the reader of the output went away";
+impl From<String> for Ended {
+    fn from(why: String) -> Self {
+        Self::Failed(why)
+    }
+}
+
+/// A command's end.
+pub(crate) type Outcome<T> = Result<T, Ended>;
 
 /// Writes `text` on `out` and flushes it, so that a reader of a pipe sees each line at once.
 fn print(out: &mut dyn Write, text: &str) -> Outcome<()> {
     let written = out.write_all(text.as_bytes()).and_then(|()| out.flush());
     written.map_err(|e| match e.kind() {
-        std::io::ErrorKind::BrokenPipe => READER_GONE.to_owned(),
-        _ => format!("could not write the output: {e}"),
+        std::io::ErrorKind::BrokenPipe => Ended::ReaderGone,
+        _ => Ended::Failed(format!("could not write the output: {e}")),
     })
 }
 

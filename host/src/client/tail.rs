@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::Outcome;
 use super::http::{Connection, Node, error_text};
+use super::{Ended, Outcome};
 
 /// What `replog tail` prints, and how.
 #[derive(Debug, Clone, Copy)]
@@ -84,7 +84,7 @@ pub(crate) async fn tail(
             }
             // A request the node refuses as such is refused by every node: say so and stop.
             Ok(answer) if answer.status == 400 => {
-                return Err(format!("{url} refused the read: {}", error_text(&answer.body)));
+                return Err(format!("{url} refused the read: {}", error_text(&answer.body)).into());
             }
             Ok(answer) => format!("answered {}: {}", answer.status, error_text(&answer.body)),
             Err(e) => e.to_string(),
@@ -94,7 +94,7 @@ pub(crate) async fn tail(
         at = (at + 1) % count;
         if failed_in_a_row >= count {
             if !options.follow {
-                return Err(format!("no node answered; the last, {url}: {failure}"));
+                return Err(format!("no node answered; the last, {url}: {failure}").into());
             }
             eprintln!("no node answers now (the last, {url}: {failure}); trying again");
             tokio::time::sleep(pause).await;
@@ -111,7 +111,8 @@ fn print_page(out: &mut dyn Write, first: u64, messages: &[String], json: bool) 
     let mut text = String::new();
     for (seq, msg) in (first..).zip(messages) {
         if json {
-            let line = serde_json::to_string(&Line { seq, msg }).map_err(|e| e.to_string())?;
+            let line = serde_json::to_string(&Line { seq, msg })
+                .map_err(|e| Ended::Failed(e.to_string()))?;
             text.push_str(&line);
         } else {
             text.push_str(msg);
