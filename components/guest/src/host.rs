@@ -18,10 +18,19 @@ mod bindings {
         world: "replog:guest/shared",
         with: {
             "wasi:io/poll@0.2.12": wasip2::io::poll,
+            "wasi:io/streams@0.2.12": wasip2::io::streams,
         },
         generate_all,
-        additional_derives: [serde::Serialize, serde::Deserialize, PartialEq, Eq, Default],
+        additional_derives: [serde::Serialize, serde::Deserialize, PartialEq, Eq],
     });
 }
 
 pub use bindings::replog::node::{auth, host_info, log};
+
+/// Where an empty log ends. (The bindings derive no `Default`: the WIT has enums, which have
+/// none.)
+impl Default for log::Position {
+    fn default() -> Self {
+        Self { seq: 0, epoch: 0 }
+    }
+}

@@ -7,7 +7,7 @@ use serde::Serialize;
 use wasip2::http::types::{
     Fields, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam,
 };
-use wasip2::io::streams::{InputStream, StreamError};
+use wasip2::io::streams::{InputStream, OutputStream, StreamError};
 
 /// An incoming request, split into what the handlers route on.
 pub struct Request {
@@ -146,9 +146,14 @@ pub fn decode(text: &str) -> String {
 /// Writes a body as it is produced, into a buffered stream.
 pub type Writer = Box<dyn FnOnce(&mut dyn Write) -> std::io::Result<()>>;
 
+/// Writes a body as it is produced, with the stream under the buffer at hand: for a body of
+/// which the host writes parts itself (`log.tail.pipe`), after the buffer is flushed.
+pub type StreamWriter = Box<dyn FnOnce(&mut BufWriter<OutputStream>) -> std::io::Result<()>>;
+
 enum ResponseBody {
     Whole(Vec<u8>),
     Streamed(Writer),
+    OnStream(StreamWriter),
 }
 
 /// A response: status, headers and a JSON body, whole or streamed.
@@ -173,6 +178,11 @@ impl Response {
     /// `status` with a JSON body that `write` produces as it goes, sent with chunked encoding.
     pub fn streamed(status: u16, write: Writer) -> Self {
         Self { body: ResponseBody::Streamed(write), ..Self::empty(status) }
+    }
+
+    /// `status` with a body that `write` produces as it goes, on the stream itself.
+    pub fn on_stream(status: u16, write: StreamWriter) -> Self {
+        Self { body: ResponseBody::OnStream(write), ..Self::empty(status) }
     }
 
     fn empty(status: u16) -> Self {
@@ -250,6 +260,7 @@ impl Response {
         match self.body {
             ResponseBody::Whole(bytes) => buffered.write_all(&bytes),
             ResponseBody::Streamed(write) => write(&mut buffered),
+            ResponseBody::OnStream(write) => write(&mut buffered),
         }
         .map_err(|e| e.to_string())?;
         // The rest of the buffer goes to the host, and the body ends, without waiting for the

@@ -16,7 +16,7 @@ const PAGE_ENTRIES: u32 = 4096;
 /// ... and at most about this many bytes of their messages (a message may be up to a megabyte,
 /// and the first entry of a page always comes whole): what bounds a reader's memory, whatever
 /// it reads the log for.
-const PAGE_BYTES: u32 = 256 * 1024;
+pub const PAGE_BYTES: u32 = 256 * 1024;
 
 /// A page of the log as one of the host's reads hands it out: entries whole (`log.read`), or
 /// their messages alone as text (`log.read-text`).

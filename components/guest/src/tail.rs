@@ -8,15 +8,16 @@
 //! log, a page at a time, never from a buffer of its own: a reader that falls behind costs the
 //! node nothing but its place (`log.follow`), and it cannot slow writes or replication.
 
-use std::io::Write;
+use std::io::{BufWriter, Write};
 use std::time::Duration;
 
 use wasip2::clocks::monotonic_clock;
 use wasip2::io::poll;
+use wasip2::io::streams::OutputStream;
 
 use crate::host::log as host;
 use crate::http::{Request, Response};
-use crate::log::{Entry, Position, Run, common_prefix, entry_pages, text_pages};
+use crate::log::{PAGE_BYTES, Position, Run, common_prefix, entry_pages, text_pages};
 
 /// The longest a long-poll waits (`wait` is cut to it): below the 60 s after which common
 /// proxies and load balancers drop an idle connection.
@@ -30,7 +31,7 @@ pub const STREAM_LIFETIME: Duration = Duration::from_secs(60);
 pub const PING_EVERY: Duration = Duration::from_secs(15);
 /// Bytes a stream sends before the node ends it early, like its lifetime: a reader catching up
 /// on a long log resumes in a fresh call, each within the node's CPU budget for a call.
-const STREAM_BYTES: usize = 64 << 20;
+const STREAM_BYTES: u64 = 64 << 20;
 /// The longest one `GET /messages` keeps its call going: what each role's `longest_call` must
 /// allow (a stream that ends its last round a little late still ends cleanly).
 pub const LONGEST_TAIL: Duration = Duration::from_secs(STREAM_LIFETIME.as_secs() + 5);
@@ -195,7 +196,7 @@ fn stream(query: ReadQuery) -> Response {
         Err(why) => return Response::error(503, &why).with_header("retry-after", "1"),
     };
     let started = monotonic_clock::now();
-    Response::streamed(
+    Response::on_stream(
         200,
         Box::new(move |out| {
             let mut follower = Follower::new(query.from, query.committed);
@@ -216,7 +217,7 @@ struct Follower {
     committed: bool,
     /// The epochs of what was sent, as runs from the stream's first `seq`.
     sent: Vec<Run>,
-    bytes: usize,
+    bytes: u64,
 }
 
 impl Follower {
@@ -225,76 +226,99 @@ impl Follower {
     }
 
     /// Sends what is readable, waits for more, pings when idle, until the stream's lifetime
-    /// or byte budget is spent (then `end`) or the reader goes away (an error).
+    /// or byte budget is spent (then `end`) or the reader goes away (an error). The host
+    /// pipes the log into the stream (`tail.pipe`) as far as it keeps the entries' events
+    /// (`log.rendered`); this writes the rest: events it renders (and hands to the node to
+    /// keep), pings, `dropped` and `end`.
     fn run(
         &mut self,
-        out: &mut dyn Write,
+        out: &mut BufWriter<OutputStream>,
         tail: &host::Tail,
         started: monotonic_clock::Instant,
     ) -> std::io::Result<()> {
         let deadline = started + nanos(STREAM_LIFETIME);
         out.write_all(format!("retry: 1000\n: following from seq {}\n\n", self.next).as_bytes())?;
-        out.flush()?;
         let mut last_sent = monotonic_clock::now();
         loop {
-            // Waiting on the log starts before looking at it: a change after the look wakes
-            // the wait, and none is missed. A wait on a log with more to send is ready at
-            // once, after the host's pause between a tail's rounds (`tail.grown`): what comes
-            // during a round is for the next, so that many tails take turns with the writes.
-            let grown = tail.grown(self.next - 1, self.committed);
             if let Some(first) = self.dropped() {
                 out.write_all(sse::dropped(first).as_bytes())?;
                 self.next = first;
             }
-            let end = readable_end(self.committed);
-            if self.next <= end {
-                self.send(out, end)?;
-                out.flush()?;
-                last_sent = monotonic_clock::now();
-                if self.bytes >= STREAM_BYTES {
-                    break;
-                }
-            }
+            // What this wrote goes out before what the host pipes.
+            out.flush()?;
             let now = monotonic_clock::now();
-            if now >= deadline {
+            if now >= deadline || self.bytes >= STREAM_BYTES {
                 break;
             }
             let ping_at = last_sent + nanos(PING_EVERY);
             if now >= ping_at {
                 out.write_all(sse::ping(self.next, host::committed(), host::len()).as_bytes())?;
-                out.flush()?;
                 last_sent = now;
                 continue;
             }
-            let timer = monotonic_clock::subscribe_instant(ping_at.min(deadline));
-            poll::poll(&[&grown, &timer]);
+            let sent_epoch = self.last_sent().map(|last| last.epoch);
+            let piped = tail.pipe(
+                out.get_ref(),
+                sse::FORM,
+                self.next,
+                sent_epoch,
+                self.committed,
+                ping_at.min(deadline) - now,
+            );
+            if piped.next > self.next {
+                self.took(&piped.runs, piped.next, piped.bytes);
+                last_sent = monotonic_clock::now();
+            }
+            match piped.stop {
+                // The loop pings, ends the stream, or says what was dropped.
+                host::PipeStop::Deadline | host::PipeStop::Dropped => {}
+                host::PipeStop::Unrendered => {
+                    let end = readable_end(self.committed);
+                    if self.next <= end {
+                        self.send(out, end)?;
+                        last_sent = monotonic_clock::now();
+                    }
+                }
+                host::PipeStop::Closed => return Err(std::io::ErrorKind::BrokenPipe.into()),
+            }
         }
         out.write_all(sse::end(self.next).as_bytes())?;
         out.flush()
     }
 
+    /// Counts entries sent, up to `next`, of the epochs `runs`, in `bytes`.
+    fn took(&mut self, runs: &[Run], next: u64, bytes: u64) {
+        for run in runs {
+            if self.sent.last().is_none_or(|last| last.epoch != run.epoch) {
+                self.sent.push(*run);
+            }
+        }
+        self.next = next;
+        self.bytes += bytes;
+    }
+
     /// Sends the entries from `next` through `end`, an event each, a page at a time. Each page
     /// is checked, once read, to continue what was sent: if the log dropped what was sent
-    /// before the page was read, the page is not sent, and the next round says so.
+    /// before the page was read, the page is not sent, and the next round says so. The events
+    /// are those the node keeps (`log.rendered`) as far as it keeps them, else rendered here
+    /// and handed to the node to keep: the many followers of a busy log render each entry
+    /// once between them.
     fn send(&mut self, out: &mut dyn Write, end: u64) -> std::io::Result<()> {
-        let mut events = String::new();
-        for page in entry_pages(self.next, end - self.next + 1) {
+        while self.next <= end {
             if let Some(last) = self.last_sent()
                 && host::epoch_at(last.seq) != Some(last.epoch)
             {
                 return Ok(());
             }
-            events.clear();
-            for entry in &page {
-                sse::entry(&mut events, entry);
-                match self.sent.last() {
-                    Some(run) if run.epoch == entry.epoch => {}
-                    _ => self.sent.push(Run { epoch: entry.epoch, first: entry.seq }),
+            let mut events = host::rendered(sse::FORM, self.next, end, PAGE_BYTES);
+            if events.count == 0 {
+                match render(self.next, end) {
+                    Some(rendered) => events = rendered,
+                    None => return Ok(()), // the log was cut short meanwhile
                 }
             }
-            out.write_all(events.as_bytes())?;
-            self.bytes += events.len();
-            self.next += page.len() as u64;
+            out.write_all(&events.bytes)?;
+            self.took(&events.runs, self.next + u64::from(events.count), events.bytes.len() as u64);
         }
         Ok(())
     }
@@ -319,21 +343,41 @@ impl Follower {
     }
 }
 
+/// The events of the entries from `from` through `end` (a page of them, at least one), rendered
+/// here and handed to the node to keep for the other followers; none when the log holds no
+/// entry at `from` any more.
+fn render(from: u64, end: u64) -> Option<host::Rendition> {
+    let page = entry_pages(from, end - from + 1).next()?;
+    let mut rendition = host::Rendition { bytes: Vec::new(), count: 0, runs: Vec::new() };
+    let mut ends = Vec::with_capacity(page.len());
+    for entry in &page {
+        sse::entry(&mut rendition.bytes, entry.seq, entry.epoch, &entry.msg);
+        ends.push(u32::try_from(rendition.bytes.len()).unwrap_or(u32::MAX));
+        if rendition.runs.last().is_none_or(|run| run.epoch != entry.epoch) {
+            rendition.runs.push(Run { epoch: entry.epoch, first: entry.seq });
+        }
+    }
+    rendition.count = u32::try_from(page.len()).unwrap_or(u32::MAX);
+    host::keep_rendered(sse::FORM, from, &rendition.runs, &ends, &rendition.bytes);
+    Some(rendition)
+}
+
 /// The events of a stream, as text (`text/event-stream`).
 pub mod sse {
-    use super::Entry;
+    use std::io::Write as _;
+
+    /// The name of the form in which this version renders entries for the node to keep
+    /// (`log.keep-rendered`): another rendering of an entry takes another name.
+    pub const FORM: &str = "sse-entry/1";
 
     /// An entry: `id` its `seq` (what `Last-Event-ID` resumes after), data its `seq`, `epoch`
     /// and `msg` as one line of JSON.
-    pub fn entry(out: &mut String, entry: &Entry) {
-        let mut msg = Vec::with_capacity(entry.msg.len() + 2);
-        crate::json::push_string(&mut msg, &entry.msg);
-        let msg = String::from_utf8_lossy(&msg);
-        out.push_str(&format!(
-            "id: {seq}\ndata: {{\"seq\":{seq},\"epoch\":{epoch},\"msg\":{msg}}}\n\n",
-            seq = entry.seq,
-            epoch = entry.epoch
-        ));
+    pub fn entry(out: &mut Vec<u8>, seq: u64, epoch: u64, msg: &str) {
+        out.reserve(msg.len() + 64);
+        // Writing to a `Vec` cannot fail.
+        let _ = write!(out, "id: {seq}\ndata: {{\"seq\":{seq},\"epoch\":{epoch},\"msg\":");
+        crate::json::push_string(out, msg);
+        out.extend_from_slice(b"}\n\n");
     }
 
     /// Nothing new: where the stream goes on, the commit point and the log's length.
@@ -427,11 +471,10 @@ mod tests {
 
     #[test]
     fn events_carry_their_seq_as_id_and_json_on_one_line() {
-        let mut out = String::new();
-        let entry = Entry { seq: 7, epoch: 3, key: None, msg: "two\nlines \"q\"".into() };
-        sse::entry(&mut out, &entry);
+        let mut out = Vec::new();
+        sse::entry(&mut out, 7, 3, "two\nlines \"q\"");
         assert_eq!(
-            out,
+            String::from_utf8(out).unwrap(),
             "id: 7\ndata: {\"seq\":7,\"epoch\":3,\"msg\":\"two\\nlines \\\"q\\\"\"}\n\n"
         );
         assert_eq!(sse::dropped(5), "event: dropped\ndata: {\"from\":5}\n\n");

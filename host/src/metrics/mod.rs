@@ -58,6 +58,8 @@ pub struct Reading {
     pub log_committed: u64,
     /// Tails (long-polls and event streams) being served.
     pub tails: u64,
+    /// Bytes of entries' renders kept for the tails (`log.keep-rendered`).
+    pub rendered_bytes: u64,
     /// Bytes of messages held.
     pub log_bytes: u64,
     /// The highest epoch recorded.
@@ -103,6 +105,7 @@ struct Levels {
     log_entries: IntGauge,
     log_committed: IntGauge,
     tails: IntGauge,
+    rendered_bytes: IntGauge,
     log_bytes: IntGauge,
     epoch: IntGauge,
     master_state: IntGaugeVec,
@@ -163,6 +166,11 @@ impl Levels {
                 "replog_tails",
                 "Tails (long-polls and event streams of GET /messages) being served.",
             ),
+            rendered_bytes: gauge(
+                registry,
+                "replog_tail_rendered_bytes",
+                "Bytes of entries rendered by the component and kept for the tails to share.",
+            ),
             log_bytes: gauge(registry, "replog_log_bytes", "Bytes of messages the log holds."),
             epoch: gauge(registry, "replog_epoch", "The highest master epoch this node recorded."),
             master_state: gauge_vec(
@@ -209,6 +217,7 @@ impl Levels {
         self.log_entries.set(clamp(r.log_entries));
         self.log_committed.set(clamp(r.log_committed));
         self.tails.set(clamp(r.tails));
+        self.rendered_bytes.set(clamp(r.rendered_bytes));
         self.log_bytes.set(clamp(r.log_bytes));
         self.epoch.set(clamp(r.epoch));
         if let Some(StateSet { all, now }) = r.master_state {
@@ -285,6 +294,7 @@ mod tests {
             log_entries: 10,
             log_committed: 9,
             tails: 3,
+            rendered_bytes: 300,
             log_bytes: 70,
             epoch: 2,
             master_state: Some(StateSet { all: &["open", "recovering", "fenced"], now: "open" }),
@@ -308,6 +318,7 @@ mod tests {
             "replog_log_entries 10",
             "replog_log_committed_seq 9",
             "replog_tails 3",
+            "replog_tail_rendered_bytes 300",
             "replog_log_bytes 70",
             "replog_epoch 2",
             "replog_master_state{state=\"open\"} 1",

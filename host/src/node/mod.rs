@@ -372,6 +372,7 @@ impl Node {
             log_entries: state.log().len(),
             log_committed: state.log().committed(),
             tails: self.core.base.tails.in_use() as u64,
+            rendered_bytes: state.log().rendered_bytes() as u64,
             log_bytes: state.log().bytes(),
             epoch: state.log().epoch(),
             master_state: sequencer.map(|sequencer| StateSet {

@@ -40,9 +40,11 @@ wasmtime::component::bindgen!({
         "replog:node/peers": trappable | tracing,
         "replog:node/replica": trappable | tracing,
         "replog:node/log.[method]tail.grown": trappable | tracing,
+        "replog:node/log.[method]tail.pipe": async | trappable | tracing,
     },
     with: {
         "wasi:io/poll": wasmtime_wasi::p2::bindings::io::poll,
+        "wasi:io/streams": wasmtime_wasi::p2::bindings::io::streams,
         "replog:node/log.tail": self::tail::Tail,
     },
 });
@@ -159,6 +161,34 @@ impl log::Host for NodeView<'_> {
 
     fn follow(&mut self) -> Result<wasmtime::component::Resource<tail::Tail>, String> {
         self.follow_log()
+    }
+
+    fn rendered(
+        &mut self,
+        form: String,
+        start: u64,
+        through: u64,
+        max_bytes: u32,
+    ) -> log::Rendition {
+        let max_bytes = usize::try_from(max_bytes).unwrap_or(usize::MAX);
+        let state::Rendition { bytes, count, runs } =
+            self.state.log().rendered(&form, start, through, max_bytes);
+        let runs = runs.into_iter().map(|r| log::Run { epoch: r.epoch, first: r.first }).collect();
+        log::Rendition { bytes, count, runs }
+    }
+
+    fn keep_rendered(
+        &mut self,
+        form: String,
+        start: u64,
+        runs: Vec<log::Run>,
+        ends: Vec<u32>,
+        bytes: Vec<u8>,
+    ) {
+        let runs: Vec<state::Run> =
+            runs.into_iter().map(|r| state::Run { epoch: r.epoch, first: r.first }).collect();
+        let renders = state::Renders { start, runs: &runs, ends: &ends, bytes: &bytes };
+        self.state.log().keep_rendered(&form, &renders);
     }
 
     fn runs(&mut self) -> Vec<log::Run> {

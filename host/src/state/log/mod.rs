@@ -14,7 +14,7 @@
 //! the log.
 
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::watch;
 
@@ -23,6 +23,9 @@ use crate::metrics::LogMetrics;
 pub use self::change::{Appended, Change, LogError, Position, Run, Snapshot};
 use self::held::{LogTable, planned_after, replay};
 pub(crate) use self::read::TextPage;
+pub(crate) use self::renditions::CLAIM_FOR;
+use self::renditions::Renditions;
+pub(crate) use self::renditions::{Renders, Rendition};
 use super::disk::{Disk, Os};
 use super::durable::{Durable, Sink};
 use super::entry::Entry;
@@ -33,6 +36,7 @@ use super::traces::Traces;
 mod change;
 mod held;
 mod read;
+mod renditions;
 #[cfg(test)]
 mod tests;
 
@@ -48,6 +52,10 @@ pub struct Log {
     /// `write`s run one at a time, each to its end (on disk), so that a change is always
     /// decided on a log with nothing in flight.
     writes: tokio::sync::Mutex<()>,
+    /// Entries as components render them for their followers, kept near the log's end.
+    renditions: Mutex<Renditions>,
+    /// Counts the renders handed over to keep, for followers waiting for one (`claim_render`).
+    kept: watch::Sender<u64>,
 }
 
 struct Shared {
@@ -58,6 +66,17 @@ struct Shared {
     /// The commit point (see `Log::commit`), for whoever waits for it to advance (tails of
     /// committed entries). Kept in memory only: a node learns it again from its cluster.
     committed: watch::Sender<u64>,
+}
+
+/// Renders are checked against the log they were made from.
+impl renditions::Entries for LogTable {
+    fn len(&self) -> u64 {
+        LogTable::len(self)
+    }
+
+    fn epoch_at(&self, seq: u64) -> Option<u64> {
+        LogTable::epoch_at(self, seq)
+    }
 }
 
 impl std::fmt::Debug for Log {
@@ -90,6 +109,8 @@ impl Log {
             metrics,
             traces: Traces::default(),
             writes: tokio::sync::Mutex::new(()),
+            renditions: Mutex::default(),
+            kept: watch::Sender::new(0),
         }
     }
 
@@ -182,6 +203,53 @@ impl Log {
     /// The log's runs of entries sharing an epoch, oldest first.
     pub(crate) fn runs(&self) -> Vec<Run> {
         self.shared.read().runs.clone()
+    }
+
+    /// The renders in `form` kept for the entries from `start` through `through`, as far as
+    /// they are kept without a gap, and made from the entries the log holds now; at most
+    /// `max_bytes` of them (the first always comes). See `renditions`.
+    pub(crate) fn rendered(
+        &self,
+        form: &str,
+        start: u64,
+        through: u64,
+        max_bytes: usize,
+    ) -> Rendition {
+        let inner = self.shared.read();
+        self.renditions().rendered(&*inner, form, start, through, max_bytes)
+    }
+
+    /// Keeps `renders` in `form`, for `rendered`, as far as they are renders of entries the log
+    /// holds near its end.
+    pub(crate) fn keep_rendered(&self, form: &str, renders: &Renders<'_>) {
+        {
+            let inner = self.shared.read();
+            self.renditions().keep(&*inner, form, renders);
+        }
+        self.kept.send_modify(|kept| *kept += 1);
+    }
+
+    /// Whether the caller is to render the entry at `seq` in `form`, which it found not kept:
+    /// yes unless another follower is rendering it (then wait on `watch_kept`, a little).
+    pub(crate) fn claim_render(&self, form: &str, seq: u64) -> bool {
+        let inner = self.shared.read();
+        self.renditions().claim(&*inner, form, seq, std::time::Instant::now())
+    }
+
+    /// Changes whenever renders are handed over to keep.
+    pub(crate) fn watch_kept(&self) -> watch::Receiver<u64> {
+        self.kept.subscribe()
+    }
+
+    /// Bytes of renders kept.
+    pub(crate) fn rendered_bytes(&self) -> usize {
+        self.renditions().bytes()
+    }
+
+    fn renditions(&self) -> std::sync::MutexGuard<'_, Renditions> {
+        // A panic while keeping renders leaves nothing half-done that matters: each is checked
+        // against the log when it is handed out.
+        self.renditions.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Follows the log's length: `changed()` resolves on every visible change.
