@@ -8,6 +8,8 @@ mod support;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use serde_json::json;
+
 use support::docker::{Project, build_static_host, engine, wait_healthy, wait_writable};
 use support::variant;
 use support::*;
@@ -96,6 +98,21 @@ async fn containers_replicate_fail_over_catch_up_and_swap_components() {
     );
     for url in &urls {
         assert_eq!(messages(&client, url).await, ["test", "blocking test"], "{url}");
+    }
+    // The console, opened on a secondary, shows the whole cluster through that node: the names
+    // the nodes know each other by in the network are not ones a browser here could reach.
+    let (status, view) = get_json(&client, &format!("{}/console/cluster", urls[2])).await;
+    assert_eq!(status, 200, "{view}");
+    let nodes = view["nodes"].as_array().expect("a list of nodes");
+    assert_eq!(nodes.len(), 3, "{view}");
+    for node in nodes {
+        let last: Vec<&str> =
+            node["last"].as_array().unwrap().iter().filter_map(|e| e["msg"].as_str()).collect();
+        assert_eq!(
+            (&node["reachable"], &last[..]),
+            (&json!(true), &["test", "blocking test"][..]),
+            "{node}"
+        );
     }
 
     project.run(&["stop", "secondary2"]);

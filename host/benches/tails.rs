@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Empty};
 use hyper_util::rt::TokioIo;
+use support::load::{closed_loop, percentile, pin_apart, runtime};
 use support::process::{Cluster, rss_kib};
 
 fn main() {
@@ -36,26 +37,9 @@ fn main() {
         &[0, 0],
         &["--max-instances", "4000", "--max-tails", "2000", "--max-connections", "4096"],
     );
-    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
-    if cpus >= 2 {
-        pin(cluster.process.id(), "0");
-        pin(std::process::id(), "1");
-        println!("pinned: the nodes on CPU 0, this load on CPU 1 (of {cpus})");
-    } else {
-        println!("one CPU: nodes and load share it");
-    }
-    let runtime =
-        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    pin_apart(cluster.process.id());
+    let runtime = runtime();
     runtime.block_on(measure(&cluster, rate, seconds, subscribers));
-}
-
-/// Sets the CPU affinity of every thread of `pid`.
-fn pin(pid: u32, cpus: &str) {
-    let status = std::process::Command::new("taskset")
-        .args(["-a", "-pc", cpus, &pid.to_string()])
-        .stdout(std::process::Stdio::null())
-        .status();
-    assert!(status.is_ok_and(|s| s.success()), "taskset -a -pc {cpus} {pid}");
 }
 
 async fn measure(cluster: &Cluster, rate: u64, seconds: u64, subscribers: usize) {
@@ -197,8 +181,14 @@ async fn subscribe(node: String, from: u64, board: Arc<Board>, me: usize) {
                     board.out_of_order.fetch_add(1, Ordering::Relaxed);
                 }
                 next = seq + 1;
-                if seq % 10 == 0 {
-                    let acked = board.acked_at[(seq - board.from) as usize].load(Ordering::Relaxed);
+                // Timed for the offered writes only: the closed-loop writes after them (with
+                // the subscribers still following) go past the board.
+                let slot =
+                    usize::try_from(seq - board.from).ok().and_then(|i| board.acked_at.get(i));
+                if seq.is_multiple_of(10)
+                    && let Some(slot) = slot
+                {
+                    let acked = slot.load(Ordering::Relaxed);
                     if acked > 0 {
                         samples.push(board.now_us().saturating_sub(acked));
                     }
@@ -294,31 +284,6 @@ async fn offered(
     (offered, last)
 }
 
-/// Writes a second that 32 writers get, each sending its next write at its last's answer.
-async fn closed_loop(client: &support::Client, master: &str, duration: Duration) -> f64 {
-    let done = Arc::new(AtomicU64::new(0));
-    let started = Instant::now();
-    let mut writers = Vec::new();
-    for w in 0..32 {
-        let (client, done) = (client.clone(), done.clone());
-        let url = format!("{master}/messages?log=false");
-        writers.push(tokio::spawn(async move {
-            let mut i = 0;
-            while started.elapsed() < duration {
-                let body = format!(r#"{{"msg":"loop-{w}-{i}","w":2}}"#);
-                let reply = client.post(&url, body).await.expect("an answer");
-                assert_eq!(reply.status, 201, "{}", reply.text());
-                done.fetch_add(1, Ordering::Relaxed);
-                i += 1;
-            }
-        }));
-    }
-    for writer in writers {
-        writer.await.unwrap();
-    }
-    done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
-}
-
 /// From a write's `201` to the answer of a long-poll waiting on `node` for it: p50, p99 in ms.
 async fn long_poll_round_trip(client: &support::Client, master: &str, node: &str) -> (f64, f64) {
     let mut gaps = Vec::new();
@@ -358,13 +323,4 @@ async fn tails(client: &support::Client, node: &str) -> u64 {
         .find_map(|l| l.strip_prefix("replog_tails "))
         .and_then(|v| v.trim().parse::<f64>().ok())
         .unwrap_or(0.0) as u64
-}
-
-/// The `q` quantile of sorted microseconds, in ms.
-fn percentile(sorted: &[u64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
-    sorted[i] as f64 / 1000.0
 }

@@ -105,6 +105,9 @@ pub async fn serve_nodes(nodes: Vec<Node>) -> Result<Running, StartError> {
     for (node, _) in &running {
         node.start_replication();
     }
+    if let Some((_, addr)) = running.first() {
+        tracing::info!("console: {} (every node serves one at /)", console_url(*addr));
+    }
     Ok(Running { nodes: running, stop, servers })
 }
 
@@ -127,5 +130,14 @@ impl Running {
         for (node, _) in &self.nodes {
             node.stop_replication().await;
         }
+    }
+}
+
+/// Where a browser on this machine opens the console of the node listening on `addr`.
+pub(crate) fn console_url(addr: SocketAddr) -> String {
+    if addr.ip().is_loopback() || addr.ip().is_unspecified() {
+        format!("http://localhost:{}/", addr.port())
+    } else {
+        format!("http://{addr}/")
     }
 }

@@ -95,6 +95,8 @@ services:
             env: vec![
                 ("PORT", SECONDARY_CONTAINER_PORT.to_string()),
                 (setting::DELAY_MS, delay.clone()),
+                // For its console: the whole cluster, seen from the master.
+                ("MASTER_URL", format!("http://master:{MASTER_CONTAINER_PORT}")),
             ],
             ports: (topology.secondary_port(i + 1), SECONDARY_CONTAINER_PORT),
         };
@@ -322,6 +324,7 @@ mod tests {
             "NUM_SECONDARIES=3, SECONDARY_DELAYS=0,500,2000, MASTER_PORT=9000",
             "  secondary3:\n",
             "      DELAY_MS: \"2000\"\n",
+            "      MASTER_URL: \"http://master:8000\"\n",
             "      - \"9003:8001\"\n",
             "      - \"9000:8000\"\n",
             "SECONDARIES: \"http://secondary1:8001,http://secondary2:8001,http://secondary3:8001\"",

@@ -31,6 +31,7 @@ pub mod command;
 pub mod components;
 pub mod compose;
 pub mod config;
+pub(crate) mod console;
 pub mod elected;
 pub mod election;
 pub mod metrics;

@@ -50,3 +50,17 @@ pub(crate) async fn fetch(url: &str, timeout: Duration) -> Result<(u16, Bytes), 
     };
     tokio::time::timeout(timeout, attempt).await.map_err(|_| ProbeError::Timeout(timeout))?
 }
+
+/// Runs `futures` concurrently and returns their outputs in order.
+pub(crate) async fn join_all<F>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let tasks: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut outputs = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        outputs.push(task.await.expect("a probe does not panic"));
+    }
+    outputs
+}

@@ -32,15 +32,19 @@ pub struct Seat {
     forward: Option<Forward>,
 }
 
-/// Where an elected node sends the writes it cannot take (the master the election names), and
-/// what it shows of the election.
+/// The master a node that is not one knows: where an elected node sends the writes it cannot
+/// take (the master the election names) and what it shows of the election; for a secondary by
+/// configuration, the master it was told of (`MASTER_URL`), which only the console writes
+/// through (such a secondary answers writes to `/messages` itself, `405`, as ever).
 struct Forward {
     master: RwLock<Option<Master>>,
     client: Client<HttpConnector, Full<Bytes>>,
-    about: ElectionAbout,
+    /// `None` for a secondary by configuration.
+    election: Option<ElectionAbout>,
 }
 
-/// The master an elected node follows (or is).
+/// The master an elected node follows (or is), or the one a secondary by configuration was
+/// told of (its epoch then 0: that master's own `/health` has it).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Master {
     /// Its member name.
@@ -64,16 +68,20 @@ pub struct ElectionAbout {
 }
 
 impl Seat {
-    /// A seat with `node` in it, for good.
+    /// A seat with `node` in it, for good; a secondary with a `master_url` knows its master.
     pub fn new(node: Arc<Node>) -> Self {
-        Self { node: RwLock::new(node), forward: None }
+        let forward = node.config().master_url.clone().map(|url| {
+            let master = Master { name: "master".to_owned(), url, epoch: 0 };
+            Forward { master: RwLock::new(Some(master)), client: http_client(), election: None }
+        });
+        Self { node: RwLock::new(node), forward }
     }
 
     /// A seat of an elected cluster: while its node is not master, writes (`POST /messages`)
     /// go to the master (`follow_master`), or get `503` while there is none.
     pub fn elected(node: Arc<Node>, about: ElectionAbout) -> Self {
-        let client = Client::builder(TokioExecutor::new()).build_http();
-        let forward = Forward { master: RwLock::new(None), client, about };
+        let forward =
+            Forward { master: RwLock::new(None), client: http_client(), election: Some(about) };
         Self { node: RwLock::new(node), forward: Some(forward) }
     }
 
@@ -95,9 +103,21 @@ impl Seat {
         }
     }
 
+    /// The master this node follows, when it is not master and knows one: the election's, or
+    /// the one it was configured with.
+    pub(crate) fn master(&self) -> Option<Master> {
+        let forward = self.forward.as_ref()?;
+        forward.master.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    /// What this node knows of its election, if it is elected.
+    pub(crate) fn election(&self) -> Option<&ElectionAbout> {
+        self.forward.as_ref()?.election.as_ref()
+    }
+
     /// Whether `request` to `node` is a write this seat forwards instead of serving.
     pub(crate) fn forwards(&self, node: &Node, request: &http::request::Parts) -> bool {
-        self.forward.is_some()
+        self.election().is_some()
             && node.role() != Role::Master
             && request.method == http::Method::POST
             && request.uri.path() == "/messages"
@@ -152,7 +172,7 @@ impl Seat {
 impl Seat {
     /// Whether `request` asks for the node's health, which an elected seat adds to.
     pub(crate) fn annotates(&self, request: &http::request::Parts) -> bool {
-        self.forward.is_some()
+        self.election().is_some()
             && request.method == http::Method::GET
             && request.uri.path() == "/health"
     }
@@ -162,6 +182,7 @@ impl Seat {
     /// how long its lease lets it act. Any other answer passes as it is.
     pub(crate) async fn annotate(&self, node: &Node, response: Response) -> Response {
         let Some(forward) = &self.forward else { return response };
+        let Some(about) = &forward.election else { return response };
         let (parts, body) = response.into_parts();
         let json = parts
             .headers
@@ -177,11 +198,11 @@ impl Seat {
         let master = forward.master.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
         let lease_ms_left = node.state().sequencer().and_then(|s| s.lease_left(Instant::now()));
         health["election"] = serde_json::json!({
-            "cluster": forward.about.cluster,
-            "member": forward.about.member,
+            "cluster": about.cluster,
+            "member": about.member,
             "master": master,
             "lease_ms_left": lease_ms_left.map(|left| left.as_millis() as u64),
-            "members": forward.about.members.iter()
+            "members": about.members.iter()
                 .map(|(name, url)| serde_json::json!({ "name": name, "url": url }))
                 .collect::<Vec<_>>(),
         });
@@ -189,6 +210,11 @@ impl Seat {
         parts.headers.remove(http::header::CONTENT_LENGTH);
         hyper::Response::from_parts(parts, whole_body(health.to_string().into()))
     }
+}
+
+/// The client writes are forwarded with.
+fn http_client() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build_http()
 }
 
 /// `bytes` as a response body in one piece.

@@ -87,7 +87,7 @@ pub(crate) async fn status(master: &str, timeout: Duration) -> (String, Verdict)
         version: text(&health["component"]["version"]),
     }];
     let secondaries = health["secondaries"].as_array().cloned().unwrap_or_default();
-    let own = join_all(secondaries.iter().map(|s| {
+    let own = probe::join_all(secondaries.iter().map(|s| {
         let url = s["url"].as_str().unwrap_or_default().trim_end_matches('/').to_owned();
         async move { get_health(&url, timeout).await }
     }))
@@ -140,20 +140,6 @@ fn election_line(election: &Value) -> Option<String> {
         election["cluster"].as_str().unwrap_or("?"),
         members.join(", ")
     ))
-}
-
-/// Runs `futures` concurrently and returns their outputs in order.
-async fn join_all<F>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
-where
-    F: Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    let tasks: Vec<_> = futures.map(tokio::spawn).collect();
-    let mut outputs = Vec::with_capacity(tasks.len());
-    for task in tasks {
-        outputs.push(task.await.expect("a status request does not panic"));
-    }
-    outputs
 }
 
 /// `GET {base}/health` as JSON.

@@ -8,6 +8,7 @@
 //!   it, writers that follow the master, and the check that nothing acknowledged was lost;
 //! - `docker`: a Compose project of the test's own, the static host its image holds;
 //! - `docker`: a Compose project of the test's own, and the images it runs;
+//! - `load`: what the benchmarks share (pinning, closed-loop writers);
 //! - `client`: HTTP to any of them; `wait`: bounded waits on conditions; `variant`: a second
 //!   build of the components, for hot swaps.
 
@@ -21,6 +22,7 @@ pub mod docker;
 pub mod elected;
 pub mod etcd;
 pub mod inproc;
+pub mod load;
 pub mod nodes;
 pub mod process;
 pub mod variant;

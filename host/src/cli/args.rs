@@ -307,6 +307,11 @@ pub(crate) struct ServeArgs {
     /// A secondary's artificial delay before acknowledging a replication, in milliseconds.
     #[arg(long, env = DELAY_MS, value_name = "MS")]
     delay_ms: Option<String>,
+    /// A secondary's master, e.g. http://master:8000: the console (GET /) served by this
+    /// secondary shows the whole cluster from that master's /health and appends through it.
+    /// Optional; without it the console shows this node alone. Elected nodes know their master.
+    #[arg(long, env = "MASTER_URL", value_name = "URL")]
+    master_url: Option<String>,
     /// The component to run [default: the role's file in --components DIR or the build output].
     #[arg(long, env = "REPLOG_COMPONENT", value_name = "PATH")]
     component: Option<PathBuf>,
@@ -435,11 +440,15 @@ impl ClusterArgs {
         let master = node("master".into(), Role::Master, topology.master_port, &master)?
             .with(SECONDARIES, urls.join(","))
             .with(SECONDARY_DELAYS, delays.join(","));
+        let master_url = format!("http://{}", SocketAddr::new(peer_host, topology.master_port));
         let mut nodes = vec![master];
         for (i, delay) in delays.iter().enumerate() {
             let name = format!("secondary{}", i + 1);
             let port = topology.secondary_port(i + 1);
-            let config = node(name, Role::Secondary, port, &secondary)?;
+            let config = NodeConfig {
+                master_url: Some(master_url.clone()),
+                ..node(name, Role::Secondary, port, &secondary)?
+            };
             nodes.push(config.with(DELAY_MS, delay));
         }
         Ok(nodes)
@@ -544,8 +553,15 @@ impl ServeArgs {
             None => PathBuf::from(DATA).join(format!("{role}-{port}")),
         })?;
         let listen = SocketAddr::new(self.bind, port);
+        let master_url = match (&self.master_url, role) {
+            (None, _) => None,
+            // A master is its own (one shell's MASTER_URL may start every node).
+            (Some(_), Role::Master) => None,
+            (Some(url), Role::Secondary) => Some(master_url(url)?),
+        };
         let mut config = NodeConfig {
             data_dir,
+            master_url,
             metrics_listen: self.metrics_addr,
             secret: self.secret.secret()?,
             ..self.node.node(name, role, listen, &component)?
@@ -575,5 +591,36 @@ impl ServeArgs {
             );
         }
         Ok(config)
+    }
+}
+
+/// `MASTER_URL` checked: an `http://` base URL with a host, given without its trailing `/`.
+fn master_url(url: &str) -> anyhow::Result<String> {
+    let base = url.trim().trim_end_matches('/');
+    let usable = base.parse::<http::Uri>().is_ok_and(|uri| {
+        uri.scheme_str() == Some("http")
+            && uri.host().is_some_and(|host| !host.is_empty())
+            && uri.path_and_query().is_none_or(|p| p.as_str().is_empty() || p.as_str() == "/")
+    });
+    if !usable {
+        bail!("MASTER_URL={url}: give the master's base URL, e.g. http://master:8000");
+    }
+    Ok(base.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::master_url;
+
+    #[test]
+    fn a_master_url_is_an_http_base_url() {
+        assert_eq!(master_url("http://master:8000/").unwrap(), "http://master:8000");
+        assert_eq!(master_url(" http://127.0.0.1:8000 ").unwrap(), "http://127.0.0.1:8000");
+        for bad in
+            ["", "master:8000", "https://master:8000", "http://master:8000/messages", "http://"]
+        {
+            let error = master_url(bad).unwrap_err().to_string();
+            assert!(error.contains("MASTER_URL"), "{bad}: {error}");
+        }
     }
 }

@@ -333,6 +333,7 @@ async fn serve_elected(runtime: Runtime, plan: ElectedPlan) -> anyhow::Result<Ex
         key = election.key(),
         "listening on http://{addr}, elected through etcd: a secondary until elected"
     );
+    tracing::info!("console: {}", crate::cluster::console_url(addr));
     let elected = Elected {
         me: Candidate { name: plan.me.name.clone(), url: plan.me.url.clone() },
         members: plan.members,

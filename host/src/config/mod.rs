@@ -92,6 +92,10 @@ pub struct NodeConfig {
     /// The epoch an election gave this node, when it is an elected master: its component
     /// opens that one (`ELECTED_EPOCH`), and its state opens no other.
     pub elected_epoch: Option<u64>,
+    /// Where a secondary by configuration finds its master (`MASTER_URL`): its console shows
+    /// the whole cluster from that master's `/health` and appends through it. Elected nodes
+    /// know their master from the election; a master needs none.
+    pub master_url: Option<String>,
     /// Where the node runs: the settings a component version declares are taken from here
     /// when they are not in `settings`, except `HOST_SECRETS` (the process environment for the
     /// `replog` command; empty unless set for nodes built through the library).
@@ -118,6 +122,7 @@ impl NodeConfig {
             max_body_bytes: None,
             edge: Edge::default(),
             key_window: crate::state::DEFAULT_KEY_WINDOW,
+            master_url: None,
             data_dir: None,
             limits: Limits::default(),
             secret: None,

@@ -29,6 +29,7 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use self::admit::{Admitted, Bounds};
 use self::budget::{BodyBudget, READ_BUFFER_BYTES, Room};
 use self::deadline::{Activity, Serving, Watched};
+use crate::console::{self, Views};
 use crate::node::{Node, Response, json_error};
 use crate::seat::Seat;
 
@@ -94,6 +95,7 @@ pub(crate) async fn serve(
     let (budget, limit) = node.body_budget();
     http.body_budget_bytes.set(i64::try_from(budget).unwrap_or(i64::MAX));
     let budget = Arc::new(BodyBudget::new(budget, limit, http.body_bytes_held.clone()));
+    let views = Arc::new(Views::default());
     loop {
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -115,11 +117,14 @@ pub(crate) async fn serve(
         let activity = Arc::new(Activity::default());
         let service = service_fn({
             let (seat, activity, budget) = (seat.clone(), activity.clone(), budget.clone());
+            let views = views.clone();
             move |request| {
                 let serving = activity.begin();
                 let (seat, node, budget) = (seat.clone(), seat.node(), budget.clone());
+                let views = views.clone();
                 async move {
-                    let answer = answer(&seat, &node, request, port, &budget).await;
+                    let shared = Shared { seat: &seat, port, budget: &budget, views: &views };
+                    let answer = answer(&shared, &node, request).await;
                     Ok::<_, Infallible>(answer.into_response(serving))
                 }
             }
@@ -146,16 +151,24 @@ pub(crate) async fn serve(
     }
 }
 
-/// One request, counted: `GET /metrics` answered by the host, the rest admitted whole, then
-/// served by the node's component (or, a write to an elected node that is not master,
-/// forwarded to the master: see `Seat`).
+/// What a listener's requests share.
+struct Shared<'a> {
+    seat: &'a Arc<Seat>,
+    port: Port,
+    budget: &'a BodyBudget,
+    views: &'a Views,
+}
+
+/// One request, counted: `GET /metrics` and the console's page and view answered by the host,
+/// the rest admitted whole, then served by the node's component (or, a write to an elected
+/// node that is not master, forwarded to the master: see `Seat`; a console's append, sent to
+/// the master's write path).
 async fn answer(
-    seat: &Seat,
+    shared: &Shared<'_>,
     node: &Node,
     request: hyper::Request<hyper::body::Incoming>,
-    port: Port,
-    budget: &BodyBudget,
 ) -> Guarded {
+    let Shared { seat, port, budget, views } = *shared;
     let started = Instant::now();
     let (method, uri) = (request.method().clone(), request.uri().clone());
     let metrics_here = match port {
@@ -168,6 +181,9 @@ async fn answer(
         let error =
             format!("{} is not served here: this address serves GET /metrics only", uri.path());
         Guarded::answer(json_error(404, &error))
+    } else if let Some(route) = console::route(uri.path()).filter(|r| console::answers_at_once(*r))
+    {
+        Guarded::answer(console::answer(route, &method, seat, views).await)
     } else {
         let bounds = Bounds {
             max_body_bytes: node.body_limit(),
@@ -176,7 +192,9 @@ async fn answer(
         match admit::admit(request, node, bounds, budget, node.client_places()).await {
             Ok(Admitted { request, place, room }) => {
                 let (parts, body) = request.into_parts();
-                let response = if seat.forwards(node, &parts) {
+                let response = if console::route(parts.uri.path()).is_some() {
+                    console::append(seat, node, http::Request::from_parts(parts, body)).await
+                } else if seat.forwards(node, &parts) {
                     seat.forward(http::Request::from_parts(parts, body)).await
                 } else if seat.annotates(&parts) {
                     let response = node.handle(http::Request::from_parts(parts, body)).await;
