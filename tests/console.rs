@@ -1,7 +1,8 @@
 //! The console (`GET /` on every node) in a real browser: Debian's chromium, headless, driven
 //! over WebDriver (chromedriver) as a person would use it: the page opened on a secondary, a
 //! message appended through its form and seen on every node's card, a secondary stopped and
-//! started again, and, with elected roles, a master killed and its successor named.
+//! started again, and, with elected roles, a new component version swapped in and a master
+//! killed and its successor named.
 //!
 //! Where chromium or chromedriver is missing the tests say SKIPPED, and fail under `CI`.
 //! A screenshot of the console is kept in `target/test-artifacts/console.png`.
@@ -16,7 +17,7 @@ use std::time::{Duration, Instant};
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{Value, json};
-use support::{elected, nodes};
+use support::{elected, nodes, variant};
 
 /// The longest a change takes to show: the page reads the cluster every second, and a reading
 /// is shared for a quarter of one (`console.js`, `console/view.rs`), and the browser draws it.
@@ -137,9 +138,22 @@ fn the_console_on_a_secondary_shows_a_write_reach_every_node_and_a_secondary_lea
 }
 
 #[test]
-fn the_console_names_the_new_master_after_a_failover() {
+fn the_console_names_a_new_component_version_and_the_new_master_after_a_failover() {
     let Some(browser) = Browser::open() else { return };
-    let Some(mut cluster) = elected::Cluster::start("console") else { return };
+    // The nodes run the components from a folder of this test's own, where a new build goes.
+    let components =
+        std::env::temp_dir().join(format!("replog-console-components-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&components);
+    std::fs::create_dir_all(&components).unwrap();
+    let files = ["replog_master.wasm", "replog_secondary.wasm"];
+    let built = PathBuf::from(env!("REPLOG_BUILT_COMPONENTS"));
+    for file in files {
+        std::fs::copy(built.join(file), components.join(file)).unwrap();
+    }
+    let variant = variant::variant_dir();
+    let Some(mut cluster) = elected::Cluster::start_from("console", Some(&components)) else {
+        return;
+    };
     let master = cluster.master(Duration::from_secs(30), None);
     let watcher = (master + 1) % cluster.members.len();
     let old = cluster.members[master].name.clone();
@@ -156,6 +170,24 @@ fn the_console_names_the_new_master_after_a_failover() {
         },
     );
 
+    // A new build of both roles, renamed into place: each node swaps it in, and says so.
+    let regular = cluster.members[master].health().unwrap()["component"]["version"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let swapped = variant::variant_version(&regular);
+    for file in files {
+        let staging = components.join(format!(".{file}.new"));
+        std::fs::copy(variant.join(file), &staging).unwrap();
+        std::fs::rename(&staging, components.join(file)).unwrap();
+    }
+    let events = || browser.text("#events");
+    let took =
+        browser.until(Duration::from_secs(30), "an event for each node's new version", |_| {
+            events().matches(&format!("runs a new component version: {swapped} ")).count() == 3
+        });
+    println!("every node's new version shown {took:?} after the files were replaced");
+
     cluster.members[master].process.take(); // SIGKILL
     let new = cluster.master(Duration::from_secs(30), Some(master));
     let new = cluster.members[new].name.clone();
@@ -171,11 +203,14 @@ fn the_console_names_the_new_master_after_a_failover() {
     let events = browser.text("#events");
     assert!(events.contains(&format!("Master is now {new}")), "{events}");
     assert!(events.contains(&format!("{new} is now master")), "{events}");
-    assert!(
-        !events.contains("new component version"),
+    assert_eq!(
+        events.matches("new component version").count(),
+        3,
         "a change of role is not a new version: {events}"
     );
     browser.screenshot("console-failover.png");
+    drop(cluster);
+    let _ = std::fs::remove_dir_all(&components);
 }
 
 /// The card of the node at `url` (or named `url`), as `Browser::cards` reads them.
