@@ -10,7 +10,7 @@
 mod support;
 
 use std::os::unix::process::CommandExt as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -246,12 +246,32 @@ impl Drop for Driver {
 
 impl Browser {
     /// A browser, or `None` (after saying SKIPPED) where chromium or chromedriver is missing.
+    /// A session that cannot be had is tried again with a fresh chromedriver, twice, each
+    /// failure shown with the driver's log (a CI run once had one connection reset while two
+    /// browsers started at once on a busy machine).
     fn open() -> Option<Self> {
         let chromium = support::tool("chromium", "chromium")?;
         let chromedriver = support::tool("chromedriver", "chromium-driver")?;
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            match Self::try_open(&chromium, &chromedriver) {
+                Ok(browser) => return Some(browser),
+                Err(failure) => {
+                    eprintln!("no browser session this time: {failure}");
+                    failures.push(failure);
+                }
+            }
+        }
+        panic!("no chromium session through chromedriver in 3 tries:\n{}", failures.join("\n"));
+    }
+
+    fn try_open(chromium: &Path, chromedriver: &Path) -> Result<Self, String> {
         let port = support::free_ports(1);
+        let log = std::env::temp_dir()
+            .join(format!("replog-chromedriver-{}-{port}.log", std::process::id()));
         let child = Command::new(chromedriver)
             .arg(format!("--port={port}"))
+            .arg(format!("--log-path={}", log.display()))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -259,12 +279,25 @@ impl Browser {
             .spawn()
             .expect("chromedriver starts");
         let driver = Driver(child);
+        let driver_log = || {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let _ = std::fs::remove_file(&log);
+            text
+        };
+        // Ready when its WebDriver status says so, not merely when its port takes connections.
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let status = format!("http://127.0.0.1:{port}/status");
         let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "chromedriver did not listen on {port}");
+        let client = support::client();
+        while !runtime
+            .block_on(client.get(&status))
+            .is_ok_and(|reply| reply.status == 200 && reply.json()["value"]["ready"] == true)
+        {
+            if Instant::now() > deadline {
+                return Err(format!("chromedriver not ready on {port}:\n{}", driver_log()));
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let mut capabilities = serde_json::Map::new();
         capabilities.insert(
             "goog:chromeOptions".to_owned(),
@@ -275,14 +308,18 @@ impl Browser {
                          "--disable-dev-shm-usage", "--window-size=1280,1100"],
             }),
         );
-        let client = runtime
-            .block_on(
-                ClientBuilder::new(HttpConnector::new())
-                    .capabilities(capabilities)
-                    .connect(&format!("http://127.0.0.1:{port}")),
-            )
-            .expect("a chromium session through chromedriver");
-        Some(Self { runtime, client: Some(client), _driver: driver })
+        let session = runtime.block_on(
+            ClientBuilder::new(HttpConnector::new())
+                .capabilities(capabilities)
+                .connect(&format!("http://127.0.0.1:{port}")),
+        );
+        match session {
+            Ok(client) => {
+                let _ = std::fs::remove_file(&log);
+                Ok(Self { runtime, client: Some(client), _driver: driver })
+            }
+            Err(e) => Err(format!("{e}; chromedriver's log:\n{}", driver_log())),
+        }
     }
 
     fn client(&self) -> &Client {
