@@ -64,3 +64,39 @@ where
     }
     outputs
 }
+
+/// A node's JSON answer to `GET path`: its value when `status` is 200, else why not (the
+/// status, and the answer's own `error` when it gives one).
+pub(crate) fn json_answer(
+    path: &str,
+    status: u16,
+    body: &[u8],
+) -> Result<serde_json::Value, String> {
+    if status != 200 {
+        let why = serde_json::from_slice::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(str::to_owned))
+            .map_or(String::new(), |error| format!(": {error}"));
+        return Err(format!("{path} answered {status}{why}"));
+    }
+    serde_json::from_slice(body).map_err(|e| format!("{path} is not JSON: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::json_answer;
+
+    #[test]
+    fn a_json_answer_is_its_value_or_why_not() {
+        assert_eq!(json_answer("/health", 200, br#"{"a":1}"#).unwrap()["a"], 1);
+        let refused = json_answer("/ready", 503, br#"{"error":"recovering"}"#).unwrap_err();
+        assert_eq!(refused, "/ready answered 503: recovering");
+        assert_eq!(
+            json_answer("/health", 502, b"bad gateway").unwrap_err(),
+            "/health answered 502"
+        );
+        assert!(
+            json_answer("/health", 200, b"<html>").unwrap_err().starts_with("/health is not JSON")
+        );
+    }
+}

@@ -146,10 +146,7 @@ fn election_line(election: &Value) -> Option<String> {
 async fn get_health(base: &str, timeout: Duration) -> Result<Value, String> {
     let (status, body) =
         probe::fetch(&format!("{base}/health"), timeout).await.map_err(|e| e.to_string())?;
-    if status != 200 {
-        return Err(format!("/health answered {status}"));
-    }
-    serde_json::from_slice(&body).map_err(|e| format!("/health is not JSON: {e}"))
+    probe::json_answer("/health", status, &body)
 }
 
 fn table(rows: &[Row]) -> String {

@@ -73,8 +73,8 @@ pub(crate) fn route(path: &str) -> Option<Route> {
     }
 }
 
-/// Whether a request of `method` to `route` is answered without a body (everything but an
-/// append, which is admitted whole first, as any write).
+/// Whether `route` is answered by the host before admission (everything but an append, which
+/// is admitted whole first, as any write).
 pub(crate) fn answers_at_once(route: Route) -> bool {
     route != Route::Append
 }

@@ -274,9 +274,9 @@ async fn get(seat: &Seat, reach: &Reach, path: &str) -> Result<Value, String> {
                 .header(http::header::HOST, node.config().listen.to_string())
                 .body(Bytes::new())
                 .expect("a GET of a fixed path is a valid request");
-            let (parts, _) = request.clone().into_parts();
+            let annotated = seat.annotates(&request.clone().into_parts().0);
             let mut response = node.handle(request).await;
-            if seat.annotates(&parts) {
+            if annotated {
                 response = seat.annotate(&node, response).await;
             }
             let status = response.status().as_u16();
@@ -288,14 +288,7 @@ async fn get(seat: &Seat, reach: &Reach, path: &str) -> Result<Value, String> {
             (status, body)
         }
     };
-    if status != 200 {
-        let why = serde_json::from_slice::<Value>(&body)
-            .ok()
-            .and_then(|v| v["error"].as_str().map(str::to_owned))
-            .unwrap_or_default();
-        return Err(format!("{path} answered {status} {why}").trim_end().to_owned());
-    }
-    serde_json::from_slice(&body).map_err(|e| format!("{path} is not JSON: {e}"))
+    probe::json_answer(path, status, &body)
 }
 
 #[cfg(test)]

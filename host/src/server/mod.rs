@@ -192,7 +192,7 @@ async fn answer(
         match admit::admit(request, node, bounds, budget, node.client_places()).await {
             Ok(Admitted { request, place, room }) => {
                 let (parts, body) = request.into_parts();
-                let response = if console::route(parts.uri.path()).is_some() {
+                let response = if console::route(parts.uri.path()) == Some(console::Route::Append) {
                     console::append(seat, node, http::Request::from_parts(parts, body)).await
                 } else if seat.forwards(node, &parts) {
                     seat.forward(http::Request::from_parts(parts, body)).await
