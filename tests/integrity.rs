@@ -296,6 +296,7 @@ fn a_stream_of_uncommitted_entries_says_which_were_replaced_and_goes_on() {
             version: log.version(),
             epoch: 1,
             truncate_after: Some(0),
+            begin: None,
             entries: replacement,
         };
         log.write(repair).await.unwrap();

@@ -39,10 +39,15 @@ impl From<Verdict> for ExitCode {
 struct Row {
     node: String,
     role: &'static str,
+    /// The log's first `seq` (past 1 once retention removed older entries).
+    first: String,
     count: String,
     lag: String,
     status: String,
     epoch: String,
+    /// Bytes of its log files, and entries retention removed.
+    disk: String,
+    removed: String,
     version: String,
 }
 
@@ -80,10 +85,13 @@ pub(crate) async fn status(master: &str, timeout: Duration) -> (String, Verdict)
     let mut rows = vec![Row {
         node: master.to_owned(),
         role: "master",
+        first: text(&health["first_seq"]),
         count: text(&health["count"]),
         lag: "-".to_owned(),
         status: text(&health["state"]),
         epoch: text(&health["epoch"]),
+        disk: bytes(&health["disk_bytes"]),
+        removed: text(&health["removed"]),
         version: text(&health["component"]["version"]),
     }];
     let secondaries = health["secondaries"].as_array().cloned().unwrap_or_default();
@@ -93,20 +101,30 @@ pub(crate) async fn status(master: &str, timeout: Duration) -> (String, Verdict)
     }))
     .await;
     for (seen, own) in secondaries.iter().zip(own) {
-        let (count, epoch, version) = match &own {
-            Ok(own) => {
-                (text(&own["count"]), text(&own["epoch"]), text(&own["component"]["version"]))
-            }
-            Err(_) => ("?".to_owned(), "?".to_owned(), "unreachable".to_owned()),
-        };
-        rows.push(Row {
+        let unknown = || "?".to_owned();
+        let row = Row {
             node: text(&seen["url"]),
             role: "secondary",
-            count,
+            first: unknown(),
+            count: unknown(),
             lag: text(&seen["lag"]),
             status: text(&seen["status"]),
-            epoch,
-            version,
+            epoch: unknown(),
+            disk: unknown(),
+            removed: unknown(),
+            version: "unreachable".to_owned(),
+        };
+        rows.push(match &own {
+            Ok(own) => Row {
+                first: text(&own["first_seq"]),
+                count: text(&own["count"]),
+                epoch: text(&own["epoch"]),
+                disk: bytes(&own["disk_bytes"]),
+                removed: text(&own["removed"]),
+                version: text(&own["component"]["version"]),
+                ..row
+            },
+            Err(_) => row,
         });
     }
     let mut out = table(&rows);
@@ -149,11 +167,38 @@ async fn get_health(base: &str, timeout: Duration) -> Result<Value, String> {
     probe::json_answer("/health", status, &body)
 }
 
+/// A size in bytes for a person: `812 B`, `4.0 KiB`, `63.9 MiB`, `1.2 GiB` (`-` when unknown).
+fn bytes(value: &Value) -> String {
+    let Some(bytes) = value.as_u64() else { return "-".to_owned() };
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut size = bytes as f64;
+    let mut unit = 0;
+    while size >= 1024.0 && unit + 1 < units.len() {
+        size /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{bytes} B") } else { format!("{size:.1} {}", units[unit]) }
+}
+
 fn table(rows: &[Row]) -> String {
-    let header = ["NODE", "ROLE", "COUNT", "LAG", "STATUS", "EPOCH", "VERSION"];
-    let cells: Vec<[&str; 7]> = rows
+    let header =
+        ["NODE", "ROLE", "FIRST", "COUNT", "LAG", "STATUS", "EPOCH", "DISK", "REMOVED", "VERSION"];
+    let cells: Vec<[&str; 10]> = rows
         .iter()
-        .map(|r| [&*r.node, r.role, &*r.count, &*r.lag, &*r.status, &*r.epoch, &*r.version])
+        .map(|r| {
+            [
+                &*r.node,
+                r.role,
+                &*r.first,
+                &*r.count,
+                &*r.lag,
+                &*r.status,
+                &*r.epoch,
+                &*r.disk,
+                &*r.removed,
+                &*r.version,
+            ]
+        })
         .collect();
     let mut widths = header.map(str::len);
     for row in &cells {
@@ -179,10 +224,13 @@ mod tests {
         let row = |node: &str, count: &str| Row {
             node: node.into(),
             role: "secondary",
+            first: "1".into(),
             count: count.into(),
             lag: "0".into(),
             status: "healthy".into(),
             epoch: "1".into(),
+            disk: bytes(&Value::from(66_977_792u64)),
+            removed: "0".into(),
             version: "0.4.0".into(),
         };
         let out = table(&[row("http://a:1", "5"), row("http://long-name:8001", "123456")]);
@@ -190,6 +238,10 @@ mod tests {
         assert_eq!(lines.len(), 3);
         let role_at = lines[0].find("ROLE").unwrap();
         assert!(lines.iter().skip(1).all(|l| l[role_at..].starts_with("secondary")), "{out}");
+        assert!(out.contains("63.9 MiB"), "{out}");
+        let sizes = [0u64, 812, 4096, 1 << 30].map(|b| bytes(&Value::from(b)));
+        assert_eq!(sizes, ["0 B", "812 B", "4.0 KiB", "1.0 GiB"]);
+        assert_eq!(bytes(&Value::Null), "-");
     }
 
     #[test]

@@ -98,6 +98,15 @@ impl Client {
         self.send(http::Method::GET, url, Bytes::new(), &[]).await
     }
 
+    /// A GET with headers of its own.
+    pub async fn get_with(
+        &self,
+        url: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Reply, ClientError> {
+        self.send(http::Method::GET, url, Bytes::new(), headers).await
+    }
+
     pub async fn post(&self, url: &str, body: impl Into<Bytes>) -> Result<Reply, ClientError> {
         self.send(http::Method::POST, url, body.into(), &[]).await
     }

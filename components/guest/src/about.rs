@@ -121,12 +121,19 @@ pub fn health(role: &'static str, fields: &impl Serialize) -> Response {
         count: u64,
         /// The commit point as this node knows it.
         committed: u64,
+        /// The first `seq` the log holds (above 1 once retention removed older entries).
+        first_seq: u64,
+        /// Bytes of the log's files (0 in memory).
+        disk_bytes: u64,
+        /// Entries retention removed since the node started.
+        removed: u64,
         #[serde(flatten)]
         fields: &'a T,
         /// Whether node-to-node requests are signed (false: started `--insecure`).
         authenticated: bool,
         component: ServingVersion,
     }
+    let disk = crate::host::log::disk();
     Response::json(
         200,
         &Health {
@@ -134,6 +141,9 @@ pub fn health(role: &'static str, fields: &impl Serialize) -> Response {
             role,
             count: crate::host::log::len(),
             committed: crate::host::log::committed(),
+            first_seq: crate::host::log::start(),
+            disk_bytes: disk.bytes,
+            removed: disk.removed,
             fields,
             authenticated: crate::auth::enabled(),
             component: serving_version(),

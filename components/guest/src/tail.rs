@@ -39,7 +39,7 @@ pub const LONGEST_TAIL: Duration = Duration::from_secs(STREAM_LIFETIME.as_secs()
 /// What a `GET /messages` asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReadQuery {
-    /// The first `seq` wanted (0 is read as 1).
+    /// The first `seq` wanted (0: the log's start, whatever retention removed).
     pub from: u64,
     /// At most this many entries in a page (streams send all there is).
     pub limit: u64,
@@ -78,7 +78,7 @@ pub fn parse_query(
             })
             .transpose()
     };
-    let mut from = number("from")?.unwrap_or(1);
+    let mut from = number("from")?.unwrap_or(0);
     let limit = number("limit")?.unwrap_or(u64::MAX);
     let wait = number("wait")?;
     let stream = accept.is_some_and(|accept| accept.contains("text/event-stream"));
@@ -99,7 +99,31 @@ pub fn parse_query(
         Some("false" | "0") => false,
         Some(other) => return Err(format!("\"committed\" must be true or false, got {other:?}")),
     };
-    Ok(ReadQuery { from: from.max(1), limit, committed, follow })
+    Ok(ReadQuery { from, limit, committed, follow })
+}
+
+/// Where a read from `from` starts on a log that starts at `start`: there (0: at the start),
+/// or, below the start, the error of the `410` (retention removed what was asked for).
+pub fn resolve_from(from: u64, start: u64) -> Result<u64, String> {
+    match from {
+        0 => Ok(start),
+        from if from < start => Err(format!(
+            "seq {from} is no longer held: retention removed the entries before seq {start}; \
+             read from {start} (or without \"from\") to go on"
+        )),
+        from => Ok(from),
+    }
+}
+
+/// The `410` for a read from below the log's start: the error, and the first `seq` held.
+fn gone(why: &str, start: u64) -> Response {
+    #[derive(serde::Serialize)]
+    struct Gone<'a> {
+        error: &'a str,
+        first_seq: u64,
+    }
+    Response::json(410, &Gone { error: why, first_seq: start })
+        .with_header("x-replog-first-seq", start.to_string())
 }
 
 /// How many entries a page from `from` holds, at most `limit`, on a log readable through
@@ -120,11 +144,19 @@ pub fn get_messages(request: &Request) -> Response {
         request.header("accept").as_deref(),
         request.header("last-event-id").as_deref(),
     );
-    match query {
-        Err(why) => Response::error(400, &why),
-        Ok(query @ ReadQuery { follow: Follow::Stream, .. }) => stream(query),
-        Ok(query @ ReadQuery { follow: Follow::Wait(wait), .. }) => long_poll(query, wait),
-        Ok(query) => page(query),
+    let mut query = match query {
+        Err(why) => return Response::error(400, &why),
+        Ok(query) => query,
+    };
+    let start = host::start();
+    query.from = match resolve_from(query.from, start) {
+        Ok(from) => from,
+        Err(why) => return gone(&why, start),
+    };
+    match query.follow {
+        Follow::Stream => stream(query),
+        Follow::Wait(wait) => long_poll(query, wait),
+        Follow::No => page(query),
     }
 }
 
@@ -240,6 +272,13 @@ impl Follower {
         out.write_all(format!("retry: 1000\n: following from seq {}\n\n", self.next).as_bytes())?;
         let mut last_sent = monotonic_clock::now();
         loop {
+            let start = host::start();
+            if self.next < start {
+                // Retention removed what comes next: the reader is told where the log starts
+                // now, and the stream ends (it cannot go on without skipping entries).
+                out.write_all(sse::gone(self.next, start).as_bytes())?;
+                return out.flush();
+            }
             if let Some(first) = self.dropped() {
                 out.write_all(sse::dropped(first).as_bytes())?;
                 self.next = first;
@@ -387,6 +426,12 @@ pub mod sse {
         )
     }
 
+    /// Retention removed the entries from `next` on, up to `start`: the stream ends; the reader
+    /// decides whether to go on from `start`.
+    pub fn gone(next: u64, start: u64) -> String {
+        format!("event: gone\ndata: {{\"next\":{next},\"first_seq\":{start}}}\n\n")
+    }
+
     /// The log no longer holds what was sent from `from` on: the stream goes on from there
     /// with what the log holds now.
     pub fn dropped(from: u64) -> String {
@@ -422,7 +467,7 @@ mod tests {
         let plain = query(&[], None, None).unwrap();
         assert_eq!(
             plain,
-            ReadQuery { from: 1, limit: u64::MAX, committed: false, follow: Follow::No }
+            ReadQuery { from: 0, limit: u64::MAX, committed: false, follow: Follow::No }
         );
         let poll = query(&[("from", "5"), ("wait", "2000")], None, None).unwrap();
         assert_eq!((poll.committed, poll.follow), (true, Follow::Wait(Duration::from_secs(2))));
@@ -442,7 +487,18 @@ mod tests {
         assert_eq!(resumed.from, 42, "Last-Event-ID wins over the URL's from");
         let plain = query(&[("from", "3")], None, Some("41")).unwrap();
         assert_eq!(plain.from, 3, "only a stream resumes by its id");
-        assert_eq!(query(&[("from", "0")], None, None).unwrap().from, 1);
+        assert_eq!(query(&[("from", "0")], None, None).unwrap().from, 0, "the start");
+    }
+
+    #[test]
+    fn a_read_starts_at_the_logs_start_and_below_it_is_told_where_that_is() {
+        assert_eq!(resolve_from(0, 1), Ok(1));
+        assert_eq!(resolve_from(0, 500), Ok(500), "no from: the start");
+        assert_eq!(resolve_from(500, 500), Ok(500));
+        assert_eq!(resolve_from(9_000, 500), Ok(9_000), "past the end waits or reads nothing");
+        let gone = resolve_from(499, 500).unwrap_err();
+        assert!(gone.contains("seq 499 is no longer held") && gone.contains("before seq 500"));
+        assert_eq!(sse::gone(7, 500), "event: gone\ndata: {\"next\":7,\"first_seq\":500}\n\n");
     }
 
     #[test]

@@ -82,6 +82,11 @@ pub struct Append {
     /// now agrees with the master's (through the last entry sent, or `prev`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commit: Option<u64>,
+    /// `prev` is the entry before the master's start (retention removed what came before): a
+    /// secondary that does not hold it drops its log and begins after it, rather than ask for
+    /// entries the master no longer has.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub begin: bool,
 }
 
 /// What a `POST /replicate` body asks for.
@@ -173,6 +178,10 @@ pub struct RecoveryBatch {
     pub epoch: u64,
     /// Its last entry: how much more there is to fetch.
     pub last: Position,
+    /// When `from` was below the replica's start (retention removed it): the entry before its
+    /// start, which the entries continue. The master begins its log after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub begin: Option<Position>,
 }
 
 const EXPECTED: &str = r#"expected {"epoch": E, "prev": {"seq": S, "epoch": E}, "entries": [{"seq": S, "epoch": E, "msg": "text"}], "end": N} or {"seq": S, "msg": "text"}"#;
@@ -185,6 +194,8 @@ struct ReplicateFields {
     entries: Option<Vec<WireEntry>>,
     end: Option<u64>,
     commit: Option<u64>,
+    #[serde(default)]
+    begin: bool,
     seq: Option<u64>,
     msg: Option<String>,
 }
@@ -229,6 +240,7 @@ pub fn parse(body: &[u8]) -> Result<Replicate, String> {
         entries,
         end: body.end,
         commit: body.commit,
+        begin: body.begin,
     }))
 }
 
@@ -266,6 +278,7 @@ mod tests {
                 entries,
                 end: Some(u64::MAX),
                 commit: Some(u64::MAX),
+                begin: true,
             };
             let body = serde_json::to_vec(&append).unwrap().len() as u64;
             assert!(body <= largest_batch(max_message), "{body} > {}", largest_batch(max_message));
@@ -285,6 +298,7 @@ mod tests {
             ],
             end: Some(6),
             commit: Some(5),
+            begin: true,
         };
         let json = serde_json::to_vec(&append).unwrap();
         assert_eq!(String::from_utf8_lossy(&json).matches("\"key\"").count(), 1, "none left out");
@@ -294,7 +308,8 @@ mod tests {
     #[test]
     fn a_probe_is_an_epoch_alone() {
         assert_eq!(parse(br#"{"epoch": 2}"#), Ok(Replicate::Probe { epoch: 2 }));
-        let probe = Append { epoch: 7, prev: None, entries: vec![], end: None, commit: None };
+        let probe =
+            Append { epoch: 7, prev: None, entries: vec![], end: None, commit: None, begin: false };
         assert_eq!(serde_json::to_string(&probe).unwrap(), r#"{"epoch":7}"#);
     }
 

@@ -127,7 +127,8 @@ fn ask_everyone(
     settings: &MasterSettings,
     epoch: u64,
 ) -> Vec<(String, Result<ReplicaLog, String>)> {
-    let probe = Append { epoch, prev: None, entries: Vec::new(), end: None, commit: None };
+    let probe =
+        Append { epoch, prev: None, entries: Vec::new(), end: None, commit: None, begin: false };
     let body = serde_json::to_vec(&probe).expect("a probe always serializes");
     let exchanges: Vec<_> = settings
         .secondaries
@@ -172,8 +173,15 @@ fn fetch(settings: &MasterSettings, url: &str, after: u64) -> Result<usize, Stri
         return Ok(0);
     };
     let (first, last) = (first.seq, (last.seq, last.epoch));
+    if let Some(begin) = entries.begin {
+        println!(
+            "{url} starts after seq {} (retention removed the rest), past this log's end at \
+             {after}: this log begins there too",
+            begin.seq
+        );
+    }
     let restored: Vec<log::Entry> = entries.entries.into_iter().map(Into::into).collect();
-    let len = sequencer::restore(&restored).map_err(|e| format!("{e:?}"))?;
+    let len = sequencer::restore(entries.begin, &restored).map_err(|e| format!("{e:?}"))?;
     println!(
         "recovered entries {first}..={} (to epoch {}) from {url}; the log holds {len}",
         last.0, last.1

@@ -76,8 +76,14 @@ struct StreamStep<'a> {
 impl StreamStep<'_> {
     /// Asks the secondary where its log stands, and finds where it agrees with ours.
     fn probe(mut self, len: u64) -> Wake {
-        let probe =
-            Append { epoch: self.epoch, prev: None, entries: Vec::new(), end: None, commit: None };
+        let probe = Append {
+            epoch: self.epoch,
+            prev: None,
+            entries: Vec::new(),
+            end: None,
+            commit: None,
+            begin: false,
+        };
         let ack = match self.exchange(&probe) {
             Ok(ack) => ack,
             Err(wake) => return wake,
@@ -104,7 +110,7 @@ impl StreamStep<'_> {
 
     /// Sends what the secondary lacks after what it acknowledged, or a heartbeat.
     fn send(self, len: u64) -> Wake {
-        let (prev, entries) = batch(self.known.acked, len);
+        let (prev, begin, entries) = batch(self.known.acked, len);
         let sent = entries.last().map_or(prev, |e| Position { seq: e.seq, epoch: e.epoch });
         let count = u32::try_from(entries.len()).unwrap_or(u32::MAX);
         let committed = log::committed();
@@ -114,6 +120,7 @@ impl StreamStep<'_> {
             entries,
             end: Some(len),
             commit: Some(committed),
+            begin,
         };
         let ack = match self.exchange(&append) {
             Ok(ack) => ack,
@@ -219,14 +226,26 @@ impl StreamStep<'_> {
 /// up to `to`, cut short once their JSON passes `BATCH_BYTES` (at least one when there are
 /// any). Only the pages that hold what is sent are read (a batch cut short leaves the rest of
 /// its last page unsent): the host names the client requests behind what a step reads in the
-/// requests it sends (`X-Request-Id`).
-fn batch(after: u64, to: u64) -> (Position, Vec<WireEntry>) {
+/// requests it sends (`X-Request-Id`). When the secondary needs entries before our start
+/// (retention removed them), the batch starts at our start instead, and says so (`begin`): the
+/// secondary is brought to our start.
+fn batch(after: u64, to: u64) -> (Position, bool, Vec<WireEntry>) {
+    let start = log::start();
+    let begin = after + 1 < start;
+    let after = if begin { start - 1 } else { after };
+    if begin {
+        eprintln!(
+            "a secondary needs entries from seq {} on, and this log starts at {start} (retention \
+             removed the rest): bringing it to seq {start}",
+            after + 1
+        );
+    }
     let prev = Position { seq: after, epoch: log::epoch_at(after).unwrap_or_default() };
     let lacking = entries(after + 1, to.saturating_sub(after));
     let entries =
         within_bytes(lacking.map(WireEntry::from), BATCH_BYTES, |entry| json_len(entry) + 1)
             .collect();
-    (prev, entries)
+    (prev, begin, entries)
 }
 
 /// The length of `value` as JSON, without building it.

@@ -48,11 +48,15 @@ pub enum Decision {
     Apply(Apply),
 }
 
-/// How the log changes: drop after `truncate_after`, then append `entries`.
+/// How the log changes: drop after `truncate_after` (or everything, to begin after `begin`),
+/// then append `entries`.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Apply {
     /// Where the log is cut first, when it holds a suffix the master does not have.
     pub truncate_after: Option<u64>,
+    /// The entry before the master's start, which this log does not hold: everything it holds
+    /// goes, and it begins after that entry (the master no longer holds what came before).
+    pub begin: Option<Position>,
     /// What is appended: the request's entries from the first this node lacks.
     pub entries: Vec<WireEntry>,
     /// Entries held already.
@@ -104,6 +108,21 @@ pub fn decide(append: &Append, local: &LocalLog) -> Decision {
     let holds_prev = prev.seq == 0
         || prev == local.last
         || held_at(prev.seq).is_some_and(|held| held.epoch == prev.epoch);
+    if !holds_prev && append.begin {
+        // The master starts after `prev` (retention removed what came before): what this log
+        // holds cannot be matched against anything the master has, so it is brought to the
+        // master's start. Whatever it held below is committed and the same as the master's
+        // was; what it held above `prev` is replaced by what the master sends.
+        return Decision::Apply(Apply {
+            begin: Some(prev),
+            entries: append.entries.clone(),
+            matched: append
+                .entries
+                .last()
+                .map_or(prev, |e| Position { seq: e.seq, epoch: e.epoch }),
+            ..Apply::default()
+        });
+    }
     if !holds_prev {
         return Decision::Mismatch;
     }
@@ -212,8 +231,27 @@ mod tests {
         decide(append, &LocalLog { epoch, last, held_from: start, held: &held })
     }
 
+    #[test]
+    fn a_log_the_master_cannot_match_below_its_start_is_brought_to_that_start() {
+        let held = [entry(1, 1, "a"), entry(2, 1, "b")];
+        let log = LocalLog { epoch: 1, last: pos(2, 1), held_from: 1, held: &held };
+        let sent = vec![entry(101, 2, "x"), entry(102, 2, "y")];
+        let mut begin = append(2, pos(100, 2), sent.clone(), 102);
+        assert_eq!(decide(&begin, &log), Decision::Mismatch, "not without the master's word");
+        begin.begin = true;
+        let Decision::Apply(apply) = decide(&begin, &log) else { panic!("applies") };
+        assert_eq!(apply.begin, Some(pos(100, 2)));
+        assert_eq!((apply.entries, apply.matched), (sent, pos(102, 2)));
+        // A log that holds the entry before the master's start goes on as usual.
+        let near = [entry(100, 2, "w")];
+        let log = LocalLog { epoch: 2, last: pos(100, 2), held_from: 100, held: &near };
+        let Decision::Apply(apply) = decide(&begin, &log) else { panic!("applies") };
+        assert_eq!(apply.begin, None);
+        assert_eq!(apply.entries.len(), 2);
+    }
+
     fn append(epoch: u64, prev: Position, entries: Vec<WireEntry>, end: u64) -> Append {
-        Append { epoch, prev: Some(prev), entries, end: Some(end), commit: None }
+        Append { epoch, prev: Some(prev), entries, end: Some(end), commit: None, begin: false }
     }
 
     #[test]

@@ -76,12 +76,20 @@ pub fn get(request: &Request) -> Response {
         (Ok(from), Ok(limit)) => (from, limit),
         (Err(bad), _) | (_, Err(bad)) => return bad,
     };
+    // Below this log's start (retention removed it), the batch starts at the start and names
+    // the entry before it, for the master to begin after it.
+    let start = log::start();
+    let begin = (from < start).then(|| wire::Position {
+        seq: start - 1,
+        epoch: log::epoch_at(start - 1).unwrap_or_default(),
+    });
+    let from = from.max(start);
     let held = entries(from, limit).map(WireEntry::from);
     let entries =
         within_bytes(held, RECOVERY_BATCH_BYTES, |entry| entry.msg.len() + ENTRY_JSON_OVERHEAD)
             .collect();
     let replica::Snapshot { epoch, last, .. } = replica::state();
-    Response::json(200, &RecoveryBatch { entries, epoch, last })
+    Response::json(200, &RecoveryBatch { entries, epoch, last, begin })
 }
 
 fn delay(settings: &SecondarySettings) {
@@ -129,9 +137,11 @@ fn apply(append: &Append, settings: &SecondarySettings) -> Response {
         let attempt = match decision {
             Decision::Fenced => return fenced(append.epoch, &now),
             // Record a newer master's epoch all the same: older ones are refused from now on.
-            Decision::Mismatch => attempt(&change(&now, append.epoch, None, Vec::new()), |after| {
-                Response::json(200, &state(settings, AckStatus::Mismatch, &after))
-            }),
+            Decision::Mismatch => {
+                attempt(&change(&now, append.epoch, None, None, Vec::new()), |after| {
+                    Response::json(200, &state(settings, AckStatus::Mismatch, &after))
+                })
+            }
             Decision::Apply(apply) => store(apply, append, &now, settings),
         };
         if let Attempt::Answered(response) = attempt {
@@ -154,9 +164,17 @@ fn store(
     let dropped = apply.truncate_after.map(|after| (after, log::read(after + 1, 1, 0), now.last));
     let entries: Vec<log::Entry> = apply.entries.into_iter().map(Into::into).collect();
     let added = entries.len() as u32;
-    attempt(&change(now, epoch, apply.truncate_after, entries), |after| {
+    attempt(&change(now, epoch, apply.truncate_after, apply.begin, entries), |after| {
         if let Some((after, first, last)) = dropped {
             report_repair(after, first.first(), last, epoch);
+        }
+        if let Some(begin) = apply.begin {
+            eprintln!(
+                "the master's log starts after seq {} (retention removed the rest), and this log \
+                 (through seq {}) does not hold that entry: it dropped what it held and begins \
+                 there too",
+                begin.seq, now.last.seq
+            );
         }
         if let Some(commit) = commit {
             replica::commit(commit);
@@ -195,7 +213,7 @@ fn single(seq: u64, epoch: Option<u64>, msg: String, settings: &SecondarySetting
                 return Response::error(409, &why);
             }
             SingleDecision::Append { entry, epoch } => {
-                attempt(&change(&now, epoch, None, vec![entry.into()]), |after| {
+                attempt(&change(&now, epoch, None, None, vec![entry.into()]), |after| {
                     single_ack(settings, &after, true)
                 })
             }
@@ -227,15 +245,17 @@ fn held(needed: Option<(u64, u32)>, now: &replica::Snapshot) -> (u64, Vec<WireEn
     }
 }
 
-/// A change to the log as it stands in `now`: record `epoch`, drop after `truncate_after`,
-/// append `entries`. It applies only while the log is still at `now`'s version.
+/// A change to the log as it stands in `now`: record `epoch`, drop after `truncate_after` (or
+/// everything, to begin after `begin`), append `entries`. It applies only while the log is
+/// still at `now`'s version.
 fn change(
     now: &replica::Snapshot,
     epoch: u64,
     truncate_after: Option<u64>,
+    begin: Option<wire::Position>,
     entries: Vec<log::Entry>,
 ) -> replica::Change {
-    replica::Change { version: now.version, epoch, truncate_after, entries }
+    replica::Change { version: now.version, epoch, truncate_after, begin, entries }
 }
 
 /// What one attempt at a change came to.

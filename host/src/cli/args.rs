@@ -113,9 +113,10 @@ pub(crate) struct TailArgs {
     /// http://127.0.0.1:8001,http://127.0.0.1:8002.
     #[arg(value_name = "URL[,URL...]", value_delimiter = ',', required = true)]
     pub(crate) urls: Vec<String>,
-    /// The first seq to print.
-    #[arg(long, default_value_t = 1)]
-    pub(crate) from: u64,
+    /// The first seq to print [default: the first the node holds: retention may have removed
+    /// older ones].
+    #[arg(long)]
+    pub(crate) from: Option<u64>,
     /// Keep printing as the log grows.
     #[arg(long, short = 'f')]
     pub(crate) follow: bool,

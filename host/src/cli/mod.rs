@@ -205,7 +205,7 @@ impl Task {
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
                 let options = client::TailOptions {
-                    from: args.from,
+                    from: args.from.unwrap_or(0),
                     follow: args.follow,
                     json: args.json,
                     committed: !args.uncommitted,

@@ -10,6 +10,7 @@ use clap::Args;
 use crate::components::ComponentFiles;
 use crate::config::{Edge, Limits, NodeConfig, Role};
 use crate::runtime::RuntimeConfig;
+use crate::state::Retention;
 
 /// What the host enforces on every node.
 #[derive(Debug, Args)]
@@ -74,7 +75,27 @@ pub(crate) struct NodeArgs {
     #[arg(long, env = "IDEMPOTENCY_KEYS", value_name = "N",
         default_value_t = crate::state::DEFAULT_KEY_WINDOW)]
     idempotency_keys: usize,
+    /// Keep at least this many bytes of log files; older segments are deleted whole, oldest
+    /// first, once committed [default: keep everything].
+    #[arg(long, env = "RETENTION_BYTES", value_name = "BYTES")]
+    retention_bytes: Option<u64>,
+    /// Keep at least this many messages; segments of older ones are deleted whole, oldest
+    /// first, once committed [default: keep everything].
+    #[arg(long, env = "RETENTION_MESSAGES", value_name = "N")]
+    retention_messages: Option<u64>,
+    /// Delete a segment once its last write is older than this, oldest first, once committed
+    /// [default: keep everything].
+    #[arg(long, env = "RETENTION_MS", value_name = "MS")]
+    retention_ms: Option<u64>,
+    /// A new log segment (the unit retention deletes) starts once the current one holds this
+    /// many bytes.
+    #[arg(long, env = "SEGMENT_BYTES", value_name = "BYTES",
+        default_value_t = crate::state::DEFAULT_SEGMENT_BYTES)]
+    segment_bytes: u64,
 }
+
+/// The smallest segment a node takes: small segments are for tests; each costs a file.
+const LEAST_SEGMENT_BYTES: u64 = 1024;
 
 /// The roles' own settings, passed to their components as they are given; the components
 /// define their defaults and rules (see the README), and a node whose component refuses its
@@ -195,6 +216,24 @@ impl NodeArgs {
         })
     }
 
+    fn retention(&self) -> anyhow::Result<Retention> {
+        if self.segment_bytes < LEAST_SEGMENT_BYTES {
+            bail!(
+                "SEGMENT_BYTES must be at least {LEAST_SEGMENT_BYTES}, got {}",
+                self.segment_bytes
+            );
+        }
+        if self.retention_ms == Some(0) {
+            bail!("RETENTION_MS must be at least 1 (leave it unset to keep everything)");
+        }
+        Ok(Retention {
+            bytes: self.retention_bytes,
+            messages: self.retention_messages,
+            age: self.retention_ms.map(Duration::from_millis),
+            segment_bytes: self.segment_bytes,
+        })
+    }
+
     fn edge(&self) -> anyhow::Result<Edge> {
         let ms = |name: &str, ms: u64| {
             if ms == 0 {
@@ -227,6 +266,7 @@ impl NodeArgs {
             max_body_bytes: self.max_body_bytes,
             edge: self.edge()?,
             key_window: self.idempotency_keys,
+            retention: self.retention()?,
             limits: self.limits()?,
             environment: process_environment(),
             component_candidates: component.candidates.clone(),

@@ -15,6 +15,7 @@ use super::{Ended, Outcome};
 /// What `replog tail` prints, and how.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct TailOptions {
+    /// The first `seq` to print (0: the first the node holds).
     pub(crate) from: u64,
     pub(crate) follow: bool,
     /// JSON lines (`{"seq":N,"msg":"..."}`) instead of messages alone.
@@ -36,6 +37,12 @@ struct Page {
     next: u64,
 }
 
+/// A node's `410`: retention removed what was asked for.
+#[derive(Deserialize)]
+struct Gone {
+    first_seq: u64,
+}
+
 #[derive(Serialize)]
 struct Line<'a> {
     seq: u64,
@@ -50,8 +57,11 @@ pub(crate) async fn tail(
 ) -> Outcome<()> {
     let mut connections: Vec<Connection> = nodes.into_iter().map(Connection::new).collect();
     let mut at = 0;
-    let mut next = options.from.max(1);
+    let mut next = options.from;
     let mut failed_in_a_row = 0;
+    // Nodes in a row that no longer hold `next`, and the latest start among them.
+    let mut gone_in_a_row = 0;
+    let mut gone_start = 0;
     let mut pause = Duration::from_millis(100);
     loop {
         let connection = &mut connections[at];
@@ -70,9 +80,11 @@ pub(crate) async fn tail(
                 match serde_json::from_slice::<Page>(&answer.body) {
                     Ok(page) => {
                         failed_in_a_row = 0;
+                        gone_in_a_row = 0;
                         pause = Duration::from_millis(100);
                         let caught_up = page.messages.is_empty();
-                        print_page(out, next, &page.messages, options.json)?;
+                        let first = page.next - page.messages.len() as u64;
+                        print_page(out, first, &page.messages, options.json)?;
                         next = page.next.max(next);
                         if caught_up && !options.follow {
                             return Ok(());
@@ -85,6 +97,22 @@ pub(crate) async fn tail(
             // A request the node refuses as such is refused by every node: say so and stop.
             Ok(answer) if answer.status == 400 => {
                 return Err(format!("{url} refused the read: {}", error_text(&answer.body)).into());
+            }
+            // Retention removed it here; another node may keep more. Once none holds it, say so
+            // plainly and stop: going on from the start would skip entries unseen.
+            Ok(answer) if answer.status == 410 => {
+                let start = serde_json::from_slice::<Gone>(&answer.body).map_or(0, |g| g.first_seq);
+                gone_start = gone_start.max(start);
+                gone_in_a_row += 1;
+                if gone_in_a_row >= connections.len() {
+                    return Err(format!(
+                        "seq {next} is no longer held by any node: retention removed it (the log \
+                         starts at seq {gone_start} on {url}); run again with --from {gone_start} \
+                         to go on from there"
+                    )
+                    .into());
+                }
+                format!("no longer holds seq {next} (it starts at {start})")
             }
             Ok(answer) => format!("answered {}: {}", answer.status, error_text(&answer.body)),
             Err(e) => e.to_string(),

@@ -83,6 +83,9 @@ pub struct NodeConfig {
     pub edge: Edge,
     /// How many idempotency keys the log remembers.
     pub key_window: usize,
+    /// How much of its log the node keeps on disk (`RETENTION_*`, `SEGMENT_BYTES`): all of it
+    /// by default.
+    pub retention: crate::state::Retention,
     /// Where the node keeps its log; in memory only when `None`.
     pub data_dir: Option<PathBuf>,
     /// What one request may use: CPU, memory.
@@ -122,6 +125,7 @@ impl NodeConfig {
             max_body_bytes: None,
             edge: Edge::default(),
             key_window: crate::state::DEFAULT_KEY_WINDOW,
+            retention: crate::state::Retention::default(),
             master_url: None,
             data_dir: None,
             limits: Limits::default(),

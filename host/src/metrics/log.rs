@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntGauge, Opts, Registry};
 
 use super::{COUNTS, SECONDS};
 
@@ -17,6 +17,10 @@ pub struct LogMetrics {
     replays: IntCounter,
     sync: Histogram,
     batch: Histogram,
+    removed: IntCounter,
+    removed_segments: IntCounter,
+    disk_bytes: IntGauge,
+    segments: IntGauge,
 }
 
 impl Default for LogMetrics {
@@ -28,7 +32,23 @@ impl Default for LogMetrics {
             Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))
                 .expect("constant, valid options")
         };
+        let gauge = |name: &str, help: &str| {
+            IntGauge::with_opts(Opts::new(name, help)).expect("constant, valid options")
+        };
         Self {
+            removed: counter(
+                "replog_log_retention_removed_entries_total",
+                "Entries retention removed from the start of the log (RETENTION_*).",
+            ),
+            removed_segments: counter(
+                "replog_log_retention_removed_segments_total",
+                "Segment files retention deleted, those the log no longer reached included.",
+            ),
+            disk_bytes: gauge(
+                "replog_log_disk_bytes",
+                "Bytes of the log's segment files (logs on disk only).",
+            ),
+            segments: gauge("replog_log_segments", "The log's segment files (logs on disk only)."),
             appended: counter(
                 "replog_log_appended_entries_total",
                 "Entries added to the log: numbered by this master, or received from one.",
@@ -61,7 +81,17 @@ impl Default for LogMetrics {
 
 impl LogMetrics {
     pub(super) fn register(&self, registry: &Registry) {
-        for metric in [&self.appended, &self.truncations, &self.truncated, &self.replays] {
+        for metric in [
+            &self.appended,
+            &self.truncations,
+            &self.truncated,
+            &self.replays,
+            &self.removed,
+            &self.removed_segments,
+        ] {
+            super::register(registry, Ok(metric.clone()));
+        }
+        for metric in [&self.disk_bytes, &self.segments] {
             super::register(registry, Ok(metric.clone()));
         }
         for metric in [&self.sync, &self.batch] {
@@ -83,6 +113,28 @@ impl LogMetrics {
     /// One write recognised by its idempotency key: answered, nothing appended.
     pub fn replayed(&self) {
         self.replays.inc();
+    }
+
+    /// Retention deleted a segment, and with it `entries` from the log's start.
+    pub(crate) fn removed(&self, entries: u64) {
+        self.removed.inc_by(entries);
+        self.removed_segments.inc();
+    }
+
+    /// Entries retention removed so far.
+    pub(crate) fn removed_entries(&self) -> u64 {
+        self.removed.get()
+    }
+
+    /// The segment files now: how many, and their bytes.
+    pub(crate) fn on_disk(&self, segments: usize, bytes: u64) {
+        self.segments.set(i64::try_from(segments).unwrap_or(i64::MAX));
+        self.disk_bytes.set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+
+    /// Bytes of the log's segment files (0 in memory).
+    pub(crate) fn disk_bytes(&self) -> u64 {
+        u64::try_from(self.disk_bytes.get()).unwrap_or_default()
     }
 
     /// One group commit of `records` that took `took` to be durable.

@@ -54,6 +54,8 @@ pub struct Reading {
     pub node: String,
     /// Entries in the log (its last seq).
     pub log_entries: u64,
+    /// The log's first seq (past 1 once retention removed older entries).
+    pub log_first_seq: u64,
     /// The commit point as this node knows it.
     pub log_committed: u64,
     /// Tails (long-polls and event streams) being served.
@@ -103,6 +105,7 @@ pub struct StateSet {
 struct Levels {
     node_info: IntGaugeVec,
     log_entries: IntGauge,
+    log_first_seq: IntGauge,
     log_committed: IntGauge,
     tails: IntGauge,
     rendered_bytes: IntGauge,
@@ -155,6 +158,11 @@ impl Levels {
                 registry,
                 "replog_log_entries",
                 "Entries in the log (its last seq).",
+            ),
+            log_first_seq: gauge(
+                registry,
+                "replog_log_first_seq",
+                "The first seq the log holds: past 1 once retention removed older entries.",
             ),
             log_committed: gauge(
                 registry,
@@ -215,6 +223,7 @@ impl Levels {
         self.node_info.reset();
         self.node_info.with_label_values(&[r.node.as_str(), r.role]).set(1);
         self.log_entries.set(clamp(r.log_entries));
+        self.log_first_seq.set(clamp(r.log_first_seq));
         self.log_committed.set(clamp(r.log_committed));
         self.tails.set(clamp(r.tails));
         self.rendered_bytes.set(clamp(r.rendered_bytes));
@@ -292,6 +301,7 @@ mod tests {
             role: "master",
             node: "master".into(),
             log_entries: 10,
+            log_first_seq: 1,
             log_committed: 9,
             tails: 3,
             rendered_bytes: 300,

@@ -82,8 +82,14 @@ impl Node {
         component: CompiledComponent,
     ) -> Result<Self, NodeError> {
         let kind = config.role.state_kind();
-        let state =
-            state::open(kind, config.data_dir.clone(), &config.name, config.key_window).await?;
+        let state = state::open(
+            kind,
+            config.data_dir.clone(),
+            &config.name,
+            config.key_window,
+            config.retention,
+        )
+        .await?;
         Self::over(runtime, config, component, state).await
     }
 
@@ -370,6 +376,7 @@ impl Node {
             role: self.role().name(),
             node: self.name().to_owned(),
             log_entries: state.log().len(),
+            log_first_seq: state.log().start(),
             log_committed: state.log().committed(),
             tails: self.core.base.tails.in_use() as u64,
             rendered_bytes: state.log().rendered_bytes() as u64,

@@ -14,7 +14,6 @@ pub(crate) trait Disk: Send + Sync + 'static {
     /// The names of the files in `dir`.
     fn file_names(&self, dir: &Path) -> io::Result<Vec<String>>;
     fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
-    fn exists(&self, path: &Path) -> bool;
     /// A new file, to append to; its name is durable only once its folder is synced.
     fn create_new(&self, path: &Path) -> io::Result<Box<dyn DiskFile>>;
     fn open_append(&self, path: &Path) -> io::Result<Box<dyn DiskFile>>;
@@ -23,6 +22,8 @@ pub(crate) trait Disk: Send + Sync + 'static {
     /// Cuts the file at `path` to `len` bytes, durably.
     fn truncate(&self, path: &Path, len: u64) -> io::Result<()>;
     fn remove(&self, path: &Path) -> io::Result<()>;
+    /// When the file at `path` was last written to.
+    fn modified(&self, path: &Path) -> io::Result<std::time::SystemTime>;
 }
 
 /// A file open for appending.
@@ -53,10 +54,6 @@ impl Disk for Os {
         std::fs::read(path)
     }
 
-    fn exists(&self, path: &Path) -> bool {
-        path.exists()
-    }
-
     fn create_new(&self, path: &Path) -> io::Result<Box<dyn DiskFile>> {
         Ok(Box::new(OpenOptions::new().create_new(true).append(true).open(path)?))
     }
@@ -77,6 +74,10 @@ impl Disk for Os {
 
     fn remove(&self, path: &Path) -> io::Result<()> {
         std::fs::remove_file(path)
+    }
+
+    fn modified(&self, path: &Path) -> io::Result<std::time::SystemTime> {
+        std::fs::metadata(path)?.modified()
     }
 }
 
@@ -207,10 +208,6 @@ mod simulated {
             Ok(file.written.clone())
         }
 
-        fn exists(&self, path: &Path) -> bool {
-            self.lock().is_ok_and(|state| state.files.contains_key(path))
-        }
-
         fn create_new(&self, path: &Path) -> io::Result<Box<dyn DiskFile>> {
             let mut state = self.lock()?;
             if state.files.contains_key(path) {
@@ -249,6 +246,12 @@ mod simulated {
         fn remove(&self, path: &Path) -> io::Result<()> {
             let mut state = self.lock()?;
             state.files.remove(path).map(drop).ok_or(io::ErrorKind::NotFound.into())
+        }
+
+        fn modified(&self, path: &Path) -> io::Result<std::time::SystemTime> {
+            // The simulation keeps no clock: a file read back counts as written just now.
+            self.lock()?.files.get(path).ok_or(io::ErrorKind::NotFound)?;
+            Ok(std::time::SystemTime::now())
         }
     }
 

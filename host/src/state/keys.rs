@@ -80,6 +80,18 @@ impl Keys {
         }
     }
 
+    /// Forgets the keys of entries through `seq` (retention removed them): a retry of one of
+    /// those writes is a new write.
+    pub(crate) fn forget_through(&mut self, seq: u64) {
+        while self.order.front().is_some_and(|(_, at)| *at <= seq) {
+            if let Some((key, at)) = self.order.pop_front()
+                && self.written.get(&key).is_some_and(|(written, _)| *written == at)
+            {
+                self.written.remove(&key);
+            }
+        }
+    }
+
     #[cfg(test)]
     fn len(&self) -> usize {
         self.written.len()
@@ -112,6 +124,9 @@ mod tests {
         keys.forget_after(2);
         assert_eq!((keys.check("c", "m"), keys.check("d", "m")), (Seen::New, Seen::New));
         assert_eq!(keys.check("b", "m"), Seen::Same(2));
+        keys.insert("e", 3, "m");
+        keys.forget_through(2);
+        assert_eq!((keys.check("b", "m"), keys.check("e", "m")), (Seen::New, Seen::Same(3)));
         assert_eq!(Keys::new(0).check("x", "m"), Seen::New);
     }
 }

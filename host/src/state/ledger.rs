@@ -4,6 +4,7 @@ use std::path::Path;
 
 use super::lock::DirLock;
 use super::log::Log;
+use super::retention::Retention;
 use super::segments::{Replay, StorageError};
 
 /// The log a node keeps whatever its role, with the claim on the directory it lives in: what
@@ -22,14 +23,16 @@ impl Ledger {
     }
 
     /// The log kept in `dir`, which it locks first (one process per directory), under
-    /// `dir/log`. Reads back what is there.
+    /// `dir/log`, keeping what `retention` says. Reads back what is there.
     pub(crate) fn open_dir(
         dir: &Path,
         node: &str,
         key_window: usize,
+        retention: Retention,
     ) -> Result<(Self, Replay), StorageError> {
         let lock = DirLock::acquire(dir)?;
-        let (log, replayed) = Log::open(&dir.join("log"), node, key_window)?;
+        let disk = std::sync::Arc::new(super::disk::Os);
+        let (log, replayed) = Log::open_on(disk, &dir.join("log"), node, key_window, retention)?;
         Ok((Self { log, _lock: Some(lock) }, replayed))
     }
 }

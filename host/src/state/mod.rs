@@ -1,8 +1,9 @@
 //! What a node keeps between requests, and every rule the host enforces on it, by role.
 //!
 //! - The log every role keeps (`log`, on `segments` through `disk`, `durable` for group
-//!   commit; `keys` for idempotency, `traces` for who appended what), and the claim on its
-//!   directory (`lock`): together a `Ledger`.
+//!   commit and, between writes, `retention`; `keys` for idempotency, `traces` for who appended
+//!   what; `failpoint` for tests of crashes), and the claim on its directory (`lock`): together
+//!   a `Ledger`.
 //! - A master's state, `sequencer`: its mode (recovering, open in an epoch, fenced), its view
 //!   of the secondaries, and the rules on appends, restores, openings and fences.
 //! - A secondary's state, `replica`: whole versioned changes, and why it refuses its master.
@@ -16,11 +17,13 @@
 mod disk;
 mod durable;
 mod entry;
+mod failpoint;
 mod keys;
 mod ledger;
 mod lock;
 mod log;
 mod replica;
+mod retention;
 mod role;
 mod segments;
 mod sequencer;
@@ -32,8 +35,9 @@ pub use self::ledger::Ledger;
 pub use self::log::{Appended, Change, Log, LogError, Position, Run, Snapshot};
 pub(crate) use self::log::{CLAIM_FOR, Renders, Rendition, TextPage};
 pub use self::replica::{Replica, ReplicaStanding};
+pub use self::retention::Retention;
 pub use self::role::{RoleKind, RoleState};
-pub use self::segments::{Replay, StorageError};
+pub use self::segments::{DEFAULT_SEGMENT_BYTES, Replay, StorageError};
 pub use self::sequencer::{Contact, Mode, PeerRecord, PeerStatus, Peers, Sequencer};
 
 use std::path::PathBuf;
@@ -96,18 +100,20 @@ impl NodeState {
 }
 
 /// The state of node `name`: read back from `dir` (off the async threads; it takes a while
-/// for a long log), or new in memory without one. Says in the log what it found.
+/// for a long log) and kept as `retention` says, or new in memory without one (retention is
+/// by segments: a log in memory keeps everything). Says in the log what it found.
 pub(crate) async fn open(
     kind: RoleKind,
     dir: Option<PathBuf>,
     name: &str,
     key_window: usize,
+    retention: Retention,
 ) -> Result<NodeState, StorageError> {
     let Some(dir) = dir else { return Ok(NodeState::in_memory(kind, key_window)) };
     let started = Instant::now();
     let opening = {
         let (dir, name) = (dir.clone(), name.to_owned());
-        move || Ledger::open_dir(&dir, &name, key_window)
+        move || Ledger::open_dir(&dir, &name, key_window, retention)
     };
     let (ledger, replayed) = tokio::task::spawn_blocking(opening)
         .await
@@ -124,7 +130,8 @@ pub(crate) async fn open(
     tracing::info!(
         node = %name,
         dir = %dir.display(),
-        messages = ledger.log.len(),
+        start = ledger.log.start(),
+        last = ledger.log.len(),
         ms = started.elapsed().as_millis() as u64,
         "log read back"
     );

@@ -97,8 +97,13 @@ mod tests {
     #[tokio::test]
     async fn a_change_decided_on_an_older_version_is_refused_whole() {
         let replica = Replica::new(Arc::new(Ledger::in_memory(16)));
-        let first =
-            Change { version: 0, epoch: 1, truncate_after: None, entries: vec![entry(1, 1)] };
+        let first = Change {
+            version: 0,
+            epoch: 1,
+            truncate_after: None,
+            begin: None,
+            entries: vec![entry(1, 1)],
+        };
         let standing = replica.write(first.clone()).await.unwrap();
         assert_eq!((standing.log.epoch, standing.log.last.seq), (1, 1));
         assert_eq!(replica.write(first).await, Err(LogError::Moved(standing.log.version)));
@@ -106,6 +111,7 @@ mod tests {
             version: standing.log.version,
             epoch: 1,
             truncate_after: None,
+            begin: None,
             entries: vec![entry(3, 1)],
         };
         assert!(matches!(replica.write(broken).await, Err(LogError::Invalid(_))), "a gap");

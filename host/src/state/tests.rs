@@ -15,10 +15,16 @@ fn messages(log: &Log) -> Vec<String> {
 async fn a_replica_becomes_a_sequencer_and_back_over_one_log() {
     let dir = std::env::temp_dir().join(format!("replog-roles-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let (ledger, _) = Ledger::open_dir(&dir, "test", 16).unwrap();
+    let (ledger, _) =
+        Ledger::open_dir(&dir, "test", 16, crate::state::Retention::default()).unwrap();
     let replica = Replica::new(Arc::new(ledger));
-    let change =
-        Change { version: 0, epoch: 1, truncate_after: None, entries: vec![entry(1, 1, "a")] };
+    let change = Change {
+        version: 0,
+        epoch: 1,
+        truncate_after: None,
+        begin: None,
+        entries: vec![entry(1, 1, "a")],
+    };
     replica.write(change).await.unwrap();
     replica.refuse(Some("an old master".into()));
 
@@ -51,6 +57,7 @@ async fn a_replica_becomes_a_sequencer_and_back_over_one_log() {
         version: standing.log.version,
         epoch: 3,
         truncate_after: None,
+        begin: None,
         entries: vec![entry(3, 3, "c")],
     };
     replica.write(change).await.unwrap();
@@ -69,7 +76,8 @@ async fn a_replica_becomes_a_sequencer_and_back_over_one_log() {
 
     // All of it durable: the directory, read back once the node lets it go.
     drop(sequencer);
-    let (ledger, _) = Ledger::open_dir(&dir, "test", 16).unwrap();
+    let (ledger, _) =
+        Ledger::open_dir(&dir, "test", 16, crate::state::Retention::default()).unwrap();
     assert_eq!(messages(&ledger.log), ["a", "b", "c", "d"]);
     assert_eq!(ledger.log.epoch(), 4);
     drop(ledger);

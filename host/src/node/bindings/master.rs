@@ -40,10 +40,12 @@ impl sequencer::Host for NodeView<'_> {
 
     async fn restore(
         &mut self,
+        begin: Option<log::Position>,
         entries: Vec<log::Entry>,
     ) -> wasmtime::Result<Result<u64, types::LogError>> {
         let entries = entries.into_iter().map(Into::into).collect();
-        Ok(self.sequencer()?.restore(entries).await.map_err(Into::into))
+        let begin = begin.map(|log::Position { seq, epoch }| state::Position { seq, epoch });
+        Ok(self.sequencer()?.restore(begin, entries).await.map_err(Into::into))
     }
 
     async fn open(&mut self, epoch: u64) -> wasmtime::Result<Result<(), types::LogError>> {

@@ -19,12 +19,12 @@ use crate::state;
 wasmtime::component::bindgen!({
     path: "wit",
     interfaces: "
-        import replog:node/log@0.6.0;
-        import replog:node/sequencer@0.6.0;
-        import replog:node/replica@0.6.0;
-        import replog:node/peers@0.6.0;
-        import replog:node/auth@0.6.0;
-        import replog:node/host-info@0.6.0;
+        import replog:node/log@0.7.0;
+        import replog:node/sequencer@0.7.0;
+        import replog:node/replica@0.7.0;
+        import replog:node/peers@0.7.0;
+        import replog:node/auth@0.7.0;
+        import replog:node/host-info@0.7.0;
     ",
     // Writes wait for the disk (group commit) without holding up the thread. Every call logs
     // at TRACE (`RUST_LOG=replog::node::bindings=trace`), as wasmtime's WASI imports do: the
@@ -56,7 +56,7 @@ pub(crate) mod replicating {
         inline: "
             package replog:host;
             world replicating {
-                export replog:node/replicator@0.6.0;
+                export replog:node/replicator@0.7.0;
             }
         ",
         world: "replog:host/replicating",
@@ -71,7 +71,7 @@ pub(crate) mod described {
         inline: "
             package replog:host;
             world described {
-                export replog:node/about@0.6.0;
+                export replog:node/about@0.7.0;
             }
         ",
         world: "replog:host/described",
@@ -127,6 +127,15 @@ impl types::Host for NodeView<'_> {}
 impl log::Host for NodeView<'_> {
     fn len(&mut self) -> u64 {
         self.state.log().len()
+    }
+
+    fn start(&mut self) -> u64 {
+        self.state.log().start()
+    }
+
+    fn disk(&mut self) -> log::DiskUse {
+        let log = self.state.log();
+        log::DiskUse { bytes: log.disk_bytes(), removed: log.removed() }
     }
 
     fn last(&mut self) -> log::Position {

@@ -19,16 +19,28 @@ impl replica::Host for NodeView<'_> {
             _ => (0, 0),
         };
         let (epoch, truncate_after) = (change.epoch, change.truncate_after);
+        let change_begin =
+            change.begin.map(|log::Position { seq, epoch }| state::Position { seq, epoch });
         let change = state::Change {
             version: change.version,
             epoch: change.epoch,
             truncate_after: change.truncate_after,
+            begin: change_begin,
             entries: change.entries.into_iter().map(Into::into).collect(),
         };
         let standing = match self.replica()?.write(change).await {
             Ok(standing) => standing,
             Err(error) => return Ok(Err(error.into())),
         };
+        if let Some(begin) = &change_begin {
+            tracing::info!(
+                node = self.node,
+                after = begin.seq,
+                epoch = begin.epoch,
+                "brought to the master's start: the log begins after seq {}",
+                begin.seq
+            );
+        }
         if first > 0 || truncate_after.is_some() {
             let request_id = self.request_id.map(|id| &**id);
             tracing::debug!(

@@ -50,6 +50,10 @@ pub struct Change {
     pub epoch: u64,
     /// First drop every entry after this `seq`.
     pub truncate_after: Option<u64>,
+    /// Or, when the log does not hold this entry, drop everything and begin after it: a
+    /// secondary brought to its master's start, below which the master holds nothing (retention
+    /// removed it). Takes the place of `truncate_after`; nothing happens when the entry is held.
+    pub begin: Option<Position>,
     /// Then append these.
     pub entries: Vec<Entry>,
 }

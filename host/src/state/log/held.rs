@@ -3,14 +3,15 @@
 //! are planned here as records (checked), then applied once durable; a log on disk is rebuilt
 //! from the same records.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use super::change::{Change, LogError, Position, Run};
 use crate::state::entry::Entry;
 use crate::state::keys::{Keys, Seen};
-use crate::state::segments::Record;
+use crate::state::segments::{Head, Record};
 
-/// An entry as the log holds it in memory: its place is its index (`seq` is index + 1).
+/// An entry as the log holds it in memory: its place is its index (`seq` is the log's
+/// `offset` + index + 1).
 pub(super) struct StoredEntry {
     pub(super) epoch: u64,
     pub(super) key: Option<Box<str>>,
@@ -19,8 +20,15 @@ pub(super) struct StoredEntry {
 
 /// The log in memory: its entries, runs, epoch and version, and what is on its way to disk.
 pub(super) struct LogTable {
-    /// The visible log: `entries[i]` has `seq` `i + 1`.
-    pub(super) entries: Vec<StoredEntry>,
+    /// Entries before the first held: retention removed them, or the log began after them
+    /// (`Record::Begin`). Sequence numbers go on from there: they never restart.
+    pub(super) offset: u64,
+    /// The epoch of the entry at `offset` (0 when `offset` is 0), which log matching needs at
+    /// the log's start.
+    pub(super) base_epoch: u64,
+    /// The visible log: `entries[i]` has `seq` `offset + i + 1`. A ring, so that retention
+    /// takes entries from the front without moving the rest.
+    pub(super) entries: VecDeque<StoredEntry>,
     pub(super) runs: Vec<Run>,
     /// The highest epoch recorded.
     pub(super) epoch: u64,
@@ -43,7 +51,9 @@ pub(super) struct LogTable {
 impl LogTable {
     pub(super) fn new(key_window: usize) -> Self {
         Self {
-            entries: Vec::new(),
+            offset: 0,
+            base_epoch: 0,
+            entries: VecDeque::new(),
             runs: Vec::new(),
             epoch: 0,
             version: 0,
@@ -55,21 +65,41 @@ impl LogTable {
         }
     }
 
+    /// The last entry's `seq` (the log's length when nothing was removed).
     pub(super) fn len(&self) -> u64 {
-        self.entries.len() as u64
+        self.offset + self.entries.len() as u64
+    }
+
+    /// The first `seq` the log holds (or will hold, when it holds none).
+    pub(super) fn start(&self) -> u64 {
+        self.offset + 1
     }
 
     pub(super) fn last(&self) -> Position {
-        self.entries
-            .last()
-            .map_or(Position::default(), |held| Position { seq: self.len(), epoch: held.epoch })
+        Position {
+            seq: self.len(),
+            epoch: self.entries.back().map_or(self.base_epoch, |e| e.epoch),
+        }
     }
 
+    /// Where the log stands, as a new segment's head records it.
+    pub(super) fn head(&self) -> Head {
+        let last = self.last();
+        Head { epoch: self.epoch, after: last.seq, after_epoch: last.epoch }
+    }
+
+    /// The held entry at `seq`.
+    pub(super) fn get(&self, seq: u64) -> Option<&StoredEntry> {
+        let i = seq.checked_sub(self.offset + 1)?;
+        self.entries.get(usize::try_from(i).ok()?)
+    }
+
+    /// The epoch of the entry at `seq`: known from the one before the log's start on.
     pub(super) fn epoch_at(&self, seq: u64) -> Option<u64> {
-        match seq {
-            0 => Some(0),
-            _ => self.entries.get(usize::try_from(seq - 1).ok()?).map(|held| held.epoch),
+        if seq == self.offset {
+            return Some(self.base_epoch);
         }
+        self.get(seq).map(|held| held.epoch)
     }
 
     /// Adds `entry` at the end; its key is remembered (appends remember theirs earlier, when
@@ -85,16 +115,56 @@ impl LogTable {
             self.keys.insert(key, seq, &msg);
         }
         self.bytes += msg.len() as u64;
-        self.entries.push(StoredEntry { epoch, key: key.map(String::into_boxed_str), msg });
+        self.entries.push_back(StoredEntry { epoch, key: key.map(String::into_boxed_str), msg });
     }
 
     pub(super) fn truncate(&mut self, after: u64) {
-        let keep = usize::try_from(after).unwrap_or(usize::MAX);
-        let dropped: usize = self.entries.iter().skip(keep).map(|held| held.msg.len()).sum();
+        if after < self.offset {
+            // Only a replay meets this (a change below the start is refused): what was there is
+            // gone, and the log is empty where the next segment said it began.
+            tracing::warn!(after, start = self.start(), "a truncation below the log's start");
+        }
+        let keep = usize::try_from(after.saturating_sub(self.offset)).unwrap_or(usize::MAX);
+        let dropped: usize =
+            self.entries.range(keep.min(self.entries.len())..).map(|held| held.msg.len()).sum();
         self.bytes -= dropped as u64;
         self.entries.truncate(keep);
         self.runs.retain(|run| run.first <= after);
         self.keys.forget_after(after);
+    }
+
+    /// Makes the log begin after `after`, of epoch `epoch`, unless it holds that entry already:
+    /// then nothing changes. Otherwise everything it held goes (see `Record::Begin`).
+    pub(super) fn begin(&mut self, after: u64, epoch: u64) {
+        if self.epoch_at(after) == Some(epoch) {
+            return;
+        }
+        self.entries.clear();
+        self.runs.clear();
+        self.keys.forget_after(0);
+        self.bytes = 0;
+        self.offset = after;
+        self.base_epoch = epoch;
+        self.epoch = self.epoch.max(epoch);
+    }
+
+    /// Removes the entries through `through` (retention): the log starts after it. Returns
+    /// them, for the caller to free once it no longer holds the log's lock.
+    pub(super) fn remove_through(&mut self, through: u64) -> Vec<StoredEntry> {
+        let Some(base_epoch) = self.epoch_at(through).filter(|_| through > self.offset) else {
+            return Vec::new();
+        };
+        let count = through - self.offset;
+        let gone: Vec<StoredEntry> = self.entries.drain(..count as usize).collect();
+        self.bytes -= gone.iter().map(|held| held.msg.len() as u64).sum::<u64>();
+        self.offset = through;
+        self.base_epoch = base_epoch;
+        // The run that holds the new start stays, starting where it did: its epoch is what
+        // matters, and a run is only compared from its first entry held.
+        let keep_from = self.runs.iter().rposition(|run| run.first <= through + 1).unwrap_or(0);
+        self.runs.drain(..keep_from);
+        self.keys.forget_through(through);
+        gone
     }
 
     /// Applies one record that `plan` or `append` produced (so it fits).
@@ -103,6 +173,7 @@ impl LogTable {
             Record::Entry(entry) => self.push(entry),
             Record::Truncate { after } => self.truncate(after),
             Record::Epoch { epoch } => self.epoch = self.epoch.max(epoch),
+            Record::Begin { after, epoch } => self.begin(after, epoch),
         }
     }
 
@@ -110,24 +181,44 @@ impl LogTable {
     pub(super) fn plan(&self, change: Change) -> Result<Vec<Record>, LogError> {
         let invalid = |why: String| Err(LogError::Invalid(why));
         let len = self.len();
-        let base = match change.truncate_after {
-            Some(after) if after > len => {
-                return invalid(format!(
-                    "cannot drop the entries after {after}: the log ends at {len}"
-                ));
-            }
-            Some(after) => after,
-            None => len,
-        };
         let epoch = self.epoch.max(change.epoch);
-        let mut before = self.epoch_at(base).unwrap_or_default();
-        let mut records = Vec::with_capacity(change.entries.len() + 2);
+        let mut records = Vec::with_capacity(change.entries.len() + 3);
         if epoch > self.epoch {
             records.push(Record::Epoch { epoch });
         }
-        if base < len {
-            records.push(Record::Truncate { after: base });
-        }
+        let jump = change.begin.filter(|at| self.epoch_at(at.seq) != Some(at.epoch));
+        let (base, mut before) = if let Some(at) = jump {
+            if at.epoch > epoch {
+                return invalid(format!(
+                    "cannot begin after an entry of epoch {}, above the highest epoch recorded \
+                     ({epoch})",
+                    at.epoch
+                ));
+            }
+            records.push(Record::Begin { after: at.seq, epoch: at.epoch });
+            (at.seq, at.epoch)
+        } else {
+            let base = match change.truncate_after {
+                Some(after) if after > len => {
+                    return invalid(format!(
+                        "cannot drop the entries after {after}: the log ends at {len}"
+                    ));
+                }
+                Some(after) if after < self.offset => {
+                    return invalid(format!(
+                        "cannot drop the entries after {after}: the log starts at {} (retention \
+                         removed those before)",
+                        self.start()
+                    ));
+                }
+                Some(after) => after,
+                None => len,
+            };
+            if base < len {
+                records.push(Record::Truncate { after: base });
+            }
+            (base, self.epoch_at(base).unwrap_or_default())
+        };
         for (expected, entry) in (base + 1..).zip(change.entries) {
             let (seq, of) = (entry.seq, entry.epoch);
             if seq != expected {
@@ -166,7 +257,10 @@ pub(super) fn planned_after(
         Record::Truncate { after } if *after < end.seq => {
             Position { seq: *after, epoch: epoch_at(*after).unwrap_or_default() }
         }
-        Record::Truncate { .. } | Record::Epoch { .. } => end,
+        Record::Begin { after, epoch } if epoch_at(*after) != Some(*epoch) => {
+            Position { seq: *after, epoch: *epoch }
+        }
+        Record::Truncate { .. } | Record::Epoch { .. } | Record::Begin { .. } => end,
     })
 }
 
@@ -185,7 +279,7 @@ pub(super) fn replay(records: Vec<Record>, node: &str, mut inner: LogTable) -> (
                     }
                 } else if entry.seq > len {
                     ahead.insert(entry.seq, entry);
-                } else if inner.entries[(entry.seq - 1) as usize].msg != entry.msg {
+                } else if inner.get(entry.seq).is_some_and(|held| held.msg != entry.msg) {
                     tracing::warn!(
                         node,
                         seq = entry.seq,
@@ -198,6 +292,10 @@ pub(super) fn replay(records: Vec<Record>, node: &str, mut inner: LogTable) -> (
                 inner.truncate(after);
             }
             Record::Epoch { epoch } => inner.epoch = inner.epoch.max(epoch),
+            Record::Begin { after, epoch } => {
+                ahead.clear();
+                inner.begin(after, epoch);
+            }
         }
     }
     inner.epoch = inner.epoch.max(inner.last().epoch);

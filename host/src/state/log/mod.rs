@@ -12,6 +12,11 @@
 //! epochs that never decrease along the log, and no entry from an epoch above the highest one
 //! recorded. Components decide what to change; this is what keeps any decision from breaking
 //! the log.
+//!
+//! A log has a start as well as an end: retention removes committed entries from the front,
+//! whole segments at a time (`state::retention`), and a secondary brought to its master's start
+//! begins there (`Change::begin`). Sequence numbers never restart: `len` is the last `seq`,
+//! `start` the first held, and reads below the start find nothing.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
@@ -30,7 +35,8 @@ use super::disk::{Disk, Os};
 use super::durable::{Durable, Sink};
 use super::entry::Entry;
 use super::keys::Seen;
-use super::segments::{Record, Replay, Segments, StorageError};
+use super::retention::{Retention, Standing};
+use super::segments::{Head, Record, Replay, Segments, StorageError};
 use super::traces::Traces;
 
 mod change;
@@ -128,17 +134,18 @@ impl Log {
     /// is read back (a torn tail cut off), and every change from now on is on disk before it is
     /// acknowledged.
     pub fn open(dir: &Path, node: &str, key_window: usize) -> Result<(Self, Replay), StorageError> {
-        Self::open_on(Arc::new(Os), dir, node, key_window)
+        Self::open_on(Arc::new(Os), dir, node, key_window, Retention::default())
     }
 
-    /// `open`, on `disk`.
+    /// `open`, on `disk`, keeping what `retention` says.
     pub(crate) fn open_on(
         disk: Arc<dyn Disk>,
         dir: &Path,
         node: &str,
         key_window: usize,
+        retention: Retention,
     ) -> Result<(Self, Replay), StorageError> {
-        let (mut segments, mut replayed) = Segments::open(disk, dir)?;
+        let (mut segments, mut replayed) = Segments::open(disk, dir, retention.segment_bytes)?;
         let (inner, past_a_gap) =
             replay(std::mem::take(&mut replayed.records), node, LogTable::new(key_window));
         if past_a_gap > 0 {
@@ -151,17 +158,35 @@ impl Log {
                 after = inner.len(),
                 "dropped entries that waited past a gap in a log of the older format"
             );
-            segments.append(&[Record::Truncate { after: inner.len() }])?;
+            let head = inner.head();
+            segments.append(&[Record::Truncate { after: inner.len() }], || head)?;
         }
         let shared = Shared::new(inner);
         let metrics = LogMetrics::default();
-        let durable = Durable::start(segments, node, shared.clone(), metrics.clone());
+        let durable = Durable::start(segments, node, shared.clone(), metrics.clone(), retention);
         Ok((Self::new(shared, Some(durable), metrics), replayed))
     }
 
-    /// Number of entries.
+    /// The last entry's `seq`: the number of entries appended over the log's life (retention
+    /// removes from the start, and numbers never restart).
     pub fn len(&self) -> u64 {
         self.shared.read().len()
+    }
+
+    /// The first `seq` the log holds (1 unless retention removed entries, or the log began
+    /// after its master's start); past `len` when it holds none.
+    pub fn start(&self) -> u64 {
+        self.shared.read().start()
+    }
+
+    /// Entries retention removed from this log since the node started.
+    pub fn removed(&self) -> u64 {
+        self.metrics.removed_entries()
+    }
+
+    /// Bytes of the log's segment files (0 in memory).
+    pub fn disk_bytes(&self) -> u64 {
+        self.metrics.disk_bytes()
     }
 
     /// Bytes of messages held.
@@ -171,7 +196,7 @@ impl Log {
 
     /// Whether it holds no entry.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.shared.read().entries.is_empty()
     }
 
     /// The last entry's `seq` and `epoch`.
@@ -419,7 +444,7 @@ impl Log {
             match record {
                 Record::Entry(_) => added += 1,
                 Record::Truncate { after } if *after < len => self.metrics.truncated(len - after),
-                Record::Truncate { .. } | Record::Epoch { .. } => {}
+                Record::Truncate { .. } | Record::Epoch { .. } | Record::Begin { .. } => {}
             }
         }
         self.metrics.appended(added);
@@ -492,5 +517,35 @@ impl Sink for Shared {
         let mut inner = self.write();
         let entries = records.iter().filter(|r| matches!(r, Record::Entry(_))).count();
         inner.pending -= entries as u64;
+    }
+
+    fn head(&self) -> Head {
+        self.read().head()
+    }
+
+    fn standing(&self) -> Standing {
+        let inner = self.read();
+        Standing { offset: inner.offset, len: inner.len(), committed: *self.committed.borrow() }
+    }
+
+    fn retire(&self, through: u64) -> u64 {
+        let removed = {
+            let mut inner = self.write();
+            let removed = inner.remove_through(through);
+            if !removed.is_empty() {
+                self.changed(&mut inner);
+            }
+            removed
+        };
+        let count = removed.len() as u64;
+        // A segment holds hundreds of thousands of messages: they are freed after the lock, on
+        // a thread of their own, so that neither readers nor the next group commit wait.
+        if removed.len() > 1024 {
+            let freeing = std::thread::Builder::new().name("replog-log-free".into());
+            if let Err(e) = freeing.spawn(move || drop(removed)) {
+                tracing::debug!(error = %e, "freeing removed entries on this thread");
+            }
+        }
+        count
     }
 }

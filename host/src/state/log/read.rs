@@ -13,7 +13,7 @@ pub(crate) struct TextPage {
 }
 
 impl Log {
-    /// Up to `limit` entries starting at `seq` = `start` (0 is read as 1).
+    /// Up to `limit` entries starting at `seq` = `start` (0: the log's start).
     pub fn read(&self, start: u64, limit: u32) -> Vec<Entry> {
         self.read_bounded(start, limit, usize::MAX)
     }
@@ -48,7 +48,8 @@ impl Log {
     }
 }
 
-/// The entries of a page with their `seq`: up to `limit` from `start` (0 is read as 1),
+/// The entries of a page with their `seq`: up to `limit` from `start` (0: from the log's
+/// start; none when `start` is below it),
 /// stopping before the one that would take their messages past `max_bytes` (the first always
 /// comes).
 fn page(
@@ -57,13 +58,17 @@ fn page(
     limit: u32,
     max_bytes: usize,
 ) -> impl Iterator<Item = (u64, &StoredEntry)> {
-    let first = start.max(1);
-    let skip = usize::try_from(first - 1).unwrap_or(usize::MAX);
+    // Nothing below the log's start: a reader asking for what retention removed gets nothing,
+    // never the entries after it under the wrong numbers.
+    let first = if start == 0 { inner.start() } else { start };
+    let skip = match first.checked_sub(inner.start()) {
+        Some(skip) => usize::try_from(skip).unwrap_or(usize::MAX),
+        None => usize::MAX,
+    };
     let mut bytes = 0usize;
     inner
         .entries
-        .iter()
-        .skip(skip)
+        .range(skip.min(inner.entries.len())..)
         .take(limit as usize)
         .take_while(move |held| {
             let fits = bytes == 0 || bytes.saturating_add(held.msg.len()) <= max_bytes;

@@ -35,7 +35,7 @@ fn appended(seq: u64) -> Result<Appended, LogError> {
 }
 
 fn messages(log: &Log) -> Vec<String> {
-    log.read(1, u32::MAX).into_iter().map(|e| e.msg).collect()
+    log.read(0, u32::MAX).into_iter().map(|e| e.msg).collect()
 }
 
 fn dir(name: &str) -> std::path::PathBuf {
@@ -71,7 +71,8 @@ async fn a_change_raises_the_epoch_drops_a_suffix_and_appends_at_once() {
     let log = Log::in_memory(10);
     let version = log.version();
     let entries = vec![entry(1, 1, "a"), entry(2, 1, "b"), entry(3, 2, "c")];
-    let version = log.write(Change { version, epoch: 2, truncate_after: None, entries }).await;
+    let version =
+        log.write(Change { version, epoch: 2, truncate_after: None, begin: None, entries }).await;
     let version = version.unwrap();
     assert_eq!((log.epoch(), messages(&log).len()), (2, 3));
     assert_eq!(log.runs(), [Run { epoch: 1, first: 1 }, Run { epoch: 2, first: 3 }]);
@@ -80,6 +81,7 @@ async fn a_change_raises_the_epoch_drops_a_suffix_and_appends_at_once() {
         version,
         epoch: 3,
         truncate_after: Some(1),
+        begin: None,
         entries: vec![entry(2, 3, "B"), entry(3, 3, "C"), entry(4, 3, "D")],
     };
     log.write(repair).await.unwrap();
@@ -96,6 +98,7 @@ async fn changes_that_would_break_the_log_are_refused_whole() {
         version: v,
         epoch: 2,
         truncate_after: None,
+        begin: None,
         entries: vec![entry(1, 2, "a")],
     })
     .await
@@ -151,6 +154,7 @@ async fn a_durable_log_comes_back_whole_with_its_repairs_and_epoch() {
             version: log.version(),
             epoch: 4,
             truncate_after: Some(48),
+            begin: None,
             entries: vec![entry(49, 4, "new 49")],
         };
         log.write(repair).await.unwrap();
@@ -208,8 +212,13 @@ async fn a_repair_cut_short_by_a_crash_leaves_a_valid_log() {
             .await
             .unwrap();
         let new: Vec<_> = (3..=6).map(|i| entry(i, 2, "new")).collect();
-        let repair =
-            Change { version: log.version(), epoch: 2, truncate_after: Some(2), entries: new };
+        let repair = Change {
+            version: log.version(),
+            epoch: 2,
+            truncate_after: Some(2),
+            begin: None,
+            entries: new,
+        };
         log.write(repair).await.unwrap();
     }
     // The crash cut the repair's last record in half.
@@ -229,17 +238,27 @@ async fn a_repair_cut_short_by_a_crash_leaves_a_valid_log() {
 async fn entries_past_a_gap_in_an_older_log_are_dropped_for_good() {
     let dir = dir("gap");
     {
-        let (mut segments, _) =
-            Segments::open(std::sync::Arc::new(crate::state::disk::Os), &dir).unwrap();
+        let (mut segments, _) = Segments::open(
+            std::sync::Arc::new(crate::state::disk::Os),
+            &dir,
+            crate::state::DEFAULT_SEGMENT_BYTES,
+        )
+        .unwrap();
         let old = |seq: u64, msg: &str| Record::Entry(entry(seq, 0, msg));
-        segments.append(&[old(1, "a"), old(3, "early")]).unwrap();
+        segments.append(&[old(1, "a"), old(3, "early")], Default::default).unwrap();
     }
     let (log, _) = Log::open(&dir, "test", 10).unwrap();
     assert_eq!(messages(&log), ["a"]);
     let next = vec![entry(2, 1, "b"), entry(3, 1, "c")];
-    log.write(Change { version: log.version(), epoch: 1, truncate_after: None, entries: next })
-        .await
-        .unwrap();
+    log.write(Change {
+        version: log.version(),
+        epoch: 1,
+        truncate_after: None,
+        begin: None,
+        entries: next,
+    })
+    .await
+    .unwrap();
     drop(log);
     let (log, _) = Log::open(&dir, "test", 10).unwrap();
     assert_eq!(messages(&log), ["a", "b", "c"], "the early entry does not come back at 3");
@@ -273,7 +292,8 @@ async fn what_was_acknowledged_survives_power_cuts_at_any_point() {
     let (mut lost_bytes, mut torn) = (0, 0);
     for round in 0..60 {
         disk.restart();
-        let (log, replayed) = Log::open_on(Arc::new(disk.clone()), &dir, "power", 10).unwrap();
+        let (log, replayed) =
+            Log::open_on(Arc::new(disk.clone()), &dir, "power", 10, Default::default()).unwrap();
         torn += usize::from(replayed.truncated.is_some());
         let held = log.read(1, u32::MAX);
         for (seq, msg) in &acknowledged {
@@ -336,4 +356,137 @@ async fn the_commit_point_rises_within_the_log_and_falls_only_with_a_truncation(
     log.write(repair).await.unwrap();
     assert_eq!(log.committed(), 1, "lowered to the log's new end, loudly");
     assert!(moved.has_changed().unwrap());
+}
+
+fn retained(messages: Option<u64>, bytes: Option<u64>) -> crate::state::Retention {
+    crate::state::Retention { messages, bytes, age: None, segment_bytes: 1024 }
+}
+
+/// Waits (bounded) until `log` starts past 1.
+async fn until_removed(log: &Log) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while log.start() == 1 {
+        assert!(std::time::Instant::now() < deadline, "retention removed nothing in 10 s");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_removes_whole_committed_segments_and_the_start_survives_a_restart() {
+    let dir = dir("retention");
+    let disk = || Arc::new(crate::state::disk::Os);
+    let (log, _) = Log::open_on(disk(), &dir, "test", 1000, retained(Some(20), None)).unwrap();
+    for i in 1..=100u64 {
+        let msg = format!("message {i:03} {}", "x".repeat(60));
+        log.append(msg, 0, Some(format!("key-{i}"))).await.unwrap();
+    }
+    assert_eq!(log.start(), 1, "nothing is removed before it is committed");
+    log.commit(100);
+    until_removed(&log).await;
+    let (start, len) = (log.start(), log.len());
+    assert_eq!(len, 100, "numbers never restart");
+    assert!(len - start + 1 >= 20, "at least 20 messages kept, from {start}");
+    assert!(start > 60, "whole segments of about 12 messages went, up to {start}");
+    let held = log.read(0, 1000);
+    assert_eq!(held.first().map(|e| e.seq), Some(start), "a read from 0 starts at the start");
+    assert!(log.read(start - 1, 10).is_empty(), "nothing below the start");
+    for (entry, seq) in held.iter().zip(start..) {
+        assert_eq!(entry.seq, seq);
+        assert!(entry.msg.starts_with(&format!("message {seq:03} ")));
+    }
+    assert_eq!(log.epoch_at(start - 1), Some(0), "the epoch before the start is known");
+    assert_eq!(log.epoch_at(start - 2), None);
+    // A removed entry's key is forgotten with it: a retry is a new write.
+    let retry = log.append(format!("message 001 {}", "x".repeat(60)), 0, Some("key-1".into()));
+    assert_eq!(retry.await.unwrap(), Appended { seq: 101, duplicate: false });
+    let kept = format!("message 100 {}", "x".repeat(60));
+    let again = log.append(kept, 0, Some("key-100".into())).await.unwrap();
+    assert_eq!(again, Appended { seq: 100, duplicate: true }, "a kept entry's key still answers");
+    // Counted after each write's retention pass, which follows its acknowledgement.
+    let on_disk = || -> u64 {
+        std::fs::read_dir(&dir).unwrap().map(|f| f.unwrap().metadata().unwrap().len()).sum()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while log.disk_bytes() != on_disk() {
+        assert!(std::time::Instant::now() < deadline, "{} != {}", log.disk_bytes(), on_disk());
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(log.removed() >= start - 1);
+    let start = log.start(); // later writes may have removed more
+    drop(log);
+    let (log, _) = Log::open_on(disk(), &dir, "test", 1000, retained(Some(20), None)).unwrap();
+    assert_eq!((log.start(), log.len()), (start, 101), "read back from the same start");
+    assert_eq!(log.read(0, 1).first().map(|e| e.seq), Some(start));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_by_bytes_keeps_at_least_the_bytes_and_less_than_one_more_segment() {
+    let dir = dir("retention-bytes");
+    let disk = Arc::new(crate::state::disk::Os);
+    let (log, _) = Log::open_on(disk, &dir, "test", 0, retained(None, Some(4096))).unwrap();
+    for i in 1..=200u64 {
+        log.append(format!("{i:04} {}", "y".repeat(95)), 0, None).await.unwrap();
+    }
+    log.commit(200);
+    until_removed(&log).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while log.disk_bytes() >= 4096 + 1024 + 200 {
+        assert!(std::time::Instant::now() < deadline, "still {} bytes", log.disk_bytes());
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(log.disk_bytes() >= 4096, "at least the retention kept: {}", log.disk_bytes());
+    drop(log);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_brought_to_its_masters_start_drops_what_it_held_and_its_old_segments() {
+    let dir = dir("begin");
+    let disk = || Arc::new(crate::state::disk::Os);
+    let (log, _) = Log::open_on(disk(), &dir, "test", 10, retained(None, None)).unwrap();
+    for first in [1, 11, 21] {
+        let old = (first..first + 10).map(|seq| entry(seq, 1, &"o".repeat(50))).collect();
+        log.write(Change { version: log.version(), epoch: 1, entries: old, ..Change::default() })
+            .await
+            .unwrap();
+    }
+    assert!(std::fs::read_dir(&dir).unwrap().count() > 1, "several segments");
+    // Held already: nothing changes.
+    let held = Position { seq: 30, epoch: 1 };
+    log.write(Change { version: log.version(), begin: Some(held), ..Change::default() })
+        .await
+        .unwrap();
+    assert_eq!((log.start(), log.len()), (1, 30));
+    // Not held: everything goes, and the log goes on after it.
+    let begin = Position { seq: 500, epoch: 2 };
+    let next = vec![entry(501, 2, "after the start"), entry(502, 2, "and on")];
+    log.write(Change {
+        version: log.version(),
+        epoch: 2,
+        begin: Some(begin),
+        entries: next,
+        ..Change::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!((log.start(), log.len(), log.epoch_at(500)), (501, 502, Some(2)));
+    assert_eq!(messages(&log), ["after the start", "and on"]);
+    log.write(Change {
+        version: log.version(),
+        entries: vec![entry(503, 2, "x")],
+        ..Change::default()
+    })
+    .await
+    .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::fs::read_dir(&dir).unwrap().count() > 1 {
+        assert!(std::time::Instant::now() < deadline, "the old segments stay");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    drop(log);
+    let (log, _) = Log::open_on(disk(), &dir, "test", 10, retained(None, None)).unwrap();
+    assert_eq!((log.start(), log.len()), (501, 503));
+    assert_eq!(messages(&log), ["after the start", "and on", "x"]);
+    std::fs::remove_dir_all(dir).unwrap();
 }

@@ -11,7 +11,17 @@
 //!   1 entry:    seq u64, epoch u64, key length u16 (0: none), the client's key, the message
 //!   2 truncate: after u64   -- every entry after this seq is dropped
 //!   3 epoch:    epoch u64   -- the highest epoch this node has seen
+//!   4 begin:    after u64, epoch u64
+//!               -- the log holds entry `after` of `epoch`; if it does not, everything it held
+//!                  goes and it begins after that entry
 //! ```
+//!
+//! Every segment of format 3 starts with a head: an `epoch` record and a `begin` record that
+//! say where the log stood when the segment was started. Replaying from any segment with a head
+//! therefore gives the log from that point on, which is what lets retention remove whole
+//! segments from the oldest (see `state::retention`): deleting a file is atomic, so a crash
+//! leaves the old start or a newer one, never a hole. A truncation below a later segment's head
+//! marks that head unusable (`SegmentInfo::broken`), so that no removal depends on it.
 //!
 //! The log is what replaying the records in order gives: a repair is a `truncate` record
 //! followed by the entries that replace the dropped ones, so it is one append, and a crash in
@@ -31,13 +41,16 @@ use super::disk::{Disk, DiskFile};
 use super::entry::Entry;
 
 pub(crate) const MAGIC: &[u8; 8] = b"REPLOG\0\0";
-pub(crate) const FORMAT_VERSION: u32 = 2;
+pub(crate) const FORMAT_VERSION: u32 = 3;
+/// The format before segment heads (no `begin` records), still read.
+const FORMAT_V2: u32 = 2;
 /// The format before epochs, still read.
 const FORMAT_V1: u32 = 1;
 pub(crate) const HEADER_LEN: usize = 16;
 const RECORD_HEADER_LEN: usize = 8;
-/// A new segment is started once the current one holds this much.
-pub(crate) const SEGMENT_BYTES: u64 = 64 << 20;
+/// A new segment is started once the current one holds this much, unless told otherwise
+/// (`SEGMENT_BYTES`).
+pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
 /// No record is larger: messages are bounded by the nodes' request limits well below this.
 const MAX_RECORD_LEN: usize = 64 << 20;
 
@@ -78,7 +91,7 @@ pub enum StorageError {
         file: PathBuf,
     },
     /// A segment is in a format version this replog does not read.
-    #[error("{file} has format version {found}; this replog reads versions 1 and {FORMAT_VERSION}")]
+    #[error("{file} has format version {found}; this replog reads versions 1 to {FORMAT_VERSION}")]
     Version {
         /// The segment file.
         file: PathBuf,
@@ -111,6 +124,10 @@ pub(crate) enum Record {
     Truncate { after: u64 },
     /// The highest epoch seen is (at least) `epoch`.
     Epoch { epoch: u64 },
+    /// The log holds entry `after`, of `epoch`; if it does not, it drops everything and begins
+    /// after it. At a segment's head, where the log stood; elsewhere, a secondary brought to its
+    /// master's start.
+    Begin { after: u64, epoch: u64 },
 }
 
 impl Record {
@@ -121,6 +138,7 @@ impl Record {
                 RECORD_HEADER_LEN + 19 + entry.key.as_ref().map_or(0, String::len) + entry.msg.len()
             }
             Record::Truncate { .. } | Record::Epoch { .. } => RECORD_HEADER_LEN + 9,
+            Record::Begin { .. } => RECORD_HEADER_LEN + 17,
         }
     }
 }
@@ -128,6 +146,7 @@ impl Record {
 const KIND_ENTRY: u8 = 1;
 const KIND_TRUNCATE: u8 = 2;
 const KIND_EPOCH: u8 = 3;
+const KIND_BEGIN: u8 = 4;
 
 /// What was found on disk at start.
 #[derive(Debug, Default)]
@@ -139,20 +158,60 @@ pub struct Replay {
     last_version: u32,
 }
 
+/// Where the log stood when a segment was started: what its head records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Head {
+    /// The highest epoch recorded.
+    pub(crate) epoch: u64,
+    /// The last entry's `seq` and epoch.
+    pub(crate) after: u64,
+    pub(crate) after_epoch: u64,
+}
+
+/// What removing whole segments needs to know of one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SegmentInfo {
+    pub(crate) number: u64,
+    /// Its size on disk.
+    pub(crate) bytes: u64,
+    /// The last entry its head says the log held when it was started (none: a segment of an
+    /// older format): replaying from here gives the log after that entry.
+    pub(crate) head: Option<u64>,
+    /// A later truncation went below `head`: the log cannot be replayed from here.
+    pub(crate) broken: bool,
+    /// When it was last written to.
+    pub(crate) modified: std::time::SystemTime,
+}
+
+/// The segment being appended to.
+struct Current {
+    file: Box<dyn DiskFile>,
+    path: PathBuf,
+    len: u64,
+    /// Whether it holds no record but its head.
+    fresh: bool,
+}
+
 /// The segment files of one data directory, open for appending.
 pub(crate) struct Segments {
     disk: Arc<dyn Disk>,
     dir: PathBuf,
-    file: Box<dyn DiskFile>,
-    path: PathBuf,
-    number: u64,
-    len: u64,
+    /// None until the first append when there is no segment of this format to append to.
+    current: Option<Current>,
+    /// Every segment, oldest first; the last is `current`'s when there is one.
+    infos: Vec<SegmentInfo>,
+    /// A new segment is started once the current one holds this much.
+    segment_bytes: u64,
 }
 
 impl Segments {
     /// Reads every record in `dir` on `disk` (creating it if needed), cuts off a torn tail,
-    /// and opens the last segment for appending.
-    pub(crate) fn open(disk: Arc<dyn Disk>, dir: &Path) -> Result<(Self, Replay), StorageError> {
+    /// and opens the last segment for appending; new segments start past `segment_bytes`.
+    pub(crate) fn open(
+        disk: Arc<dyn Disk>,
+        dir: &Path,
+        segment_bytes: u64,
+    ) -> Result<(Self, Replay), StorageError> {
         let dir_error = |error| StorageError::Dir { dir: dir.to_owned(), error };
         disk.create_dir_all(dir).map_err(dir_error)?;
         let mut numbers = Vec::new();
@@ -163,53 +222,155 @@ impl Segments {
         }
         numbers.sort_unstable();
         let mut replayed = Replay::default();
+        let mut infos: Vec<SegmentInfo> = Vec::new();
         for (i, number) in numbers.iter().enumerate() {
             let last = i + 1 == numbers.len();
-            read_segment(&*disk, &segment_path(dir, *number), last, &mut replayed)?;
-        }
-        let number = numbers.last().copied().unwrap_or(1);
-        let segments = if !disk.exists(&segment_path(dir, number)) {
-            Self::create(disk, dir, number)?
-        } else if replayed.last_version != FORMAT_VERSION {
-            // Records of another format never go into an older segment.
-            Self::create(disk, dir, number + 1)?
-        } else {
-            let path = segment_path(dir, number);
+            let path = segment_path(dir, *number);
+            let first_record = replayed.records.len();
+            let Some(bytes) = read_segment(&*disk, &path, last, &mut replayed)? else {
+                continue; // a torn new segment, removed
+            };
             let io_error = |error| StorageError::Io { file: path.clone(), error };
-            let file = disk.open_append(&path).map_err(io_error)?;
-            let len = file.len().map_err(io_error)?;
-            Self { disk, dir: dir.to_owned(), file, path, number, len }
+            let modified = disk.modified(&path).map_err(io_error)?;
+            let records = &replayed.records[first_record..];
+            let head =
+                (replayed.last_version == FORMAT_VERSION).then(|| head_of(records)).flatten();
+            infos.push(SegmentInfo { number: *number, bytes, head, broken: false, modified });
+            mark_broken(&mut infos, records);
+        }
+        let current = match infos.last() {
+            Some(info) if replayed.last_version == FORMAT_VERSION => {
+                let path = segment_path(dir, info.number);
+                let io_error = |error| StorageError::Io { file: path.clone(), error };
+                let file = disk.open_append(&path).map_err(io_error)?;
+                let len = file.len().map_err(io_error)?;
+                Some(Current { file, path, len, fresh: false })
+            }
+            // Records of another format never go into an older segment: the first append
+            // starts a new one.
+            _ => None,
+        };
+        let segments = Self {
+            disk,
+            dir: dir.to_owned(),
+            current,
+            infos,
+            segment_bytes: segment_bytes.max(HEADER_LEN as u64 + 1),
         };
         Ok((segments, replayed))
     }
 
-    fn create(disk: Arc<dyn Disk>, dir: &Path, number: u64) -> Result<Self, StorageError> {
-        let path = segment_path(dir, number);
+    /// Starts segment `number`: its header and `head`, durable, name included.
+    fn create(&mut self, number: u64, head: Head) -> Result<(), StorageError> {
+        let path = segment_path(&self.dir, number);
         let io_error = |error| StorageError::Io { file: path.clone(), error };
-        let mut file = disk.create_new(&path).map_err(io_error)?;
-        let mut header = [0u8; HEADER_LEN];
-        header[..8].copy_from_slice(MAGIC);
-        header[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
-        file.write_all(&header).and_then(|()| file.sync_all()).map_err(io_error)?;
+        let mut file = self.disk.create_new(&path).map_err(io_error)?;
+        let mut bytes = Vec::with_capacity(HEADER_LEN + 64);
+        bytes.extend_from_slice(MAGIC);
+        bytes.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        bytes.extend_from_slice(&[0; 4]);
+        encode(&Record::Epoch { epoch: head.epoch }, &mut bytes);
+        encode(&Record::Begin { after: head.after, epoch: head.after_epoch }, &mut bytes);
+        file.write_all(&bytes).and_then(|()| file.sync_all()).map_err(io_error)?;
         // The new file's name must be durable too.
-        disk.sync_dir(dir).map_err(io_error)?;
-        Ok(Self { disk, dir: dir.to_owned(), file, path, number, len: HEADER_LEN as u64 })
+        self.disk.sync_dir(&self.dir).map_err(io_error)?;
+        let len = bytes.len() as u64;
+        self.infos.push(SegmentInfo {
+            number,
+            bytes: len,
+            head: Some(head.after),
+            broken: false,
+            modified: std::time::SystemTime::now(),
+        });
+        self.current = Some(Current { file, path, len, fresh: true });
+        Ok(())
     }
 
     /// Writes `records` and waits until they are on disk (one write, one fdatasync), starting
-    /// a new segment first when the current one is full.
-    pub(crate) fn append(&mut self, records: &[Record]) -> Result<(), StorageError> {
+    /// a new segment first when the current one is full (or there is none); `head` says where
+    /// the log stands before these records, for the new segment's head. A `begin` starts a new
+    /// segment too: if it drops the log, every segment before holds nothing the log reaches,
+    /// and goes (see `state::retention`).
+    pub(crate) fn append(
+        &mut self,
+        records: &[Record],
+        head: impl FnOnce() -> Head,
+    ) -> Result<(), StorageError> {
         let mut buf = Vec::with_capacity(records.iter().map(Record::size).sum());
         for record in records {
             encode(record, &mut buf);
         }
-        if self.len + buf.len() as u64 > SEGMENT_BYTES && self.len > HEADER_LEN as u64 {
-            *self = Self::create(self.disk.clone(), &self.dir, self.number + 1)?;
+        let full = match &self.current {
+            None => true,
+            Some(current) => {
+                let begins = records.iter().any(|r| matches!(r, Record::Begin { .. }));
+                !current.fresh && (begins || current.len + buf.len() as u64 > self.segment_bytes)
+            }
+        };
+        if full {
+            let number = self.infos.last().map_or(1, |info| info.number + 1);
+            self.create(number, head())?;
         }
-        let io_error = |error| StorageError::Io { file: self.path.clone(), error };
-        self.file.write_all(&buf).and_then(|()| self.file.sync_data()).map_err(io_error)?;
-        self.len += buf.len() as u64;
+        let current = self.current.as_mut().expect("a segment to append to was made above");
+        let io_error = |error| StorageError::Io { file: current.path.clone(), error };
+        current.file.write_all(&buf).and_then(|()| current.file.sync_data()).map_err(io_error)?;
+        current.len += buf.len() as u64;
+        current.fresh = false;
+        let info = self.infos.last_mut().expect("the current segment has its info");
+        info.bytes = current.len;
+        info.modified = std::time::SystemTime::now();
+        mark_broken(&mut self.infos, records);
         Ok(())
+    }
+
+    /// Every segment, oldest first.
+    pub(crate) fn infos(&self) -> &[SegmentInfo] {
+        &self.infos
+    }
+
+    /// Bytes of all segments.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.infos.iter().map(|info| info.bytes).sum()
+    }
+
+    /// Deletes the oldest segment (never the one being appended to). Its name is gone for good
+    /// only after `sync_dir`.
+    pub(crate) fn remove_oldest(&mut self) -> Result<(), StorageError> {
+        if self.infos.len() < 2 {
+            return Ok(());
+        }
+        let path = segment_path(&self.dir, self.infos[0].number);
+        self.disk.remove(&path).map_err(|error| StorageError::Io { file: path, error })?;
+        self.infos.remove(0);
+        Ok(())
+    }
+
+    /// Makes the names of the segments durable (after a removal).
+    pub(crate) fn sync_dir(&self) -> Result<(), StorageError> {
+        let dir = self.dir.clone();
+        self.disk.sync_dir(&self.dir).map_err(|error| StorageError::Io { file: dir, error })
+    }
+}
+
+/// The entry a segment's head says the log held last, from its first records: `epoch`
+/// records, then `begin`.
+fn head_of(records: &[Record]) -> Option<u64> {
+    match records.iter().find(|record| !matches!(record, Record::Epoch { .. })) {
+        Some(Record::Begin { after, .. }) => Some(*after),
+        _ => None,
+    }
+}
+
+/// Marks the heads that a truncation among `records` went below.
+fn mark_broken(infos: &mut [SegmentInfo], records: &[Record]) {
+    for record in records {
+        if let Record::Truncate { after } = record {
+            for info in infos.iter_mut() {
+                if info.head.is_some_and(|head| head > *after) {
+                    info.broken = true;
+                }
+            }
+        }
     }
 }
 
@@ -237,6 +398,11 @@ pub(crate) fn encode(record: &Record, buf: &mut Vec<u8>) {
         }
         Record::Epoch { epoch } => {
             buf.push(KIND_EPOCH);
+            buf.extend_from_slice(&epoch.to_le_bytes());
+        }
+        Record::Begin { after, epoch } => {
+            buf.push(KIND_BEGIN);
+            buf.extend_from_slice(&after.to_le_bytes());
             buf.extend_from_slice(&epoch.to_le_bytes());
         }
     }
@@ -280,6 +446,9 @@ fn decode(bytes: &[u8], version: u32) -> Result<(Record, usize), &'static str> {
             }
             KIND_TRUNCATE if payload.len() == 9 => Record::Truncate { after: u64_at(payload, 1)? },
             KIND_EPOCH if payload.len() == 9 => Record::Epoch { epoch: u64_at(payload, 1)? },
+            KIND_BEGIN if payload.len() == 17 && version != FORMAT_V2 => {
+                Record::Begin { after: u64_at(payload, 1)?, epoch: u64_at(payload, 9)? }
+            }
             _ => return Err("unknown record kind"),
         }
     };
@@ -295,12 +464,14 @@ fn text(bytes: &[u8]) -> Result<String, &'static str> {
     std::str::from_utf8(bytes).map(str::to_owned).map_err(|_| "message is not UTF-8")
 }
 
+/// Reads the segment at `path` into `replayed`; returns its length afterwards (none: it was a
+/// torn new segment, and is removed).
 fn read_segment(
     disk: &dyn Disk,
     path: &Path,
     last: bool,
     replayed: &mut Replay,
-) -> Result<(), StorageError> {
+) -> Result<Option<u64>, StorageError> {
     let io_error = |error| StorageError::Io { file: path.to_owned(), error };
     let bytes = disk.read(path).map_err(io_error)?;
     if bytes.len() < HEADER_LEN || &bytes[..8] != MAGIC {
@@ -309,12 +480,12 @@ fn read_segment(
         if last && bytes.len() < HEADER_LEN && MAGIC.starts_with(&bytes[..bytes.len().min(8)]) {
             truncate(disk, path, 0, bytes.len() as u64, replayed)?;
             disk.remove(path).map_err(io_error)?;
-            return Ok(());
+            return Ok(None);
         }
         return Err(StorageError::NotASegment { file: path.to_owned() });
     }
     let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
-    if version != FORMAT_VERSION && version != FORMAT_V1 {
+    if !(FORMAT_V1..=FORMAT_VERSION).contains(&version) {
         return Err(StorageError::Version { file: path.to_owned(), found: version });
     }
     replayed.last_version = version;
@@ -333,17 +504,12 @@ fn read_segment(
                         why: why.to_owned(),
                     });
                 }
-                return truncate(
-                    disk,
-                    path,
-                    offset as u64,
-                    (bytes.len() - offset) as u64,
-                    replayed,
-                );
+                truncate(disk, path, offset as u64, (bytes.len() - offset) as u64, replayed)?;
+                return Ok(Some(offset as u64));
             }
         }
     }
-    Ok(())
+    Ok(Some(bytes.len() as u64))
 }
 
 /// Whether a whole, valid record starts anywhere after `offset`: then the bad bytes at

@@ -13,6 +13,25 @@ fn record(seq: u64, msg: &str) -> Record {
     Record::Entry(Entry { seq, epoch: 1, key: None, msg: msg.to_owned() })
 }
 
+fn open(dir: &Path) -> Result<(Segments, Replay), StorageError> {
+    Segments::open(Arc::new(crate::state::disk::Os), dir, DEFAULT_SEGMENT_BYTES)
+}
+
+/// Appends `records` to a log that stood at `head` (for a new segment's head).
+fn append(segments: &mut Segments, records: &[Record]) -> Result<(), StorageError> {
+    segments.append(records, Head::default)
+}
+
+/// The records replayed, without the segments' heads of an empty log.
+fn body(replayed: &Replay) -> Vec<Record> {
+    let head =
+        |r: &Record| matches!(r, Record::Epoch { epoch: 0 } | Record::Begin { after: 0, epoch: 0 });
+    replayed.records.iter().filter(|r| !head(r)).cloned().collect()
+}
+
+/// Bytes of a segment's header and the head of an empty log.
+const EMPTY_SEGMENT: usize = HEADER_LEN + RECORD_HEADER_LEN + 9 + RECORD_HEADER_LEN + 17;
+
 fn only_segment(dir: &Path) -> PathBuf {
     segment_path(dir, 1)
 }
@@ -20,14 +39,13 @@ fn only_segment(dir: &Path) -> PathBuf {
 #[test]
 fn what_is_appended_is_replayed_in_order() {
     let dir = dir("roundtrip");
-    let (mut segments, replayed) =
-        Segments::open(std::sync::Arc::new(crate::state::disk::Os), &dir).unwrap();
+    let (mut segments, replayed) = open(&dir).unwrap();
     assert!(replayed.records.is_empty());
-    segments.append(&[record(1, "a"), record(2, "bé")]).unwrap();
-    segments.append(&[record(4, "d"), record(3, "")]).unwrap();
+    append(&mut segments, &[record(1, "a"), record(2, "bé")]).unwrap();
+    append(&mut segments, &[record(4, "d"), record(3, "")]).unwrap();
     drop(segments);
-    let (_, replayed) = Segments::open(std::sync::Arc::new(crate::state::disk::Os), &dir).unwrap();
-    assert_eq!(replayed.records, [record(1, "a"), record(2, "bé"), record(4, "d"), record(3, "")]);
+    let (_, replayed) = open(&dir).unwrap();
+    assert_eq!(body(&replayed), [record(1, "a"), record(2, "bé"), record(4, "d"), record(3, "")]);
     assert!(replayed.truncated.is_none());
     std::fs::remove_dir_all(dir).unwrap();
 }
@@ -35,8 +53,7 @@ fn what_is_appended_is_replayed_in_order() {
 #[test]
 fn truncations_and_epochs_are_records_too() {
     let dir = dir("kinds");
-    let (mut segments, _) =
-        Segments::open(std::sync::Arc::new(crate::state::disk::Os), &dir).unwrap();
+    let (mut segments, _) = open(&dir).unwrap();
     let records = [
         Record::Epoch { epoch: 3 },
         Record::Entry(Entry {
@@ -48,10 +65,10 @@ fn truncations_and_epochs_are_records_too() {
         Record::Truncate { after: 0 },
         Record::Entry(Entry { seq: 1, epoch: 4, key: None, msg: "b".into() }),
     ];
-    segments.append(&records).unwrap();
+    append(&mut segments, &records).unwrap();
     drop(segments);
-    let (_, replayed) = Segments::open(std::sync::Arc::new(crate::state::disk::Os), &dir).unwrap();
-    assert_eq!(replayed.records, records);
+    let (_, replayed) = open(&dir).unwrap();
+    assert_eq!(body(&replayed), records);
     std::fs::remove_dir_all(dir).unwrap();
 }
 
@@ -71,8 +88,7 @@ fn format_1_segments_are_read_as_epoch_0_and_never_appended_to() {
     }
     std::fs::write(segment_path(&dir, 1), &bytes).unwrap();
 
-    let (mut segments, replayed) =
-        Segments::open(std::sync::Arc::new(crate::state::disk::Os), &dir).unwrap();
+    let (mut segments, replayed) = open(&dir).unwrap();
     assert_eq!(
         replayed.records,
         [
@@ -80,38 +96,39 @@ fn format_1_segments_are_read_as_epoch_0_and_never_appended_to() {
             Record::Entry(Entry { seq: 2, epoch: 0, key: None, msg: "older format".into() }),
         ]
     );
-    assert_eq!(segments.number, 2, "new records start a segment of the current format");
-    segments.append(&[record(3, "new")]).unwrap();
+    assert!(segments.current.is_none(), "new records start a segment of the current format");
+    append(&mut segments, &[record(3, "new")]).unwrap();
     drop(segments);
     assert_eq!(std::fs::read(segment_path(&dir, 1)).unwrap(), bytes, "left as it was");
-    let (_, replayed) = Segments::open(std::sync::Arc::new(crate::state::disk::Os), &dir).unwrap();
-    assert_eq!(replayed.records.len(), 3);
-    assert_eq!(replayed.records[2], record(3, "new"));
+    let (_, replayed) = open(&dir).unwrap();
+    let records = body(&replayed);
+    assert_eq!(records.len(), 3);
+    assert_eq!(records[2], record(3, "new"));
+    assert_eq!(replayed.records[2], Record::Epoch { epoch: 0 });
+    assert_eq!(replayed.records[3], Record::Begin { after: 0, epoch: 0 });
     std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
 fn a_torn_last_record_is_cut_off_and_reported() {
     let dir = dir("torn");
-    let (mut segments, _) =
-        Segments::open(std::sync::Arc::new(crate::state::disk::Os), &dir).unwrap();
-    segments.append(&[record(1, "kept"), record(2, "torn in half")]).unwrap();
+    let (mut segments, _) = open(&dir).unwrap();
+    append(&mut segments, &[record(1, "kept"), record(2, "torn in half")]).unwrap();
     drop(segments);
     let file = only_segment(&dir);
     let len = std::fs::metadata(&file).unwrap().len();
     OpenOptions::new().write(true).open(&file).unwrap().set_len(len - 5).unwrap();
 
-    let (mut segments, replayed) =
-        Segments::open(std::sync::Arc::new(crate::state::disk::Os), &dir).unwrap();
-    assert_eq!(replayed.records, [record(1, "kept")]);
+    let (mut segments, replayed) = open(&dir).unwrap();
+    assert_eq!(body(&replayed), [record(1, "kept")]);
     let (path, at, cut) = replayed.truncated.unwrap();
     assert_eq!(path, file);
     assert_eq!(at + cut, len - 5);
-    segments.append(&[record(2, "again")]).unwrap();
+    append(&mut segments, &[record(2, "again")]).unwrap();
     drop(segments);
-    let (_, replayed) = Segments::open(std::sync::Arc::new(crate::state::disk::Os), &dir).unwrap();
+    let (_, replayed) = open(&dir).unwrap();
     assert_eq!(
-        replayed.records,
+        body(&replayed),
         [record(1, "kept"), record(2, "again")],
         "appends resume after the cut"
     );
@@ -121,20 +138,16 @@ fn a_torn_last_record_is_cut_off_and_reported() {
 #[test]
 fn damage_in_the_middle_stops_the_start_with_the_place_named() {
     let dir = dir("flipped");
-    let (mut segments, _) =
-        Segments::open(std::sync::Arc::new(crate::state::disk::Os), &dir).unwrap();
-    segments.append(&[record(1, "first"), record(2, "second"), record(3, "third")]).unwrap();
+    let (mut segments, _) = open(&dir).unwrap();
+    append(&mut segments, &[record(1, "first"), record(2, "second"), record(3, "third")]).unwrap();
     drop(segments);
     let file = only_segment(&dir);
     let mut bytes = std::fs::read(&file).unwrap();
-    let second = HEADER_LEN + RECORD_HEADER_LEN + 19 + "first".len();
+    let second = EMPTY_SEGMENT + RECORD_HEADER_LEN + 19 + "first".len();
     bytes[second + RECORD_HEADER_LEN + 9] ^= 0x40;
     std::fs::write(&file, &bytes).unwrap();
 
-    let error = Segments::open(std::sync::Arc::new(crate::state::disk::Os), &dir)
-        .err()
-        .expect("refused")
-        .to_string();
+    let error = open(&dir).err().expect("refused").to_string();
     assert!(error.contains(&file.display().to_string()), "{error}");
     assert!(
         error.contains(&format!("byte {second}")) && error.contains("checksum mismatch"),
@@ -147,29 +160,68 @@ fn damage_in_the_middle_stops_the_start_with_the_place_named() {
 #[test]
 fn another_format_version_is_refused() {
     let dir = dir("version");
-    drop(Segments::open(std::sync::Arc::new(crate::state::disk::Os), &dir).unwrap());
+    append(&mut open(&dir).unwrap().0, &[record(1, "a")]).unwrap();
     let file = only_segment(&dir);
     let mut bytes = std::fs::read(&file).unwrap();
     bytes[8] = 9;
     std::fs::write(&file, &bytes).unwrap();
-    let error = Segments::open(std::sync::Arc::new(crate::state::disk::Os), &dir)
-        .err()
-        .unwrap()
-        .to_string();
+    let error = open(&dir).err().unwrap().to_string();
     assert!(error.contains("format version 9"), "{error}");
     std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
-fn a_full_segment_continues_in_the_next() {
+fn a_full_segment_continues_in_the_next_which_starts_with_where_the_log_stood() {
     let dir = dir("rotate");
-    let (mut segments, _) =
-        Segments::open(std::sync::Arc::new(crate::state::disk::Os), &dir).unwrap();
-    segments.len = SEGMENT_BYTES - 10;
-    segments.append(&[record(1, "in the second segment")]).unwrap();
-    assert_eq!(segments.number, 2);
+    let (mut segments, _) = Segments::open(Arc::new(crate::state::disk::Os), &dir, 100).unwrap();
+    append(&mut segments, &[record(1, "in the first segment")]).unwrap();
+    let head = Head { epoch: 3, after: 1, after_epoch: 1 };
+    segments.append(&[record(2, &"x".repeat(80))], || head).unwrap();
+    assert_eq!(
+        segments.infos().iter().map(|i| (i.number, i.head)).collect::<Vec<_>>(),
+        [(1, Some(0)), (2, Some(1))]
+    );
+    assert_eq!(
+        segments.bytes(),
+        std::fs::metadata(segment_path(&dir, 1)).unwrap().len()
+            + std::fs::metadata(segment_path(&dir, 2)).unwrap().len()
+    );
     drop(segments);
-    let (_, replayed) = Segments::open(std::sync::Arc::new(crate::state::disk::Os), &dir).unwrap();
-    assert_eq!(replayed.records, [record(1, "in the second segment")]);
+    let (segments, replayed) = open(&dir).unwrap();
+    assert_eq!(
+        replayed.records[3..],
+        [
+            Record::Epoch { epoch: 3 },
+            Record::Begin { after: 1, epoch: 1 },
+            record(2, &"x".repeat(80))
+        ]
+    );
+    assert_eq!(segments.infos().len(), 2);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn the_oldest_segment_goes_whole_and_a_truncation_below_a_head_marks_it() {
+    let dir = dir("remove");
+    let (mut segments, _) = Segments::open(Arc::new(crate::state::disk::Os), &dir, 64).unwrap();
+    for seq in 1..=3 {
+        let head = Head { epoch: 1, after: seq - 1, after_epoch: 1 };
+        segments.append(&[record(seq, &"m".repeat(40))], || head).unwrap();
+    }
+    assert_eq!(segments.infos().len(), 3);
+    segments.remove_oldest().unwrap();
+    segments.sync_dir().unwrap();
+    assert!(!segment_path(&dir, 1).exists(), "deleted, not emptied");
+    append(&mut segments, &[Record::Truncate { after: 1 }]).unwrap();
+    let marks: Vec<_> = segments.infos().iter().map(|i| (i.number, i.broken)).collect();
+    assert_eq!(marks, [(2, false), (3, true), (4, false)]);
+    drop(segments);
+    let (segments, replayed) = open(&dir).unwrap();
+    assert_eq!(
+        replayed.records[..2],
+        [Record::Epoch { epoch: 1 }, Record::Begin { after: 1, epoch: 1 }]
+    );
+    let marks: Vec<_> = segments.infos().iter().map(|i| (i.number, i.broken)).collect();
+    assert_eq!(marks, [(2, false), (3, true), (4, false)], "read back the same");
     std::fs::remove_dir_all(dir).unwrap();
 }

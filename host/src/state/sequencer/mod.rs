@@ -34,7 +34,7 @@ pub use self::gate::Mode;
 pub use self::peers::{Contact, PeerRecord, PeerStatus, Peers};
 use crate::state::entry::Entry;
 use crate::state::ledger::Ledger;
-use crate::state::log::{Appended, Change, Log, LogError};
+use crate::state::log::{Appended, Change, Log, LogError, Position};
 
 /// A node's state while it numbers writes: the log, its mode, its view of the secondaries.
 #[derive(Debug)]
@@ -141,13 +141,19 @@ impl Sequencer {
 
     /// Appends what a replica holds past this log's end, while recovering: their epochs become
     /// epochs this node has seen. Returns the log's length.
-    pub(crate) async fn restore(&self, entries: Vec<Entry>) -> Result<u64, LogError> {
+    pub(crate) async fn restore(
+        &self,
+        begin: Option<Position>,
+        entries: Vec<Entry>,
+    ) -> Result<u64, LogError> {
         self.recovering()?;
         let log = self.log();
+        let epochs = entries.iter().map(|e| e.epoch).chain(begin.map(|b| b.epoch));
         let change = Change {
             version: log.version(),
-            epoch: entries.iter().map(|e| e.epoch).max().unwrap_or(0),
+            epoch: epochs.max().unwrap_or(0),
             truncate_after: None,
+            begin,
             entries,
         };
         log.write(change).await?;
@@ -238,10 +244,10 @@ mod tests {
     #[tokio::test]
     async fn restore_and_open_are_for_recovery_only() {
         let sequencer = sequencer();
-        assert_eq!(sequencer.restore(vec![entry(1, 2), entry(2, 2)]).await, Ok(2));
+        assert_eq!(sequencer.restore(None, vec![entry(1, 2), entry(2, 2)]).await, Ok(2));
         assert_eq!(sequencer.log().epoch(), 2, "a restored entry's epoch is one seen");
         sequencer.open(3).await.unwrap();
-        assert!(closed(sequencer.restore(vec![entry(3, 2)]).await));
+        assert!(closed(sequencer.restore(None, vec![entry(3, 2)]).await));
         assert!(closed(sequencer.open(4).await), "no second opening");
         assert_eq!(sequencer.mode(), Mode::Open(3));
         assert_eq!(sequencer.log().len(), 2);
@@ -250,7 +256,7 @@ mod tests {
     #[tokio::test]
     async fn a_new_epoch_is_above_every_recorded_one() {
         let sequencer = sequencer();
-        sequencer.restore(vec![entry(1, 5)]).await.unwrap();
+        sequencer.restore(None, vec![entry(1, 5)]).await.unwrap();
         for stale in [0, 4, 5] {
             let refused = sequencer.open(stale).await;
             assert!(matches!(refused, Err(LogError::Invalid(_))), "{stale}: {refused:?}");
@@ -276,7 +282,7 @@ mod tests {
     #[tokio::test]
     async fn an_elected_master_opens_its_term_only_and_acts_within_its_lease() {
         let elected = sequencer().with_term(40);
-        elected.restore(vec![entry(1, 12)]).await.unwrap();
+        elected.restore(None, vec![entry(1, 12)]).await.unwrap();
         for other in [13, 39, 41] {
             let refused = elected.open(other).await;
             assert!(matches!(refused, Err(LogError::Invalid(_))), "{other}: {refused:?}");
