@@ -66,21 +66,24 @@ fn holds_what_it_kept(log: &BTreeMap<u64, String>, acked: &BTreeMap<u64, String>
     assert!(seqs.windows(2).all(|pair| pair[1] == pair[0] + 1), "{node}: a hole in the log");
 }
 
-fn with_retention(cluster: &mut Cluster, args: &[&str]) {
+/// A master and two secondaries, each with small segments and `retention`, started.
+fn started(name: &str, retention: [&str; 2]) -> Cluster {
+    let mut cluster = Cluster::new(name, &[]);
     for node in std::iter::once(&mut cluster.master).chain(&mut cluster.secondaries) {
-        node.args.extend(["--segment-bytes", SEGMENT].iter().chain(args).map(|a| a.to_string()));
+        let args = ["--segment-bytes", SEGMENT].into_iter().chain(retention);
+        node.args.extend(args.map(str::to_owned));
     }
+    for node in &mut cluster.secondaries {
+        node.start();
+    }
+    cluster.master.start();
+    cluster
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_keeps_a_bounded_log_and_a_reader_below_it_is_told_where_it_starts() {
     let client = client();
-    let mut cluster = Cluster::new("retention-messages", &[]);
-    with_retention(&mut cluster, &["--retention-messages", "300"]);
-    for node in &mut cluster.secondaries {
-        node.start();
-    }
-    cluster.master.start();
+    let mut cluster = started("retention-messages", ["--retention-messages", "300"]);
     let master = cluster.master.url();
     let acked = write(&client, &master, "m", 1_500, 3).await;
     // Every node removes what it may on its own, as the commit point reaches it.
@@ -201,12 +204,7 @@ async fn get_json_text(client: &Client, url: &str) -> (u16, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_secondary_stopped_past_the_retention_is_brought_to_its_masters_start() {
     let client = client();
-    let mut cluster = Cluster::new("retention-catch-up", &[]);
-    with_retention(&mut cluster, &["--retention-bytes", "16384"]);
-    for node in &mut cluster.secondaries {
-        node.start();
-    }
-    cluster.master.start();
+    let mut cluster = started("retention-catch-up", ["--retention-bytes", "16384"]);
     let master = cluster.master.url();
     let mut acked = write(&client, &master, "before", 300, 3).await;
     let behind_url = cluster.secondaries[1].url();

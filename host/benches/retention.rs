@@ -1,7 +1,7 @@
 //! Retention's cost, measured: BENCH_SECONDS (600) of lean writes into an embedded cluster on
 //! disk (a master and two secondaries, each with its own data directory), first keeping
 //! everything, then with `RETENTION_BYTES` of 64 MiB (BENCH_RETENTION_MB) and the default
-//! 64 MiB segments. It prints, for each run: writes a second, the write latency (p50, p99,
+//! 64 MiB segments (BENCH_SEGMENT_MB). The secondaries have no delay. It prints, for each run: writes a second, the write latency (p50, p99,
 //! max), p99 in the seconds around each removal, each node's largest disk use against the
 //! retention plus one segment, and the process's RSS over the run.
 //!
@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use replog::state::DEFAULT_SEGMENT_BYTES;
 use support::load::{percentile, pin_apart, runtime};
 use support::process::{Process, free_ports, replog, rss_kib};
 
@@ -26,10 +27,15 @@ type Sample = (Duration, u64);
 fn main() {
     let seconds = support::chance::setting("BENCH_SECONDS").unwrap_or(600);
     let retention_mb = support::chance::setting("BENCH_RETENTION_MB").unwrap_or(64);
+    let segment =
+        support::chance::setting("BENCH_SEGMENT_MB").map_or(DEFAULT_SEGMENT_BYTES, |mb| mb << 20);
     let runtime = runtime();
     let duration = Duration::from_secs(seconds);
-    let without = runtime.block_on(run(duration, None));
-    let with = runtime.block_on(run(duration, Some(retention_mb << 20)));
+    // BENCH_BASELINE=0 runs with retention only.
+    let baseline = support::chance::setting("BENCH_BASELINE") != Some(0);
+    let without = baseline.then(|| runtime.block_on(run(duration, None, segment)));
+    let with = runtime.block_on(run(duration, Some(retention_mb << 20), segment));
+    let Some(without) = without else { return };
     println!(
         "\nwrite p99 with retention {:.2} ms vs {:.2} ms without: {:.1} % (target: within 10 %); \
          in the seconds around removals {:.2} ms ({:.1} %)",
@@ -47,8 +53,9 @@ struct Run {
     p99_removing: f64,
 }
 
-/// One run of `duration`, keeping `retention` bytes per node (none: everything).
-async fn run(duration: Duration, retention: Option<u64>) -> Run {
+/// One run of `duration`, keeping `retention` bytes per node (none: everything), in segments
+/// of `segment` bytes.
+async fn run(duration: Duration, retention: Option<u64>, segment: u64) -> Run {
     let root = std::env::temp_dir().join(format!(
         "replog-bench-retention-{}-{}",
         std::process::id(),
@@ -59,6 +66,7 @@ async fn run(duration: Duration, retention: Option<u64>) -> Run {
     let mut command = replog();
     command.env_remove("IN_MEMORY");
     command.args(["cluster", "--master-port", &base.to_string(), "--num-secondaries", "2"]);
+    command.args(["--secondary-delays", "0,0", "--segment-bytes", &segment.to_string()]);
     command.arg("--data-dir").arg(&root);
     if let Some(bytes) = retention {
         command.args(["--retention-bytes", &bytes.to_string()]);
@@ -166,11 +174,12 @@ async fn run(duration: Duration, retention: Option<u64>) -> Run {
             percentile(&removing, 1.0),
         );
     }
-    let bound = retention.map(|bytes| bytes + replog::state::DEFAULT_SEGMENT_BYTES);
+    let bound = retention.map(|bytes| bytes + segment);
     for (node, most) in nodes.iter().zip(&most_disk) {
         match bound {
             Some(bound) => println!(
-                "{node}: most on disk {:.1} MiB, {:.0} % of the retention plus one segment ({} MiB)",
+                "{node}: most on disk {most} bytes ({:.2} MiB), {:.2} % of the retention plus one \
+                 segment ({} MiB)",
                 *most as f64 / (1 << 20) as f64,
                 100.0 * *most as f64 / bound as f64,
                 bound >> 20
@@ -178,9 +187,9 @@ async fn run(duration: Duration, retention: Option<u64>) -> Run {
             None => println!("{node}: most on disk {:.1} MiB", *most as f64 / (1 << 20) as f64),
         }
     }
-    let quarter = |q: usize| rss.get((rss.len() * q / 4).min(rss.len().saturating_sub(1)));
-    let line: Vec<String> = (1..=4)
-        .filter_map(quarter)
+    let eighth = |q: usize| rss.get((rss.len() * q / 8).min(rss.len().saturating_sub(1)));
+    let line: Vec<String> = (1..=8)
+        .filter_map(eighth)
         .map(|(at, kib)| format!("{:.0} MiB at {:.0} s", *kib as f64 / 1024.0, at.as_secs_f64()))
         .collect();
     println!("RSS of the three nodes' process: {}", line.join(", "));

@@ -16,7 +16,9 @@ pub fn pin(pid: u32, cpus: &str) {
 /// Pins the nodes' process `nodes` to CPU 0 and this load to CPU 1 where there are two CPUs
 /// or more, so that the load does not take the nodes' CPU, and says which it did.
 pub fn pin_apart(nodes: u32) {
-    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    // The CPUs online, not those this process may use: a load pinned once already may use one.
+    // SAFETY: sysconf reads a system setting and has no preconditions.
+    let cpus = usize::try_from(unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }).unwrap_or(1);
     if cpus >= 2 {
         pin(nodes, "0");
         pin(std::process::id(), "1");

@@ -4,6 +4,10 @@
 //! at once, waits for the disk, and only then makes them visible in the node's log and tells
 //! the waiting requests. Acknowledged therefore always means durable, and a request that gives
 //! up waiting (a timeout) cannot leave a gap: the writer makes its records visible regardless.
+//!
+//! The same thread applies retention between writes (and once a second when idle): it alone
+//! touches the segment files, so a removal never races an append, and a new segment's head is
+//! taken from the log with every earlier write applied.
 
 use std::sync::Arc;
 use std::sync::mpsc;
