@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# What one request costs the master in host calls and in instructions, for the two hot paths:
-# GET /messages with 100 messages, and a lean POST /messages?log=false with w=3 (two
-# secondaries at 0 ms, logs in memory).
+# What one request costs the master in host calls and in instructions, for the hot paths:
+# GET /messages with 100 messages (made by the component, and the same request again, which
+# the node sends as the component made it while the log stands), a lean
+# POST /messages?log=false with w=3 (two secondaries at 0 ms, logs in memory), and GET /health.
+# Requests of a kind go one after another on one kept-alive connection, as a client's do.
 #
 #   bench/crossings.sh                 (after `cargo build --release`)
 #   REPLOG=target/profiling/replog bench/crossings.sh
@@ -10,28 +12,36 @@
 #
 # 1. Host calls: the master runs with the wit-bindgen import traces on (every import of
 #    `wasi:*` and `replog:node/*` logs a "call" at TRACE), serves CROSSINGS_REQUESTS requests
-#    of each kind one after another, and the calls logged are counted per request, by import.
-#    The replication steps a write causes are its cost too, so they are counted with it.
+#    of each kind, and the calls logged are counted per request, by import. The replication
+#    steps a write causes are its cost too, so they are counted with it.
 # 2. Instructions (where valgrind is installed; CROSSINGS_CALLGRIND=0 skips it): the master runs
 #    under callgrind, counting only while the measured requests run; instruction counts do not
 #    depend on what else the machine does, so two runs of one build agree closely, and two
-#    builds compare. It prints instructions per request and, for a build with symbols, the
-#    functions that cost most (inclusive).
+#    builds compare. It prints instructions per request and, for a build with symbols, where
+#    they go (bench/breakdown.py: by what the code does, and the host's steps).
 # Heartbeats are slowed to one a minute so that idle replication does not blur the counts.
-# CROSSINGS_KEEP=PREFIX keeps the two callgrind dumps as PREFIX.get and PREFIX.post, for
-# callgrind_annotate.
+# CROSSINGS_KEEP=PREFIX keeps the callgrind dumps as PREFIX.get, PREFIX.kept, PREFIX.post and
+# PREFIX.health, for callgrind_annotate.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 REQUESTS=${CROSSINGS_REQUESTS:-200}
 . bench/lib.sh
 
-get_n() { for _ in $(seq "$1"); do curl -s -o /dev/null "$MASTER/messages"; done; }
-post_n() {
-  for _ in $(seq "$1"); do
-    curl -s -o /dev/null -XPOST "$MASTER/messages?log=false" -d "$LEAN_WRITE"
-  done
+# N requests on one kept-alive connection, as a client that reads or writes repeatedly sends
+# them (a connection per request would count the connection's setup as the request's cost).
+repeat_url() { for _ in $(seq "$2"); do printf -- '-o /dev/null %s ' "$1"; done; }
+# A GET the node has not answered before (a query of its own each), so that the component
+# makes it, and the same GET again and again, which the node sends again as the component made
+# it the first time (`log.keep-answer`) while the log stands.
+get_n() {
+  local first=${CALLS:-0}
+  CALLS=$((first + $1))
+  curl -s $(for i in $(seq "$first" $((first + $1 - 1))); do printf -- '-o /dev/null %s ' "$MASTER/messages?n=$i"; done)
 }
+kept_n() { curl -s $(repeat_url "$MASTER/messages" "$1"); }
+health_n() { curl -s $(repeat_url "$MASTER/health" "$1"); }
+post_n() { curl -s -XPOST -d "$LEAN_WRITE" $(repeat_url "$MASTER/messages?log=false" "$1"); }
 
 # per_request LOG FROM TO N: the import calls logged between lines FROM and TO, per request.
 per_request() {
@@ -65,7 +75,13 @@ get_n 20 # instances kept, pages warm
 from=$(lines "$MASTER_LOG")
 get_n "$REQUESTS"
 to=$(lines "$MASTER_LOG")
-echo "GET /messages (100 messages):"
+echo "GET /messages (100 messages), made by the component:"
+per_request "$MASTER_LOG" "$from" "$to" "$REQUESTS"
+kept_n 1
+from=$(lines "$MASTER_LOG")
+kept_n "$REQUESTS"
+to=$(lines "$MASTER_LOG")
+echo "GET /messages (100 messages), the answer kept:"
 per_request "$MASTER_LOG" "$from" "$to" "$REQUESTS"
 post_n 20
 from=$(lines "$MASTER_LOG")
@@ -100,10 +116,7 @@ measured() { # NAME N COMMAND...: instructions per request while COMMAND runs
   [ -n "${CROSSINGS_KEEP:-}" ] && cp "$file" "$CROSSINGS_KEEP.$name"
   awk -v n="$n" '/^totals:/ { printf "    %.0f instructions per request\n", $2 / n; exit }' "$file"
   if nm "$REPLOG" 2>/dev/null | grep ' T main$' >/dev/null; then
-    echo "    most costly, inclusive (share of the total):"
-    callgrind_annotate --inclusive=yes --threshold=100 "$file" 2>/dev/null \
-      | awk '/^-+$/ {section++} section >= 3 && /\(/ {print}' \
-      | grep -v '???' | sed -n '2,16p' | cut -c1-150 | sed 's/^/      /'
+    python3 bench/breakdown.py "$file" "$n"
   fi
 }
 
@@ -117,9 +130,14 @@ echo "under callgrind ($n requests of each kind):"
 start_cluster memory
 seed 100
 get_n 10
-echo "  GET /messages (100 messages):"
+echo "  GET /messages (100 messages), made by the component:"
 measured get "$n" get_n "$n"
+kept_n 10
+echo "  GET /messages (100 messages), the answer kept:"
+measured kept "$n" kept_n "$n"
 post_n 10
 echo "  POST /messages?log=false, w=3:"
 measured post "$n" post_n "$n"
+echo "  GET /health:"
+measured health "$n" health_n "$n"
 stop_cluster

@@ -1,6 +1,6 @@
-# What the benches that run replog from outside share: a cluster of separate `replog serve`
-# processes on free loopback ports, each with its own data directory (or none), a cluster
-# secret, and every process stopped by its PID on exit. Sourced, not run.
+# What a script that measures replog as processes needs (bench/crossings.sh): a cluster of
+# separate `replog serve` processes on free loopback ports, each with its own data directory (or
+# none), a cluster secret, and every process stopped by its PID on exit. Sourced, not run.
 #
 # Reads REPLOG (the binary) and READY (the path that says a node is ready); sets MASTER (the
 # master's base URL), MASTER_PID and `nodes` ("name pid" of each node). `MASTER_PREFIX` (an
@@ -87,5 +87,5 @@ seed() {
   done
 }
 
-# The lean write both benches send: about sixty bytes, acknowledged by all three nodes.
+# The lean write it sends: about sixty bytes, acknowledged by all three nodes (as the reads bench does).
 LEAN_WRITE='{"msg":"a lean write of about sixty bytes, acknowledged by all","w":3}'

@@ -255,28 +255,7 @@ async fn a_log_of_a_million_messages_is_answered_whole_in_pages() {
     let messages: u64 = messages_env.unwrap_or(1_000_000);
     let dir = std::env::temp_dir().join(format!("replog-edge-large-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    {
-        let (log, _) = replog::state::Log::open(&dir.join("log"), "large", 0).unwrap();
-        let mut seq = 1;
-        while seq <= messages {
-            let entries: Vec<_> = (seq..(seq + 50_000).min(messages + 1))
-                .map(|s| replog::state::Entry {
-                    seq: s,
-                    epoch: 1,
-                    key: None,
-                    msg: format!("{s:0>100}"),
-                })
-                .collect();
-            seq += entries.len() as u64;
-            let change = replog::state::Change {
-                version: log.version(),
-                epoch: 1,
-                entries,
-                ..Default::default()
-            };
-            log.write(change).await.unwrap();
-        }
-    }
+    support::inproc::write_log(&dir, messages, |s| format!("{s:0>100}")).await;
     let port = free_ports(1);
     let mut node = serve("secondary", port);
     node.env_remove("IN_MEMORY");

@@ -155,7 +155,7 @@ async fn a_cluster_keeps_a_bounded_log_and_a_reader_below_it_is_told_where_it_st
     let (status, new, _) = post_json(&client, &url, &retry(0)).await;
     assert_eq!((status, new["seq"].as_u64()), (201, Some(1_501)), "a new write: {new}");
 
-    let (_, metrics) = get_json_text(&client, &format!("{master}/metrics")).await;
+    let (_, metrics) = get_text(&client, &format!("{master}/metrics")).await;
     let sample = |name: &str| -> u64 {
         let line = metrics
             .lines()
@@ -196,7 +196,7 @@ async fn a_cluster_keeps_a_bounded_log_and_a_reader_below_it_is_told_where_it_st
 }
 
 /// `GET url` as text.
-async fn get_json_text(client: &Client, url: &str) -> (u16, String) {
+async fn get_text(client: &Client, url: &str) -> (u16, String) {
     let reply = client.get(url).await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
     (reply.status, reply.text())
 }

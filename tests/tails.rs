@@ -33,7 +33,7 @@ fn write(master: &str, msg: &str, w: u64) -> u64 {
     serde_json::from_str::<Value>(&body).unwrap()["seq"].as_u64().unwrap()
 }
 
-/// A gauge of `node`'s `/metrics`.
+/// A gauge or a counter of `node`'s `/metrics`.
 fn gauge(node: &str, name: &str) -> u64 {
     let (_, text) = blocking_get(&format!("{node}/metrics")).expect("metrics");
     text.lines()
@@ -213,6 +213,89 @@ fn a_long_poll_answers_at_the_append_and_an_idle_one_after_its_wait() {
     assert_eq!(idle["next"], second + 1, "{idle}");
     assert!(took >= Duration::from_millis(650), "it waited: {took:?}");
     assert_eq!(gauge(&cluster.master, "replog_tails"), 0, "its place is given back");
+}
+
+#[test]
+fn a_page_asked_again_of_an_unchanged_log_is_sent_kept_and_every_change_is_seen_at_once() {
+    let cluster = Cluster::start(&[0, 0], &[]);
+    for i in 1..=5 {
+        write(&cluster.master, &format!("m{i}"), 3);
+    }
+    let kept = "replog_http_kept_answers_served_total";
+    for node in cluster.all() {
+        // Kept once asked for a second time, and sent kept the third.
+        let before = gauge(node, kept);
+        let first = blocking_get(&format!("{node}/messages")).unwrap();
+        let second = blocking_get(&format!("{node}/messages")).unwrap();
+        assert_eq!(gauge(node, kept), before, "{node}: a request asked once is not kept");
+        let third = blocking_get(&format!("{node}/messages")).unwrap();
+        assert_eq!((first.0, &first.1), (200, &second.1), "{node}: the same answer");
+        assert_eq!(first.1, third.1, "{node}: the same answer");
+        assert_eq!(messages(&serde_json::from_str(&first.1).unwrap()).len(), 5);
+        assert_eq!(gauge(node, kept), before + 1, "{node}: the third answer was the kept one");
+    }
+    // Writes between reads: every read after a write's 201 holds it, on every node (w=3), though
+    // each node was sending a kept answer a moment before.
+    let served = |cluster: &Cluster| cluster.all().iter().map(|n| gauge(n, kept)).sum::<u64>();
+    let served_before = served(&cluster);
+    for i in 6..=25 {
+        let msg = format!("m{i}");
+        let seq = write(&cluster.master, &msg, 3);
+        for node in cluster.all() {
+            for _ in 0..2 {
+                let page = get_json(&format!("{node}/messages"));
+                let held = messages(&page);
+                assert_eq!(held.len() as u64, seq, "{node}: {page}");
+                assert_eq!(held.last(), Some(&msg), "{node}: the write just acknowledged");
+            }
+        }
+    }
+    assert!(served(&cluster) > served_before, "reads between writes were sent again");
+    // The commit point moves without an entry: a page that shows it is not kept past it.
+    let seq = write(&cluster.master, "w1", 1);
+    for node in cluster.all() {
+        wait_until(Duration::from_secs(10), "the page's commit point catching up", || {
+            get_json(&format!("{node}/messages"))["committed"] == seq
+        });
+    }
+    // An answer is kept for the headers it depends on: an event stream is not a page.
+    let node = &cluster.secondaries[0];
+    for _ in 0..3 {
+        let _ = get_json(&format!("{node}/messages?from=3"));
+    }
+    let mut stream = Stream::open(node, "?from=3", None).expect("a stream, not the kept page");
+    assert_eq!(stream.entries_through(4), [(3, "m3".to_owned()), (4, "m4".to_owned())]);
+}
+
+#[test]
+fn a_master_alone_serves_its_log_to_committed_readers_after_a_restart() {
+    let dir = std::env::temp_dir().join(format!("replog-alone-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let port = free_ports(1);
+    let master = format!("http://127.0.0.1:{port}");
+    let start = || {
+        let mut command = support::process::serve("master", port);
+        command.env_remove("IN_MEMORY").arg("--data-dir").arg(&dir);
+        let mut process = Process::spawn("alone", command);
+        process.wait_writable(&master);
+        process
+    };
+    let first = start();
+    for i in 1..=3 {
+        write(&master, &format!("m{i}"), 1);
+    }
+    first.kill();
+    let _again = start();
+    // No write since the restart: a cluster of one is its own majority, so what it holds is
+    // committed as soon as it takes writes again.
+    wait_until(Duration::from_secs(10), "the log committed with no write", || {
+        get_json(&format!("{master}/health"))["committed"] == 3
+    });
+    let mut stream = Stream::open(&master, "?from=1", None).unwrap();
+    let got = stream.entries_through(3);
+    consecutive(&got, 1, 3);
+    drop(stream);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

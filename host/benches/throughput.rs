@@ -7,6 +7,9 @@
 //! at most BENCH_MAX_REQUESTS (default 2,000,000) requests, over BENCH_CONNECTIONS (default 32)
 //! keep-alive connections.
 
+#[path = "../../tests/support/mod.rs"]
+mod support;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -190,33 +193,10 @@ fn main() {
 /// Writes a log of `messages` into `dir` (in batches, as a secondary stores them), then starts
 /// the `replog` binary on it and times how long it takes to answer.
 async fn restart_with(dir: &Path, messages: u64) -> (u64, Duration) {
-    {
-        let (log, _) = replog::state::Log::open(
-            &dir.join("log"),
-            "restart",
-            replog::state::DEFAULT_KEY_WINDOW,
-        )
-        .unwrap();
-        let mut seq = 1;
-        while seq <= messages {
-            let entries: Vec<_> = (seq..(seq + 10_000).min(messages + 1))
-                .map(|s| replog::state::Entry {
-                    seq: s,
-                    epoch: 1,
-                    key: None,
-                    msg: format!("message number {s:07} of the restart test"),
-                })
-                .collect();
-            seq += entries.len() as u64;
-            let change = replog::state::Change {
-                version: log.version(),
-                epoch: 1,
-                entries,
-                ..Default::default()
-            };
-            log.write(change).await.unwrap();
-        }
-    }
+    support::inproc::write_log(dir, messages, |s| {
+        format!("message number {s:07} of the restart test")
+    })
+    .await;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     drop(listener);

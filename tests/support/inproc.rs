@@ -315,3 +315,26 @@ impl Cluster {
         }
     }
 }
+
+/// Writes a log of `count` messages (`message(seq)`, epoch 1) into the data directory `dir`,
+/// through the library, in batches as a secondary stores them: a node started on `dir` holds
+/// it. For tests and benchmarks of long logs, which would take minutes to write over HTTP.
+pub async fn write_log(dir: &Path, count: u64, message: impl Fn(u64) -> String) {
+    let (log, _) =
+        replog::state::Log::open(&dir.join("log"), "written", replog::state::DEFAULT_KEY_WINDOW)
+            .unwrap();
+    let mut seq = 1;
+    while seq <= count {
+        let entries: Vec<_> = (seq..(seq + 10_000).min(count + 1))
+            .map(|s| replog::state::Entry { seq: s, epoch: 1, key: None, msg: message(s) })
+            .collect();
+        seq += entries.len() as u64;
+        let change = replog::state::Change {
+            version: log.version(),
+            epoch: 1,
+            entries,
+            ..Default::default()
+        };
+        log.write(change).await.unwrap();
+    }
+}

@@ -10,9 +10,9 @@ mod bindings {
         inline: "
             package replog:guest;
             world shared {
-                import replog:node/log@0.7.0;
-                import replog:node/auth@0.7.0;
-                import replog:node/host-info@0.7.0;
+                import replog:node/log@0.8.0;
+                import replog:node/auth@0.8.0;
+                import replog:node/host-info@0.8.0;
             }
         ",
         world: "replog:guest/shared",

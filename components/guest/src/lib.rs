@@ -33,10 +33,10 @@ pub fn now_ms() -> u64 {
 macro_rules! role_bindings {
     ($world:literal, { $($with:tt)* }) => {
         $crate::role_bindings!(@generate $world, {
-            "replog:node/log@0.7.0": replog_guest::host::log,
-            "replog:node/auth@0.7.0": replog_guest::host::auth,
-            "replog:node/host-info@0.7.0": replog_guest::host::host_info,
-            "replog:node/types@0.7.0": generate,
+            "replog:node/log@0.8.0": replog_guest::host::log,
+            "replog:node/auth@0.8.0": replog_guest::host::auth,
+            "replog:node/host-info@0.8.0": replog_guest::host::host_info,
+            "replog:node/types@0.8.0": generate,
             $($with)*
         });
     };

@@ -139,11 +139,12 @@ fn readable_end(committed: bool) -> u64 {
 
 /// `GET /messages`: see the module's documentation and the README's.
 pub fn get_messages(request: &Request) -> Response {
-    let query = parse_query(
-        |name| request.query_param(name),
-        request.header("accept").as_deref(),
-        request.header("last-event-id").as_deref(),
-    );
+    // Before anything of the log is read: a page made after it holds while it stands.
+    let mark = host::mark();
+    let accept = request.header("accept");
+    let last_event_id = request.header("last-event-id");
+    let query =
+        parse_query(|name| request.query_param(name), accept.as_deref(), last_event_id.as_deref());
     let mut query = match query {
         Err(why) => return Response::error(400, &why),
         Ok(query) => query,
@@ -156,7 +157,15 @@ pub fn get_messages(request: &Request) -> Response {
     match query.follow {
         Follow::Stream => stream(query),
         Follow::Wait(wait) => long_poll(query, wait),
-        Follow::No => page(query),
+        Follow::No => {
+            // A page is the query's, these headers' and the log's alone: the node may send it
+            // again, without this call, to the same request until the log changes.
+            host::keep_answer(
+                mark,
+                &[("accept".into(), accept), ("last-event-id".into(), last_event_id)],
+            );
+            page(query)
+        }
     }
 }
 

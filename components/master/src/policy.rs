@@ -87,8 +87,13 @@ pub fn commit_point(
 /// The commit point a master that takes over starts from: the furthest any secondary it heard
 /// had been told, within what its log holds in common with that secondary's. Committed
 /// entries are on a majority, and recovery takes the most advanced log of a majority, so they
-/// are all here; the common prefix only guards against a recovery an operator forced.
-pub fn inherited_commit(own: OwnLog, heard: &[&ReplicaLog]) -> u64 {
+/// are all here; the common prefix only guards against a recovery an operator forced. A master
+/// alone (a cluster of one `nodes`) is the majority: all it holds is committed, and a tail
+/// reading committed entries need not wait for the next write to see the log it restarted with.
+pub fn inherited_commit(own: OwnLog, heard: &[&ReplicaLog], nodes: u64) -> u64 {
+    if nodes == 1 {
+        return own.last.seq;
+    }
     heard
         .iter()
         .map(|h| h.committed.min(common_prefix(own.runs, own.last.seq, &h.runs, h.last.seq)))
@@ -201,10 +206,11 @@ mod tests {
         let told = |committed, last, runs| ReplicaLog { committed, ..heard(2, last, runs) };
         let agrees = told(6, pos(8, 2), vec![run(1, 1), run(2, 5)]);
         let behind = told(3, pos(4, 1), vec![run(1, 1)]);
-        assert_eq!(inherited_commit(own, &[&behind, &agrees]), 6, "the furthest told");
+        assert_eq!(inherited_commit(own, &[&behind, &agrees], 3), 6, "the furthest told");
         let diverged = told(7, pos(7, 3), vec![run(1, 1), run(3, 4)]);
-        assert_eq!(inherited_commit(own, &[&diverged]), 3, "no further than they agree");
-        assert_eq!(inherited_commit(own, &[]), 0);
+        assert_eq!(inherited_commit(own, &[&diverged], 3), 3, "no further than they agree");
+        assert_eq!(inherited_commit(own, &[], 3), 0);
+        assert_eq!(inherited_commit(own, &[], 1), own.last.seq, "a master alone is the majority");
     }
 
     #[test]

@@ -69,11 +69,14 @@ pub fn recover() -> Option<u64> {
             Ok(epoch) if open(epoch, &heard, settings.force_recovery) => {
                 let answered: Vec<&ReplicaLog> =
                     heard.iter().filter_map(|(_, h)| h.as_ref().ok()).collect();
-                let committed = sequencer::commit(policy::inherited_commit(own, &answered));
+                let nodes = settings.nodes();
+                let committed = sequencer::commit(policy::inherited_commit(own, &answered, nodes));
                 if committed > 0 {
-                    println!(
-                        "the log is committed through seq {committed}, as the secondaries knew"
-                    );
+                    let why = match nodes {
+                        1 => "this master is the whole cluster",
+                        _ => "as the secondaries knew",
+                    };
+                    println!("the log is committed through seq {committed}, {why}");
                 }
                 None
             }

@@ -126,6 +126,17 @@ impl StreamStep<'_> {
             Ok(ack) => ack,
             Err(wake) => return wake,
         };
+        if begin && ack.status == AckStatus::Ok && ack.epoch <= self.epoch {
+            // Said once, when the secondary took it (a failed contact is tried again, silently).
+            eprintln!(
+                "{} needed entries from seq {} on, and this log starts at seq {} (retention \
+                 removed the rest): it was brought to seq {}",
+                self.peer.url,
+                self.known.acked + 1,
+                prev.seq + 1,
+                prev.seq + 1
+            );
+        }
         if ack.status == AckStatus::Mismatch {
             // Its log changed under us (it lost or rolled back entries): start from where the
             // two logs agree now.
@@ -233,13 +244,6 @@ fn batch(after: u64, to: u64) -> (Position, bool, Vec<WireEntry>) {
     let start = log::start();
     let begin = after + 1 < start;
     let after = if begin { start - 1 } else { after };
-    if begin {
-        eprintln!(
-            "a secondary needs entries from seq {} on, and this log starts at {start} (retention \
-             removed the rest): bringing it to seq {start}",
-            after + 1
-        );
-    }
     let prev = Position { seq: after, epoch: log::epoch_at(after).unwrap_or_default() };
     let lacking = entries(after + 1, to.saturating_sub(after));
     let entries =

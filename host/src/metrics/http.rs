@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+};
 
 use super::{SECONDS, register};
 
@@ -20,6 +22,10 @@ pub struct HttpMetrics {
     pub(crate) body_bytes_held: IntGauge,
     /// The node's budget for them (`BODY_BUDGET_BYTES`).
     pub(crate) body_budget_bytes: IntGauge,
+    /// Answers the host served again, kept, without calling the component (`node::answers`).
+    pub(crate) kept_answers_served: IntCounter,
+    /// Bytes of those answers kept now.
+    pub(crate) kept_answers_bytes: IntGauge,
 }
 
 impl HttpMetrics {
@@ -59,7 +65,29 @@ impl HttpMetrics {
                 "Bytes of request bodies the node holds at most (BODY_BUDGET_BYTES).",
             ),
         );
-        Self { requests, duration, body_bytes_held, body_budget_bytes }
+        let kept_answers_served = register(
+            registry,
+            IntCounter::new(
+                "replog_http_kept_answers_served_total",
+                "Answers served again as the component made them, without calling it: answers it \
+                 said depend on the log alone, to the same request, while the log had not changed.",
+            ),
+        );
+        let kept_answers_bytes = register(
+            registry,
+            IntGauge::new(
+                "replog_http_kept_answers_bytes",
+                "Bytes of answers kept to be served again while the log does not change.",
+            ),
+        );
+        Self {
+            requests,
+            duration,
+            body_bytes_held,
+            body_budget_bytes,
+            kept_answers_served,
+            kept_answers_bytes,
+        }
     }
 
     /// Counts one answered request to `path` (classified into a route).

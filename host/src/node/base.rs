@@ -61,6 +61,7 @@ impl NodeBase {
             limits: RequestLimits::new(limits.memory_bytes, limits.cpu_budget),
             component,
             served,
+            keep: None,
         };
         let mut store = Store::new(self.runtime.engine(), ctx);
         RequestLimits::install(&mut store, |ctx| &mut ctx.limits);
@@ -77,6 +78,7 @@ impl NodeBase {
         let ctx = store.data_mut();
         *ctx.served.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = request_id.clone();
         ctx.request_id = request_id;
+        ctx.keep = None;
         ctx.outbound = self.outbound.for_call(trace);
         RequestLimits::renew(store, |ctx| &mut ctx.limits);
     }

@@ -14,6 +14,7 @@ use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::Proxy;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 
+use super::answers::{Found, KeepCell, KeptAnswers};
 use super::base::NodeBase;
 use super::bindings::replicating::{self, exports::replog::node::replicator::Wake};
 use super::ctx::RequestCtx;
@@ -73,7 +74,16 @@ impl NodeCore {
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
         let version = self.current();
+        let log_mark = self.base.state.log().mark();
+        let (method, uri) = (request.method(), request.uri());
+        let again = match version.answers.answer(method, uri, request.headers(), log_mark) {
+            Found::Kept(kept) => return Ok(kept),
+            Found::Missed { again } => again,
+        };
+        let (method, uri) = (method.clone(), uri.clone());
         let (mut store, kept) = self.prepare(&version, &version.handlers, Trace::Request(id));
+        let keep = KeepCell::default();
+        store.data_mut().keep = Some(keep.clone());
         let (sender, mut receiver) = tokio::sync::oneshot::channel();
         let answered = Arc::new(AtomicBool::new(false));
         let (req, out) = {
@@ -90,6 +100,7 @@ impl NodeCore {
         };
         let name = self.base.name.clone();
         let reuse = self.base.config.limits.reuse;
+        let answers = version.answers.clone();
         let mut call = Detachable::new(async move {
             let handle = async move |store: &mut Store<RequestCtx>, proxy: &Proxy| {
                 proxy.wasi_http_incoming_handler().call_handle(store, req, out).await
@@ -109,14 +120,40 @@ impl NodeCore {
             biased;
             ended = &mut call => ended,
             response = &mut receiver => match response {
-                Ok(response) => return response.map_err(Failure::ErrorCode),
+                Ok(response) => {
+                    let response = response.map_err(Failure::ErrorCode)?;
+                    return Ok(self.kept(response, again.then_some(&answers), &keep, method, &uri));
+                }
                 // It dropped its response without setting it: it is ending.
                 Err(_) => call.await,
             },
         };
         match receiver.try_recv() {
-            Ok(response) => response.map_err(Failure::ErrorCode),
+            Ok(response) => {
+                let response = response.map_err(Failure::ErrorCode)?;
+                Ok(self.kept(response, again.then_some(&answers), &keep, method, &uri))
+            }
             Err(_) => Err(ended.err().unwrap_or(Failure::NoResponse)),
+        }
+    }
+
+    /// `response`, kept in `answers` as it goes out if the component asked for it to be (its
+    /// `keep-answer` comes before it sets its response); none: not kept (a request not asked
+    /// before).
+    fn kept(
+        &self,
+        response: Response,
+        answers: Option<&Arc<KeptAnswers>>,
+        keep: &KeepCell,
+        method: http::Method,
+        uri: &http::Uri,
+    ) -> Response {
+        let asked = keep.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+        match (asked, answers) {
+            (Some(request), Some(answers)) => {
+                answers.keeping(response, method, uri, request, self.base.state.clone())
+            }
+            _ => response,
         }
     }
 

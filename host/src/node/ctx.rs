@@ -6,6 +6,7 @@ use wasmtime::component::{HasData, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+use super::answers::KeepCell;
 use super::bindings::NodeView;
 use super::info::ComponentInfo;
 use super::output::ServedRequest;
@@ -32,6 +33,9 @@ pub(crate) struct RequestCtx {
     pub(super) component: Arc<ComponentInfo>,
     /// The request its output lines name (shared with its stdout and stderr), set per call.
     pub(super) served: ServedRequest,
+    /// Whether the component asked for its answer to be kept (`log.keep-answer`): a cell of
+    /// the request's own, set per call.
+    pub(super) keep: Option<KeepCell>,
 }
 
 impl WasiView for RequestCtx {
@@ -62,6 +66,7 @@ pub(crate) fn node_view(ctx: &mut RequestCtx) -> NodeView<'_> {
         limits: &ctx.limits,
         secret: ctx.secret.as_ref(),
         component: &ctx.component,
+        keep: ctx.keep.as_ref(),
         table: &mut ctx.table,
         outbound: &mut ctx.outbound,
     }

@@ -9,8 +9,11 @@
 //! - `streams`: a master's recovery and replication streams;
 //! - `bindings`, `ctx`, `output`: the host side of the contract (translating to `state`, where
 //!   the rules are) and of one call's store;
+//! - `answers`: the answers a version said depend on the log alone, served again while it
+//!   stands;
 //! - `failure`: what the host answers when a call gets no answer.
 
+mod answers;
 mod base;
 mod bindings;
 mod call;

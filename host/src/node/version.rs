@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 use wasmtime::Store;
 use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 
+use super::answers::KeptAnswers;
 use super::base::NodeBase;
 use super::bindings::described::DescribedPre;
 use super::bindings::described::exports::replog::node::about;
@@ -121,6 +122,8 @@ pub struct Version {
     pub(crate) handlers: Instances<ProxyPre<RequestCtx>>,
     /// A master's `replicator`, which the replication streams call (none: not a master).
     pub(crate) replicators: Option<Instances<ReplicatingPre<RequestCtx>>>,
+    /// The answers it made that the host serves again while the log stands (see `answers`).
+    pub(crate) answers: Arc<KeptAnswers>,
 }
 
 /// What a version's instances of one world are made from, and those it keeps between calls
@@ -169,6 +172,10 @@ impl Version {
             component,
             handlers: Instances::new(linked.proxy),
             replicators: linked.replicator.map(Instances::new),
+            answers: Arc::new(KeptAnswers::new(
+                base.state.metrics.http.kept_answers_served.clone(),
+                base.state.metrics.http.kept_answers_bytes.clone(),
+            )),
         })
     }
 

@@ -19,12 +19,12 @@ use crate::state;
 wasmtime::component::bindgen!({
     path: "wit",
     interfaces: "
-        import replog:node/log@0.7.0;
-        import replog:node/sequencer@0.7.0;
-        import replog:node/replica@0.7.0;
-        import replog:node/peers@0.7.0;
-        import replog:node/auth@0.7.0;
-        import replog:node/host-info@0.7.0;
+        import replog:node/log@0.8.0;
+        import replog:node/sequencer@0.8.0;
+        import replog:node/replica@0.8.0;
+        import replog:node/peers@0.8.0;
+        import replog:node/auth@0.8.0;
+        import replog:node/host-info@0.8.0;
     ",
     // Writes wait for the disk (group commit) without holding up the thread. Every call logs
     // at TRACE (`RUST_LOG=replog::node::bindings=trace`), as wasmtime's WASI imports do: the
@@ -56,7 +56,7 @@ pub(crate) mod replicating {
         inline: "
             package replog:host;
             world replicating {
-                export replog:node/replicator@0.7.0;
+                export replog:node/replicator@0.8.0;
             }
         ",
         world: "replog:host/replicating",
@@ -71,7 +71,7 @@ pub(crate) mod described {
         inline: "
             package replog:host;
             world described {
-                export replog:node/about@0.7.0;
+                export replog:node/about@0.8.0;
             }
         ",
         world: "replog:host/described",
@@ -94,6 +94,8 @@ pub(crate) struct NodeView<'a> {
     pub(crate) limits: &'a crate::runtime::RequestLimits,
     pub(crate) secret: Option<&'a ClusterSecret>,
     pub(crate) component: &'a ComponentInfo,
+    /// Where a request's call asks for its answer to be kept; none for other calls.
+    pub(crate) keep: Option<&'a super::answers::KeepCell>,
     pub(crate) table: &'a mut ResourceTable,
     pub(crate) outbound: &'a mut Outbound,
 }
@@ -166,6 +168,17 @@ impl log::Host for NodeView<'_> {
 
     fn committed(&mut self) -> u64 {
         self.state.log().committed()
+    }
+
+    fn mark(&mut self) -> u64 {
+        self.state.log().mark()
+    }
+
+    fn keep_answer(&mut self, mark: u64, vary: Vec<(String, Option<String>)>) {
+        if let Some(cell) = self.keep {
+            let request = super::answers::KeepRequest { mark, vary };
+            *cell.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(request);
+        }
     }
 
     fn follow(&mut self) -> Result<wasmtime::component::Resource<tail::Tail>, String> {

@@ -32,15 +32,6 @@ impl replica::Host for NodeView<'_> {
             Ok(standing) => standing,
             Err(error) => return Ok(Err(error.into())),
         };
-        if let Some(begin) = &change_begin {
-            tracing::info!(
-                node = self.node,
-                after = begin.seq,
-                epoch = begin.epoch,
-                "brought to the master's start: the log begins after seq {}",
-                begin.seq
-            );
-        }
         if first > 0 || truncate_after.is_some() {
             let request_id = self.request_id.map(|id| &**id);
             tracing::debug!(

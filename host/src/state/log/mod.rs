@@ -19,6 +19,7 @@
 //! `start` the first held, and reads below the start find nothing.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::watch;
@@ -72,6 +73,8 @@ struct Shared {
     /// The commit point (see `Log::commit`), for whoever waits for it to advance (tails of
     /// committed entries). Kept in memory only: a node learns it again from its cluster.
     committed: watch::Sender<u64>,
+    /// Moves on with every change a reader can see (see `Log::mark`).
+    mark: AtomicU64,
 }
 
 /// Renders are checked against the log they were made from.
@@ -209,6 +212,14 @@ impl Log {
         self.shared.read().epoch
     }
 
+    /// A number that moves on (it never repeats) with every change a reader of the log can see:
+    /// entries appended, dropped or removed, the commit point moved. An answer made from the log
+    /// after reading the mark holds as long as the mark has not moved: answers kept by the host
+    /// (`node::answers`) are served only while it stands where it stood before they were made.
+    pub fn mark(&self) -> u64 {
+        self.shared.mark.load(Ordering::Acquire)
+    }
+
     /// Changes with every visible change; `write` checks it.
     pub fn version(&self) -> u64 {
         self.shared.read().version
@@ -298,13 +309,16 @@ impl Log {
     pub fn commit(&self, seq: u64) -> u64 {
         let inner = self.shared.read();
         let to = seq.min(inner.len());
-        self.shared.committed.send_if_modified(|committed| {
+        let raised = self.shared.committed.send_if_modified(|committed| {
             let raised = to > *committed;
             if raised {
                 *committed = to;
             }
             raised
         });
+        if raised {
+            self.shared.mark.fetch_add(1, Ordering::AcqRel);
+        }
         *self.shared.committed.borrow()
     }
 
@@ -463,6 +477,7 @@ impl Shared {
             inner: RwLock::new(inner),
             grown: watch::channel(len).0,
             committed: watch::channel(0).0,
+            mark: AtomicU64::new(0),
         })
     }
 
@@ -478,6 +493,9 @@ impl Shared {
     /// After a visible change: a new version, and a word to whoever follows the log.
     fn changed(&self, inner: &mut LogTable) {
         inner.version += 1;
+        // Under the lock, after the change: a reader that read the mark before it sees the mark
+        // move, whatever of the change it saw.
+        self.mark.fetch_add(1, Ordering::AcqRel);
         if inner.pending == 0 {
             inner.planned = inner.last();
         }

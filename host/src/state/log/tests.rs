@@ -67,6 +67,35 @@ async fn appends_number_from_one_in_the_recorded_epoch() {
 }
 
 #[tokio::test]
+async fn the_mark_moves_with_every_change_a_reader_sees_and_only_then() {
+    let log = Log::in_memory(10);
+    let mut seen = log.mark();
+    let mut moved = |log: &Log, why: &str| {
+        let now = log.mark();
+        assert!(now > seen, "{why}: the mark moves on");
+        seen = now;
+    };
+    at_epoch(&log, 1).await;
+    moved(&log, "an epoch recorded");
+    log.append("a".into(), 1, None).await.unwrap();
+    moved(&log, "an append");
+    log.append("b".into(), 1, None).await.unwrap();
+    moved(&log, "another append");
+    log.commit(1);
+    moved(&log, "the commit point raised");
+    let unmoved = log.mark();
+    log.commit(1);
+    log.commit(0);
+    assert_eq!(log.mark(), unmoved, "a commit point that does not move leaves the mark");
+    let change =
+        Change { version: log.version(), epoch: 2, truncate_after: Some(1), ..Change::default() };
+    log.write(change).await.unwrap();
+    moved(&log, "a truncation");
+    let _ = log.read(1, 10);
+    assert_eq!(log.mark(), seen, "reads leave it");
+}
+
+#[tokio::test]
 async fn a_change_raises_the_epoch_drops_a_suffix_and_appends_at_once() {
     let log = Log::in_memory(10);
     let version = log.version();
