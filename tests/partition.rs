@@ -14,12 +14,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use support::chance::{Rng, setting};
 use support::docker::{Project, build_etcd_image, build_static_host, container, docker, engine};
+use support::elected::{health, master};
 use support::*;
-
-fn health(url: &str) -> Option<Value> {
-    let (status, body) = blocking_get(&format!("{url}/health"))?;
-    (status == 200).then(|| serde_json::from_str(&body).ok()).flatten()
-}
 
 /// Waits until `check` holds, failing with the project's logs after `within`.
 fn wait(project: &Project, within: Duration, what: &str, mut check: impl FnMut() -> bool) {
@@ -31,16 +27,6 @@ fn wait(project: &Project, within: Duration, what: &str, mut check: impl FnMut()
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-}
-
-/// The one member at `urls` that is a master taking writes, if exactly one is.
-fn master(urls: &[String]) -> Option<usize> {
-    let open: Vec<usize> = (0..urls.len())
-        .filter(|&i| {
-            health(&urls[i]).is_some_and(|h| h["role"] == "master" && h["writable"] == true)
-        })
-        .collect();
-    (open.len() == 1).then(|| open[0])
 }
 
 /// `count` writes with `w=2` through `url`, each answered 201: their messages and seqs. A

@@ -18,7 +18,8 @@
 //!   elected one, where writes are forwarded).
 //! - [`components`]: where the built `.wasm` files are found.
 //! - [`command`]: running plain WASI command components (`replog run`).
-//! - [`compose`], [`probe`]: the Compose file generator and the containers' health check.
+//! - `deploy`, [`probe`]: what runs a cluster on Compose, Swarm and Kubernetes, and the
+//!   containers' health check.
 //! - `status`: `replog status`, the cluster as a table.
 //! - [`cli`]: the `replog` command line.
 
@@ -29,9 +30,9 @@ pub(crate) mod client;
 pub mod cluster;
 pub mod command;
 pub mod components;
-pub mod compose;
 pub mod config;
 pub(crate) mod console;
+pub(crate) mod deploy;
 pub mod elected;
 pub mod election;
 pub mod metrics;

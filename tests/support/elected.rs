@@ -172,6 +172,22 @@ impl Cluster {
     }
 }
 
+/// A member's `/health`, when it answers 200.
+pub fn health(url: &str) -> Option<Value> {
+    let (status, body) = blocking_get(&format!("{url}/health"))?;
+    (status == 200).then(|| serde_json::from_str(&body).ok()).flatten()
+}
+
+/// The one member at `urls` that is a master taking writes, if exactly one is.
+pub fn master(urls: &[String]) -> Option<usize> {
+    let open: Vec<usize> = (0..urls.len())
+        .filter(|&i| {
+            health(&urls[i]).is_some_and(|h| h["role"] == "master" && h["writable"] == true)
+        })
+        .collect();
+    (open.len() == 1).then(|| open[0])
+}
+
 /// An elected cluster as the checks see it: where its members answer, and what they logged.
 pub trait Observed {
     /// Every member's base URL.

@@ -6,8 +6,8 @@
 //!   loopback (the host tests that invoke the components);
 //! - `etcd`: a real etcd of the test's own, for elections; `elected`: three elected nodes on
 //!   it, writers that follow the master, and the check that nothing acknowledged was lost;
-//! - `docker`: a Compose project of the test's own, the static host its image holds;
-//! - `docker`: a Compose project of the test's own, and the images it runs;
+//! - `docker`: a Compose project of the test's own, and the images it runs; `swarm`: the
+//!   engine as a swarm manager, and a stack of the test's own;
 //! - `load`: what the benchmarks share (pinning, closed-loop writers);
 //! - `client`: HTTP to any of them; `wait`: bounded waits on conditions; `variant`: a second
 //!   build of the components, for hot swaps.
@@ -25,6 +25,7 @@ pub mod inproc;
 pub mod load;
 pub mod nodes;
 pub mod process;
+pub mod swarm;
 pub mod variant;
 pub mod wait;
 

@@ -15,11 +15,11 @@ use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
 use super::node::{ComponentArgs, NodeArgs};
 use crate::components::{self, ComponentFiles};
-use crate::compose;
 use crate::config::setting::{
     CLUSTER_NAME, DELAY_MS, ETCD_ENDPOINTS, MEMBERS, SECONDARIES, SECONDARY_DELAYS,
 };
 use crate::config::{self, NodeConfig, Role, Topology};
+use crate::deploy::{self, compose, k8s, swarm};
 use crate::elected::{Member, Members};
 use crate::election::Timings;
 use crate::secret::ClusterSecret;
@@ -61,8 +61,12 @@ pub(crate) enum Command {
     /// `replog run echo-server.wasm -- 9009`.
     Run(RunArgs),
     /// Write docker-compose.yml for a master and N secondaries, one container each
-    /// (master on MASTER_PORT, secondaries on the ports after it).
+    /// (master on MASTER_PORT, secondaries on the ports after it); with --failover, an elected
+    /// cluster; with --swarm, a Docker Swarm stack of one.
     Compose(ComposeArgs),
+    /// Write Kubernetes manifests for an elected cluster: a StatefulSet of members with a
+    /// volume claim each, its Services, a PodDisruptionBudget that keeps a majority, and etcd.
+    K8s(K8sArgs),
     /// GET a URL and exit 0 if it answers 200: the containers' health check, since the image
     /// holds nothing but this binary.
     Probe(ProbeArgs),
@@ -222,18 +226,20 @@ impl TopologyArgs {
 pub(crate) struct ComposeArgs {
     #[command(flatten)]
     pub(crate) topology: TopologyArgs,
-    /// Where to write the Compose file (`-` for standard output). Nothing is written when a
-    /// setting is wrong. (Its cluster secret is made by its one-shot `cluster-secret`
-    /// service, into a volume only the nodes mount: nothing to make beforehand.)
-    #[arg(long, short, default_value = "docker-compose.yml", value_name = "FILE")]
-    pub(crate) output: PathBuf,
-    /// Image the services run.
-    #[arg(long, default_value = compose::DEFAULT_IMAGE)]
+    /// Where to write the file (`-` for standard output) [default: docker-compose.yml;
+    /// replog-stack.yml with --swarm]. Nothing is written when a setting is wrong. (A Compose
+    /// file's cluster secret is made by its one-shot `cluster-secret` service, into a volume
+    /// only the nodes mount: nothing to make beforehand.)
+    #[arg(long, short, value_name = "FILE")]
+    pub(crate) output: Option<PathBuf>,
+    /// Image the services run: the static host with its components (the Dockerfile's).
+    #[arg(long, env = "REPLOG_IMAGE", default_value = deploy::DEFAULT_IMAGE)]
     pub(crate) image: String,
     /// Folder mounted read-only as /components in every container (relative to the Compose
     /// file, or absolute): the .wasm files in it, or in its wasm32-wasip2/release or
     /// wasm32-wasip1/release (the default, target/components, holds both builds' outputs). The
-    /// newest is run, and a newer one is swapped in by the running containers.
+    /// newest is run, and a newer one is swapped in by the running containers. Not with
+    /// --swarm, whose machines run the components their image carries.
     #[arg(long, default_value = compose::DEFAULT_COMPONENTS_DIR, value_name = "DIR")]
     pub(crate) components_dir: String,
     /// The master's REPLICATION_TIMEOUT_MS (how long a write waits for its write concern), if
@@ -244,9 +250,56 @@ pub(crate) struct ComposeArgs {
     /// through it (`serve --role auto`), on MASTER_PORT and the ports after it.
     #[arg(long)]
     pub(crate) failover: bool,
-    /// With --failover: the etcd image (its binary at /usr/local/bin/etcd, as in etcd's own).
-    #[arg(long, env = "ETCD_IMAGE", default_value = compose::DEFAULT_ETCD_IMAGE)]
+    /// A Docker Swarm stack of an elected cluster instead, for `docker stack deploy` over one
+    /// machine or many: etcd beside each member, members placed by node labels
+    /// (replog-n1=true, ...), published on MASTER_PORT and the ports after it, the cluster
+    /// secret a swarm secret made beforehand.
+    #[arg(long, conflicts_with = "failover")]
+    pub(crate) swarm: bool,
+    /// With --failover or --swarm: the etcd image (its binary at /usr/local/bin/etcd, as in
+    /// etcd's own).
+    #[arg(long, env = "ETCD_IMAGE", default_value = deploy::DEFAULT_ETCD_IMAGE)]
     pub(crate) etcd_image: String,
+    /// With --swarm: the swarm secret holding the cluster secret (`docker secret create NAME`).
+    #[arg(long, default_value = swarm::DEFAULT_SECRET_NAME, value_name = "NAME")]
+    pub(crate) secret_name: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct K8sArgs {
+    /// Where to write the manifests (`-` for standard output). Nothing is written when a
+    /// setting is wrong.
+    #[arg(long, short, default_value = "replog-k8s.yaml", value_name = "FILE")]
+    pub(crate) output: PathBuf,
+    /// The prefix of every object's name (the StatefulSet, its pods NAME-0, NAME-1, ..., the
+    /// Services NAME and NAME-client), and the cluster's name in etcd.
+    #[arg(long, default_value = crate::election::DEFAULT_CLUSTER_NAME)]
+    pub(crate) name: String,
+    /// How many members (pods of the StatefulSet): at least 3, an odd number preferably.
+    #[arg(long, default_value_t = 3)]
+    pub(crate) replicas: usize,
+    /// Image the members run, by a name the cluster's machines can pull.
+    #[arg(long, env = "REPLOG_IMAGE", default_value = deploy::DEFAULT_IMAGE)]
+    pub(crate) image: String,
+    /// The etcd image, when etcd runs as a StatefulSet here.
+    #[arg(long, env = "ETCD_IMAGE", default_value = deploy::DEFAULT_ETCD_IMAGE)]
+    pub(crate) etcd_image: String,
+    /// An etcd that runs elsewhere: its client URLs, separated by commas. Without it, etcd
+    /// runs as a StatefulSet NAME-etcd beside the members.
+    #[arg(long, value_name = "URLS")]
+    pub(crate) etcd_endpoints: Option<String>,
+    /// The Secret holding the cluster secret under the key `cluster-secret`, made beforehand.
+    #[arg(long, default_value = k8s::DEFAULT_SECRET_NAME, value_name = "NAME")]
+    pub(crate) secret_name: String,
+    /// Each member's and etcd member's volume claim.
+    #[arg(long, default_value = k8s::DEFAULT_STORAGE, value_name = "QUANTITY")]
+    pub(crate) storage: String,
+    /// The volume claims' storage class [default: the cluster's default class].
+    #[arg(long, value_name = "CLASS")]
+    pub(crate) storage_class: Option<String>,
+    /// The members' REPLICATION_TIMEOUT_MS, if not the component's default.
+    #[arg(long, value_name = "MS")]
+    pub(crate) replication_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Args)]

@@ -4,6 +4,7 @@ mod args;
 mod node;
 
 use std::io::IsTerminal as _;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -18,13 +19,13 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use self::args::{
-    AppendArgs, Cli, Command, ComposeArgs, ElectedPlan, LogFormat, MakeSecretArgs, ProbeArgs,
-    RunArgs, StatusArgs, TailArgs,
+    AppendArgs, Cli, Command, ComposeArgs, ElectedPlan, K8sArgs, LogFormat, MakeSecretArgs,
+    ProbeArgs, RunArgs, StatusArgs, TailArgs,
 };
 use crate::client;
 use crate::cluster;
-use crate::compose;
 use crate::config::NodeConfig;
+use crate::deploy::{self, compose, k8s, swarm};
 use crate::elected::{self, Elected, RolePlan};
 use crate::election::{Candidate, Election};
 use crate::node::{CompiledComponent, Node};
@@ -69,12 +70,66 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// `replog compose`: the Compose file or the swarm stack, to write where `args` says.
+fn compose_file(args: &ComposeArgs) -> anyhow::Result<Task> {
+    let topology = args.topology.topology()?;
+    let (text, default) = if args.swarm {
+        let options = swarm::Options {
+            image: &args.image,
+            etcd_image: &args.etcd_image,
+            secret_name: &args.secret_name,
+            replication_timeout_ms: args.replication_timeout_ms,
+        };
+        (swarm::render(&topology, &options)?, "replog-stack.yml")
+    } else {
+        let options = compose::Options {
+            image: &args.image,
+            components_dir: &args.components_dir,
+            replication_timeout_ms: args.replication_timeout_ms,
+            etcd_image: args.failover.then_some(args.etcd_image.as_str()),
+        };
+        (compose::render(&topology, &options)?, "docker-compose.yml")
+    };
+    Ok(Task::Write { path: output(args.output.as_deref().unwrap_or(default.as_ref())), text })
+}
+
+/// `replog k8s`: the manifests, to write where `args` says.
+fn k8s_manifests(args: &K8sArgs) -> anyhow::Result<Task> {
+    let options = k8s::Options {
+        name: &args.name,
+        replicas: args.replicas,
+        image: &args.image,
+        etcd_image: &args.etcd_image,
+        etcd_endpoints: args.etcd_endpoints.as_deref(),
+        secret_name: &args.secret_name,
+        storage: &args.storage,
+        storage_class: args.storage_class.as_deref(),
+        replication_timeout_ms: args.replication_timeout_ms,
+    };
+    Ok(Task::Write { path: output(&args.output), text: k8s::render(&options)? })
+}
+
+/// `-o FILE`: `None` for `-`, standard output.
+fn output(path: &Path) -> Option<PathBuf> {
+    (path.as_os_str() != "-").then(|| path.to_owned())
+}
+
 /// A command with its configuration read and checked, ready to run.
 enum Task {
-    Serve { nodes: Vec<NodeConfig>, runtime: RuntimeConfig },
-    Elected { plan: Box<ElectedPlan>, runtime: RuntimeConfig },
+    Serve {
+        nodes: Vec<NodeConfig>,
+        runtime: RuntimeConfig,
+    },
+    Elected {
+        plan: Box<ElectedPlan>,
+        runtime: RuntimeConfig,
+    },
     Run(RunArgs),
-    Compose(ComposeArgs),
+    /// A file to write (`None`: standard output), the text checked and made already.
+    Write {
+        path: Option<PathBuf>,
+        text: String,
+    },
     Probe(ProbeArgs),
     MakeSecret(MakeSecretArgs),
     Status(StatusArgs),
@@ -127,7 +182,8 @@ impl Task {
                 Ok(Task::Serve { nodes: vec![node], runtime })
             }
             Command::Run(args) => Ok(Task::Run(args)),
-            Command::Compose(args) => Ok(Task::Compose(args)),
+            Command::Compose(args) => compose_file(&args),
+            Command::K8s(args) => k8s_manifests(&args),
             Command::Probe(args) => Ok(Task::Probe(args)),
             Command::MakeSecret(args) => Ok(Task::MakeSecret(args)),
             Command::Status(args) => Ok(Task::Status(args)),
@@ -146,20 +202,14 @@ impl Task {
                 let code = crate::command::run(&args.component, &args.args).await?;
                 Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
             }
-            Task::Compose(args) => {
-                let options = compose::Options {
-                    image: &args.image,
-                    components_dir: &args.components_dir,
-                    replication_timeout_ms: args.replication_timeout_ms,
-                    etcd_image: args.failover.then_some(args.etcd_image.as_str()),
-                };
-                let text = compose::render(&args.topology.topology()?, &options);
-                if args.output.as_os_str() == "-" {
-                    print!("{text}");
-                    return Ok(ExitCode::SUCCESS);
-                }
-                compose::write(&args.output, &text)?;
-                eprintln!("wrote {}", args.output.display());
+            Task::Write { path: None, text } => {
+                print!("{text}");
+                Ok(ExitCode::SUCCESS)
+            }
+            Task::Write { path: Some(path), text } => {
+                deploy::write(&path, &text)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                eprintln!("wrote {}", path.display());
                 Ok(ExitCode::SUCCESS)
             }
             Task::MakeSecret(args) => {

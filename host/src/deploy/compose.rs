@@ -1,8 +1,5 @@
-//! `replog compose`: the Compose file for a master and N secondaries, one container each.
-//!
-//! The text is written by hand rather than through a YAML library so that it is stable to the
-//! byte (the committed `docker-compose.yml` must equal the default output) and reads like a
-//! file a person would write.
+//! `replog compose`: the Compose file for a master and N secondaries, one container each, or
+//! (`--failover`) for etcd and members that elect their master through it.
 //!
 //! The nodes share a cluster secret that nobody has to make: a one-shot service of the same
 //! image (`replog make-secret`) writes a random one into a volume of its own the first time the
@@ -11,21 +8,18 @@
 //! user (`RUN_AS`). `docker compose down -v` drops it with the logs.
 
 use std::fmt::Write as _;
-use std::io::Write as _;
-use std::path::Path;
 
+use super::{DATA_MOUNT, ETCD_BINARY, ETCD_CLIENT_PORT, RUN_AS_ID, flow_list, member_names};
 use crate::components::BUILD_OUTPUTS;
-use crate::config::{Topology, setting};
+use crate::config::{ConfigError, Topology, setting};
 
-pub(crate) const DEFAULT_IMAGE: &str = "replog:latest";
-/// Port every node listens on inside its container: secondaries all use 8001, so the master
-/// reaches them at `http://secondaryN:8001`, as in the original project.
-pub(crate) const MASTER_CONTAINER_PORT: u16 = 8000;
+/// Port the master listens on inside its container (and every member of an elected cluster).
+pub(crate) const MASTER_CONTAINER_PORT: u16 = super::MEMBER_PORT;
+/// Port every secondary listens on inside its container: the master reaches them at
+/// `http://secondaryN:8001`, as in the original project.
 pub(crate) const SECONDARY_CONTAINER_PORT: u16 = 8001;
-/// Where the built components are mounted in each container.
+/// Where the built components are mounted in each container, over the ones the image holds.
 pub(crate) const COMPONENTS_MOUNT: &str = "/components";
-/// Where each container keeps its log: a named volume of its own.
-pub(crate) const DATA_MOUNT: &str = "/data";
 /// The folder mounted at `COMPONENTS_MOUNT`, relative to the Compose file: it holds the
 /// outputs of both `cargo build` and `cargo component build` (`components::BUILD_OUTPUTS`).
 pub(crate) const DEFAULT_COMPONENTS_DIR: &str = "./target/components";
@@ -35,13 +29,6 @@ const SECRET_SERVICE: &str = "cluster-secret";
 const SECRET_MOUNT: &str = "/secrets";
 /// The secret's file in it.
 const SECRET_FILE: &str = "/secrets/cluster-secret";
-/// The unprivileged user and group the containers serve as, once they have read the secret.
-const RUN_AS: &str = "65534:65534";
-
-/// etcd's own image, for machines that can pull one (`ETCD_IMAGE` names another).
-pub(crate) const DEFAULT_ETCD_IMAGE: &str = "gcr.io/etcd-development/etcd:v3.5.17";
-/// Where the etcd binary is in that image (and in any image `ETCD_IMAGE` names).
-const ETCD_BINARY: &str = "/usr/local/bin/etcd";
 /// The etcd service's name, and so its host name on the project network.
 const ETCD_SERVICE: &str = "etcd";
 
@@ -57,8 +44,8 @@ pub(crate) struct Options<'a> {
     pub(crate) etcd_image: Option<&'a str>,
 }
 
-/// The Compose file for `topology`.
-pub(crate) fn render(topology: &Topology, options: &Options) -> String {
+/// The Compose file for `topology`; an elected one needs at least three members.
+pub(crate) fn render(topology: &Topology, options: &Options) -> Result<String, ConfigError> {
     if let Some(etcd_image) = options.etcd_image {
         return render_elected(topology, options, etcd_image);
     }
@@ -72,8 +59,8 @@ pub(crate) fn render(topology: &Topology, options: &Options) -> String {
 # Written by `replog compose` (NUM_SECONDARIES={n}, SECONDARY_DELAYS={delays}, MASTER_PORT={port}).
 # Change those settings and run it again rather than editing this file.
 #
-# The image holds only the static replog binary. Each container runs the components mounted
-# read-only from {components_dir}
+# The image holds the static replog binary and the components it was built with, but each
+# container here runs the components mounted read-only from {components_dir}
 # (the newest of `cargo build` and `cargo component build` outputs): a new component build
 # needs no new image, and running containers swap it in. The cluster secret is made on the
 # first start, by the one-shot `{SECRET_SERVICE}` service. Build the host (which builds the
@@ -134,18 +121,21 @@ services:
         let _ = writeln!(out, "  secondary{i}-data:");
     }
     out.push_str("  master-data:\n");
-    out
+    Ok(out)
 }
 
 /// The Compose file of an elected cluster: etcd, and `topology`'s master and secondaries as
 /// members `n1`, `n2`, ... that elect their master through it, on the same ports (`n1` on
 /// `MASTER_PORT`). Every member listens on 8000 inside its container.
-fn render_elected(topology: &Topology, options: &Options, etcd_image: &str) -> String {
+fn render_elected(
+    topology: &Topology,
+    options: &Options,
+    etcd_image: &str,
+) -> Result<String, ConfigError> {
     let Options { image, components_dir, replication_timeout_ms, .. } = *options;
-    let n = topology.delays.len() + 1;
-    let names: Vec<String> = (1..=n).map(|i| format!("n{i}")).collect();
-    let members: Vec<String> =
-        names.iter().map(|name| format!("{name}=http://{name}:{MASTER_CONTAINER_PORT}")).collect();
+    let names = member_names(topology);
+    let n = names.len();
+    let (members, _) = super::members(&names, str::to_owned)?;
     let mut out = String::new();
     let _ = write!(
         out,
@@ -155,8 +145,8 @@ fn render_elected(topology: &Topology, options: &Options, etcd_image: &str) -> S
 #
 # No member is master by configuration: etcd elects one, and another takes over when it dies,
 # pauses or is cut off. Every member takes writes on its port (the others forward them to the
-# master); `replog status http://127.0.0.1:{port}` names the master. The image holds only the
-# static replog binary; the components are mounted read-only from {components_dir}.
+# master); `replog status http://127.0.0.1:{port}` names the master. The containers run the
+# components mounted read-only from {components_dir}, not the image's.
 #   cargo build --release --target x86_64-unknown-linux-musl
 #   docker compose up --build -d
 
@@ -165,13 +155,15 @@ services:
         port = topology.master_port,
     );
     write_secret_service(&mut out, image);
+    let etcd = [ETCD_SERVICE.to_owned()];
+    let etcd_args = flow_list(&super::etcd_args(ETCD_SERVICE, &etcd, str::to_owned, "/etcd-data"));
     let _ = write!(
         out,
         "  {ETCD_SERVICE}:
     # One etcd member; its data in a volume of its own.
     image: {etcd_image}
     entrypoint: [\"{ETCD_BINARY}\"]
-    command: [\"--name\", \"{ETCD_SERVICE}\", \"--data-dir\", \"/etcd-data\", \"--listen-client-urls\", \"http://0.0.0.0:2379\", \"--advertise-client-urls\", \"http://{ETCD_SERVICE}:2379\", \"--listen-peer-urls\", \"http://0.0.0.0:2380\", \"--initial-advertise-peer-urls\", \"http://{ETCD_SERVICE}:2380\", \"--initial-cluster\", \"{ETCD_SERVICE}=http://{ETCD_SERVICE}:2380\"]
+    command: {etcd_args}
     volumes:
       - {ETCD_SERVICE}-data:/etcd-data
 
@@ -180,8 +172,8 @@ services:
     for (i, name) in names.iter().enumerate() {
         let mut env = vec![
             ("PORT", MASTER_CONTAINER_PORT.to_string()),
-            (setting::MEMBERS, members.join(",")),
-            (setting::ETCD_ENDPOINTS, format!("http://{ETCD_SERVICE}:2379")),
+            (setting::MEMBERS, members.clone()),
+            (setting::ETCD_ENDPOINTS, format!("http://{ETCD_SERVICE}:{ETCD_CLIENT_PORT}")),
         ];
         if let Some(ms) = replication_timeout_ms {
             env.push(("REPLICATION_TIMEOUT_MS", ms.to_string()));
@@ -204,7 +196,7 @@ services:
     for name in &names {
         let _ = writeln!(out, "  {name}-data:");
     }
-    out
+    Ok(out)
 }
 
 /// The one-shot service that makes the cluster secret.
@@ -268,7 +260,7 @@ impl Service<'_> {
             "      REPLOG_COMPONENTS: \"{components}\"
       DATA_DIR: \"{DATA_MOUNT}\"
       CLUSTER_SECRET_FILE: \"{SECRET_FILE}\"
-      RUN_AS: \"{RUN_AS}\"
+      RUN_AS: \"{RUN_AS_ID}:{RUN_AS_ID}\"
     ports:
       - \"{host_port}:{port}\"
     volumes:
@@ -288,24 +280,6 @@ impl Service<'_> {
     }
 }
 
-/// Writes `text` to `path` whole or not at all: into a temporary file beside it, then renamed.
-pub(crate) fn write(path: &Path, text: &str) -> std::io::Result<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let written = std::fs::File::create(&temp).and_then(|mut file| {
-        file.write_all(text.as_bytes())?;
-        file.sync_all()
-    });
-    match written.and_then(|()| std::fs::rename(&temp, path)) {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            let _ = std::fs::remove_file(&temp);
-            Err(e)
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,7 +293,7 @@ mod tests {
             replication_timeout_ms: Some(15_000),
             etcd_image: None,
         };
-        let text = render(&topology, &options);
+        let text = render(&topology, &options).unwrap();
         for expected in [
             "NUM_SECONDARIES=3, SECONDARY_DELAYS=0,500,2000, MASTER_PORT=9000",
             "  secondary3:\n",
@@ -356,7 +330,7 @@ mod tests {
             replication_timeout_ms: None,
             etcd_image: Some("etcd:local"),
         };
-        let text = render(&topology, &options);
+        let text = render(&topology, &options).unwrap();
         let members = "MEMBERS: \"n1=http://n1:8000,n2=http://n2:8000,n3=http://n3:8000\"";
         assert_eq!(text.matches(members).count(), 3, "{text}");
         for expected in [
