@@ -179,10 +179,12 @@ fn the_manifests_pass_kubernetes_schemas_and_keep_what_the_cluster_needs() {
     }
     let args: Vec<&str> =
         etcd["args"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    let args = args.join(" ");
     assert!(
-        args.join(" ")
-            .contains("--initial-cluster replog-etcd-0=http://replog-etcd-0.replog-etcd:2380,")
+        args.contains("--initial-cluster replog-etcd-0=http://replog-etcd-0.replog-etcd:2380,")
     );
+    // Its data in a folder of its own in the volume, which etcd makes with the mode it wants.
+    assert!(args.contains("--data-dir /var/lib/etcd/data"), "{args}");
 
     // Five members on an external etcd, another name and storage class.
     let file = dir.join("five.yaml");

@@ -135,7 +135,8 @@ fn render_elected(
     let Options { image, components_dir, replication_timeout_ms, .. } = *options;
     let names = member_names(topology);
     let n = names.len();
-    let (members, _) = super::members(&names, str::to_owned)?;
+    let counted_by = format!("NUM_SECONDARIES={} (+ 1)", topology.delays.len());
+    let (members, _) = super::members(&names, str::to_owned, &counted_by)?;
     let mut out = String::new();
     let _ = write!(
         out,

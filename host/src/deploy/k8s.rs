@@ -23,8 +23,10 @@ const SECRET_KEY: &str = "cluster-secret";
 const SECRET_MOUNT: &str = "/secrets";
 /// What each member's volume claim asks for, unless told otherwise.
 pub(crate) const DEFAULT_STORAGE: &str = "1Gi";
-/// Where an etcd member keeps its data in its container.
-const ETCD_DATA: &str = "/var/lib/etcd";
+/// Where an etcd member's volume is mounted in its container, and its data directory in it
+/// (made by etcd itself, mode 0700 as it wants, inside the group-writable mount).
+const ETCD_VOLUME: &str = "/var/lib/etcd";
+const ETCD_DATA: &str = "/var/lib/etcd/data";
 
 /// What the manifests run, beyond the number of members.
 #[derive(Debug, Clone)]
@@ -99,7 +101,8 @@ pub(crate) fn render(options: &Options) -> Result<String, ConfigError> {
     let Options { name, replicas, image, secret_name, .. } = *options;
     check_name(name)?;
     let pods: Vec<String> = (0..replicas).map(|i| format!("{name}-{i}")).collect();
-    let (member_list, members) = members(&pods, |pod| format!("{pod}.{name}"))?;
+    let counted_by = format!("--replicas {replicas}");
+    let (member_list, members) = members(&pods, |pod| format!("{pod}.{name}"), &counted_by)?;
     let majority = members.majority();
     let etcd = format!("{name}-etcd");
     let endpoints = match options.etcd_endpoints {
@@ -182,7 +185,7 @@ pub(crate) fn render(options: &Options) -> Result<String, ConfigError> {
             env: Vec::new(),
             probes: ETCD_PROBES,
             resources: ("100m", "128Mi", "512Mi"),
-            mounts: vec![("data", ETCD_DATA, false)],
+            mounts: vec![("data", ETCD_VOLUME, false)],
         };
         let set = StatefulSet {
             name: &etcd,

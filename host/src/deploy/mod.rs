@@ -52,12 +52,24 @@ pub(crate) fn member_names(topology: &Topology) -> Vec<String> {
     (1..=topology.delays.len() + 1).map(|i| format!("n{i}")).collect()
 }
 
+/// Fewest members an elected cluster has: one can fail and a majority remains.
+const FEWEST_MEMBERS: usize = 3;
+
 /// `MEMBERS` for the members called `names`, each reached at `http://{host(name)}:8000`,
 /// checked by the rules every elected node applies (at least three, names and URLs unique).
+/// `counted_by` is the setting that made them, for the message when there are too few.
 pub(crate) fn members(
     names: &[String],
     host: impl Fn(&str) -> String,
+    counted_by: &str,
 ) -> Result<(String, Members), ConfigError> {
+    if names.len() < FEWEST_MEMBERS {
+        return Err(ConfigError::Invalid(format!(
+            "{counted_by} makes {} member(s); an elected cluster needs at least \
+             {FEWEST_MEMBERS}, so that one can fail and a majority remains",
+            names.len()
+        )));
+    }
     let text = names
         .iter()
         .map(|name| format!("{name}=http://{}:{MEMBER_PORT}", host(name)))
@@ -128,11 +140,12 @@ mod tests {
     #[test]
     fn members_are_checked_as_the_nodes_check_them() {
         let names: Vec<String> = ["a", "b", "c"].map(str::to_owned).to_vec();
-        let (text, members) = members(&names, |n| format!("{n}.svc")).unwrap();
+        let (text, members) = members(&names, |n| format!("{n}.svc"), "N").unwrap();
         assert_eq!(text, "a=http://a.svc:8000,b=http://b.svc:8000,c=http://c.svc:8000");
         assert_eq!(members.majority(), 2);
         let two = &names[..2];
-        assert!(super::members(two, str::to_owned).is_err(), "fewer than three cannot fail over");
+        let error = super::members(two, str::to_owned, "N=2").unwrap_err().to_string();
+        assert!(error.starts_with("N=2 makes 2 member(s)"), "{error}");
     }
 
     #[test]

@@ -49,7 +49,8 @@ pub(crate) fn placement_label(name: &str) -> String {
 /// `n1`, `n2`, ... published on `MASTER_PORT` and the ports after it).
 pub(crate) fn render(topology: &Topology, options: &Options) -> Result<String, ConfigError> {
     let names = member_names(topology);
-    let (member_list, members) = members(&names, str::to_owned)?;
+    let counted_by = format!("NUM_SECONDARIES={} (+ 1)", topology.delays.len());
+    let (member_list, members) = members(&names, str::to_owned, &counted_by)?;
     let etcd: Vec<String> = (1..=etcd_members(members.len())).map(|i| format!("etcd{i}")).collect();
     let endpoints: Vec<String> =
         etcd.iter().map(|name| format!("http://{name}:{ETCD_CLIENT_PORT}")).collect();
@@ -65,8 +66,9 @@ pub(crate) fn render(topology: &Topology, options: &Options) -> Result<String, C
 # Change those settings and run it again rather than editing this file.
 #
 # An elected cluster: etcd elects the master, and another member takes over when it dies,
-# pauses or is cut off; every member takes writes on its published port (the others forward
-# them to the master), on any machine of the swarm (the routing mesh). Before deploying:
+# pauses or is cut off; every member takes writes (the others forward them to the master) on
+# its port, published on the machine it runs on: member nK at the machine labelled replog-nK
+# (no routing mesh, nor virtual IPs: services are named by DNS round-robin). Before deploying:
 #   - the image {image} on every machine (push it to a registry they pull from);
 #   - the cluster secret, made once:  openssl rand -hex 32 | docker secret create {secret_name} -
 #   - each member placed: docker node update --label-add LABEL MACHINE, one machine for each of
